@@ -1,0 +1,76 @@
+"""Mount options as config.json spells them, parsed into flags, propagation and data.
+
+The flag values are Linux's mount(2) constants; this module only interprets the spec's
+option strings (and lists them for the features document).
+"""
+
+from dataclasses import dataclass
+
+RDONLY, NOSUID, NODEV, NOEXEC, SYNCHRONOUS, REMOUNT, MANDLOCK, DIRSYNC = (
+    0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80)
+NOSYMFOLLOW, NOATIME, NODIRATIME, BIND, REC, SILENT = (
+    0x100, 0x400, 0x800, 0x1000, 0x4000, 0x8000)
+UNBINDABLE, PRIVATE, SLAVE, SHARED, RELATIME, I_VERSION, STRICTATIME, LAZYTIME = (
+    0x20000, 0x40000, 0x80000, 0x100000, 0x200000, 0x800000, 0x1000000, 0x2000000)
+
+ATIME_FLAGS = NOATIME | RELATIME | STRICTATIME
+
+# option -> (clear?, flag)
+FLAGS = {
+    "defaults": (False, 0),
+    "ro": (False, RDONLY), "rw": (True, RDONLY),
+    "nosuid": (False, NOSUID), "suid": (True, NOSUID),
+    "nodev": (False, NODEV), "dev": (True, NODEV),
+    "noexec": (False, NOEXEC), "exec": (True, NOEXEC),
+    "sync": (False, SYNCHRONOUS), "async": (True, SYNCHRONOUS),
+    "dirsync": (False, DIRSYNC),
+    "remount": (False, REMOUNT),
+    "mand": (False, MANDLOCK), "nomand": (True, MANDLOCK),
+    "noatime": (False, NOATIME), "atime": (True, NOATIME),
+    "nodiratime": (False, NODIRATIME), "diratime": (True, NODIRATIME),
+    "relatime": (False, RELATIME), "norelatime": (True, RELATIME),
+    "strictatime": (False, STRICTATIME), "nostrictatime": (True, STRICTATIME),
+    "lazytime": (False, LAZYTIME), "nolazytime": (True, LAZYTIME),
+    "silent": (False, SILENT), "loud": (True, SILENT),
+    "iversion": (False, I_VERSION), "noiversion": (True, I_VERSION),
+    "nosymfollow": (False, NOSYMFOLLOW), "symfollow": (True, NOSYMFOLLOW),
+    "bind": (False, BIND), "rbind": (False, BIND | REC),
+}
+
+PROPAGATION = {
+    "private": PRIVATE, "rprivate": PRIVATE | REC,
+    "shared": SHARED, "rshared": SHARED | REC,
+    "slave": SLAVE, "rslave": SLAVE | REC,
+    "unbindable": UNBINDABLE, "runbindable": UNBINDABLE | REC,
+}
+
+
+@dataclass(frozen=True)
+class ParsedOptions:
+    flags: int = 0        # flags to set
+    cleared: int = 0      # flags the options explicitly clear (rw, suid, dev, exec, ...)
+    propagation: tuple = ()
+    data: str = ""        # filesystem-specific options, comma-joined
+
+    @property
+    def is_bind(self):
+        return bool(self.flags & BIND)
+
+
+def parse_options(options):
+    flags = cleared = 0
+    propagation, data = [], []
+    for option in options:
+        if option in FLAGS:
+            clear, flag = FLAGS[option]
+            if clear:
+                flags &= ~flag
+                cleared |= flag
+            else:
+                flags |= flag
+                cleared &= ~flag
+        elif option in PROPAGATION:
+            propagation.append(PROPAGATION[option])
+        else:
+            data.append(option)
+    return ParsedOptions(flags, cleared, tuple(propagation), ",".join(data))

@@ -1,0 +1,393 @@
+"""config.json as frozen dataclasses, loaded with every problem reported together.
+
+Sections the engine does not model yet (linux.resources, linux.seccomp) are kept as plain
+JSON objects so that nothing in a config is silently dropped.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from . import reader as k
+from .linux import NAMESPACES, RLIMITS, ROOTFS_PROPAGATIONS, sysctl_namespace
+from .errors import SpecError
+from .reader import Reader
+
+SUPPORTED_VERSIONS = re.compile(r"^1\.[012]\.\d+(?:[-+].*)?$")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
+              "poststart", "poststop")
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int = 0
+    gid: int = 0
+    umask: int | None = None
+    additional_gids: tuple = ()
+
+
+@dataclass(frozen=True)
+class Rlimit:
+    type: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    bounding: tuple = ()
+    effective: tuple = ()
+    permitted: tuple = ()
+    inheritable: tuple = ()
+    ambient: tuple = ()
+
+
+@dataclass(frozen=True)
+class Process:
+    args: tuple
+    cwd: str = "/"
+    env: tuple = ()
+    terminal: bool = False
+    console_size: tuple | None = None        # (height, width)
+    user: User = User()
+    capabilities: Capabilities | None = None  # None: leave the set as the runtime has it
+    rlimits: tuple = ()
+    no_new_privileges: bool = False
+    oom_score_adj: int | None = None
+    apparmor_profile: str = ""
+    selinux_label: str = ""
+
+    def env_value(self, name, default=None):
+        prefix = name + "="
+        for item in reversed(self.env):
+            if item.startswith(prefix):
+                return item[len(prefix):]
+        return default
+
+
+@dataclass(frozen=True)
+class Mount:
+    destination: str
+    type: str = ""
+    source: str = ""
+    options: tuple = ()
+
+
+@dataclass(frozen=True)
+class Hook:
+    path: str
+    args: tuple = ()
+    env: tuple = ()
+    timeout: int | None = None
+
+
+@dataclass(frozen=True)
+class Namespace:
+    type: str
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class IDMapping:
+    container_id: int
+    host_id: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Device:
+    type: str
+    path: str
+    major: int = 0
+    minor: int = 0
+    file_mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass(frozen=True)
+class Linux:
+    namespaces: tuple = ()
+    uid_mappings: tuple = ()
+    gid_mappings: tuple = ()
+    time_offsets: dict = field(default_factory=dict)   # clock -> (secs, nanosecs)
+    devices: tuple = ()
+    cgroups_path: str = ""
+    resources: dict = field(default_factory=dict)
+    rootfs_propagation: str = ""
+    seccomp: dict | None = None
+    sysctl: dict = field(default_factory=dict)
+    masked_paths: tuple = ()
+    readonly_paths: tuple = ()
+
+    def namespace(self, kind):
+        """The Namespace entry of `kind`, or None when the container shares the caller's."""
+        for ns in self.namespaces:
+            if ns.type == kind:
+                return ns
+        return None
+
+
+@dataclass(frozen=True)
+class Spec:
+    oci_version: str
+    root_path: str
+    root_readonly: bool = False
+    process: Process | None = None
+    hostname: str = ""
+    domainname: str = ""
+    mounts: tuple = ()
+    hooks: dict = field(default_factory=dict)          # kind -> tuple of Hook
+    annotations: dict = field(default_factory=dict)
+    linux: Linux = Linux()
+
+
+# --- loading ---------------------------------------------------------------------------
+
+def loads(text, source="config.json"):
+    """Parse and validate a config.json document."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise SpecError([f"not valid JSON: {err}"], source) from None
+    return from_json(data, source)
+
+
+def from_json(data, source="config.json"):
+    r = Reader(source)
+    data = r.object(data, "")
+    spec = _spec(r, data)
+    r.raise_problems()
+    return spec
+
+
+def process_from_json(data, source="process.json"):
+    """A process document, as `exec --process` takes it."""
+    r = Reader(source)
+    process = _process(r, r.object(data, ""), "")
+    r.raise_problems()
+    return process
+
+
+def _spec(r, data):
+    version = r.field(data, "ociVersion", "", k.string, "", required=True)
+    if version and not SUPPORTED_VERSIONS.match(version):
+        r.fail("ociVersion", f"unsupported version {version!r} (supported: 1.0.x to 1.2.x)")
+    root = r.object(data.get("root"), "root")
+    if "root" not in data:
+        r.fail("root", "required")
+    if "process" not in data:
+        r.fail("process", "required")
+    linux = _linux(r, r.object(data.get("linux"), "linux"))
+    spec = Spec(
+        oci_version=version,
+        root_path=r.field(root, "path", "root", k.string, "", required="root" in data),
+        root_readonly=r.field(root, "readonly", "root", k.boolean, False),
+        process=_process(r, r.object(data.get("process"), "process"), "process")
+        if "process" in data else None,
+        hostname=r.field(data, "hostname", "", k.string, ""),
+        domainname=r.field(data, "domainname", "", k.string, ""),
+        mounts=r.field(data, "mounts", "", k.list_of(_mount), ()),
+        hooks=_hooks(r, r.object(data.get("hooks"), "hooks")),
+        annotations=r.field(data, "annotations", "", k.string_map, {}),
+        linux=linux,
+    )
+    if "root" in data and not spec.root_path:
+        r.fail("root.path", "must not be empty")
+    if (spec.hostname or spec.domainname) and not linux.namespace("uts"):
+        r.fail("hostname", "needs a private uts namespace (add {\"type\": \"uts\"})")
+    return spec
+
+
+def _process(r, data, where):
+    def at(key):
+        return f"{where}.{key}" if where else key
+
+    args = r.field(data, "args", where, k.string_list, (), required=True)
+    if "args" in data and not args:
+        r.fail(at("args"), "must name a program")
+    env = r.field(data, "env", where, k.string_list, ())
+    for i, item in enumerate(env):
+        if "=" not in item:
+            r.fail(f"{at('env')}[{i}]", f"must be KEY=VALUE, not {item!r}")
+    user_data = r.object(data.get("user"), at("user"))
+    user = User(
+        uid=r.field(user_data, "uid", at("user"), k.uint32, 0),
+        gid=r.field(user_data, "gid", at("user"), k.uint32, 0),
+        umask=r.field(user_data, "umask", at("user"), k.integer(0, 0o7777), None),
+        additional_gids=r.field(user_data, "additionalGids", at("user"), k.list_of(k.uint32), ()),
+    )
+    caps = None
+    if data.get("capabilities") is not None:
+        caps_data = r.object(data["capabilities"], at("capabilities"))
+        caps = Capabilities(**{
+            name: r.field(caps_data, name, at("capabilities"), k.string_list, ())
+            for name in ("bounding", "effective", "permitted", "inheritable", "ambient")
+        })
+    console = r.object(data.get("consoleSize"), at("consoleSize"))
+    console_size = None
+    if console:
+        console_size = (r.field(console, "height", at("consoleSize"), k.uint32, 0, required=True),
+                        r.field(console, "width", at("consoleSize"), k.uint32, 0, required=True))
+    rlimits = r.field(data, "rlimits", where, k.list_of(_rlimit), ())
+    seen = set()
+    for limit in rlimits:
+        if limit.type in seen:
+            r.fail(at("rlimits"), f"{limit.type} is given twice")
+        seen.add(limit.type)
+    return Process(
+        args=args,
+        cwd=r.field(data, "cwd", where, k.absolute_path, "/", required=True),
+        env=env,
+        terminal=r.field(data, "terminal", where, k.boolean, False),
+        console_size=console_size,
+        user=user,
+        capabilities=caps,
+        rlimits=rlimits,
+        no_new_privileges=r.field(data, "noNewPrivileges", where, k.boolean, False),
+        oom_score_adj=r.field(data, "oomScoreAdj", where, k.integer(-1000, 1000), None),
+        apparmor_profile=r.field(data, "apparmorProfile", where, k.string, ""),
+        selinux_label=r.field(data, "selinuxLabel", where, k.string, ""),
+    )
+
+
+def _rlimit(r, value, path, default):
+    data = r.object(value, path)
+    kind = r.field(data, "type", path, k.one_of(*RLIMITS), None, required=True)
+    soft = r.field(data, "soft", path, k.uint64, 0, required=True)
+    hard = r.field(data, "hard", path, k.uint64, 0, required=True)
+    if soft > hard:
+        r.fail(path, f"soft limit {soft} is above hard limit {hard}")
+    return Rlimit(kind, soft, hard) if kind else default
+
+
+def _mount(r, value, path, default):
+    data = r.object(value, path)
+    destination = r.field(data, "destination", path, k.string, None, required=True)
+    if destination == "":
+        r.fail(f"{path}.destination", "must not be empty")
+    mount = Mount(
+        destination=destination or "",
+        type=r.field(data, "type", path, k.string, ""),
+        source=r.field(data, "source", path, k.string, ""),
+        options=r.field(data, "options", path, k.string_list, ()),
+    )
+    return mount if destination else default
+
+
+def _hook(r, value, path, default):
+    data = r.object(value, path)
+    hook = Hook(
+        path=r.field(data, "path", path, k.absolute_path, None, required=True),
+        args=r.field(data, "args", path, k.string_list, ()),
+        env=r.field(data, "env", path, k.string_list, ()),
+        timeout=r.field(data, "timeout", path, k.integer(1), None),
+    )
+    return hook if hook.path else default
+
+
+def _hooks(r, data):
+    hooks = {}
+    for kind in data:
+        if kind not in HOOK_KINDS:
+            r.fail(f"hooks.{kind}", f"unknown hook kind (known: {', '.join(HOOK_KINDS)})")
+            continue
+        hooks[kind] = r.field(data, kind, "hooks", k.list_of(_hook), ())
+    return hooks
+
+
+def _namespace(r, value, path, default):
+    data = r.object(value, path)
+    kind = r.field(data, "type", path, k.one_of(*NAMESPACES), None, required=True)
+    ns_path = r.field(data, "path", path, k.absolute_path, "")
+    return Namespace(kind, ns_path) if kind else default
+
+
+def _mapping(r, value, path, default):
+    data = r.object(value, path)
+    mapping = IDMapping(
+        container_id=r.field(data, "containerID", path, k.uint32, None, required=True),
+        host_id=r.field(data, "hostID", path, k.uint32, None, required=True),
+        size=r.field(data, "size", path, k.integer(1, k.UINT32_MAX), None, required=True),
+    )
+    return default if None in (mapping.container_id, mapping.host_id, mapping.size) else mapping
+
+
+def _check_mappings(r, mappings, where):
+    for i, a in enumerate(mappings):
+        for b in mappings[:i]:
+            for attr, label in (("container_id", "container"), ("host_id", "host")):
+                lo_a, lo_b = getattr(a, attr), getattr(b, attr)
+                if lo_a < lo_b + b.size and lo_b < lo_a + a.size:
+                    r.fail(where, f"{label} ids {lo_a}-{lo_a + a.size - 1} overlap "
+                                  f"{lo_b}-{lo_b + b.size - 1}")
+
+
+def _device(r, value, path, default):
+    data = r.object(value, path)
+    kind = r.field(data, "type", path, k.one_of("c", "b", "u", "p"), None, required=True)
+    device = Device(
+        type=kind,
+        path=r.field(data, "path", path, k.absolute_path, None, required=True),
+        major=r.field(data, "major", path, k.integer(0), 0, required=kind in ("c", "b", "u")),
+        minor=r.field(data, "minor", path, k.integer(0), 0, required=kind in ("c", "b", "u")),
+        file_mode=r.field(data, "fileMode", path, k.integer(0, 0o7777), None),
+        uid=r.field(data, "uid", path, k.uint32, None),
+        gid=r.field(data, "gid", path, k.uint32, None),
+    )
+    return device if kind and device.path else default
+
+
+def _time_offsets(r, data):
+    offsets = {}
+    for clock, value in data.items():
+        path = f"linux.timeOffsets.{clock}"
+        if clock not in ("monotonic", "boottime"):
+            r.fail(path, "must be monotonic or boottime")
+            continue
+        entry = r.object(value, path)
+        offsets[clock] = (r.field(entry, "secs", path, k.integer(-2**63, 2**63 - 1), 0),
+                          r.field(entry, "nanosecs", path, k.integer(0, 999_999_999), 0))
+    return offsets
+
+
+def _linux(r, data):
+    namespaces = r.field(data, "namespaces", "linux", k.list_of(_namespace), ())
+    kinds = [ns.type for ns in namespaces]
+    for kind in set(kinds):
+        if kinds.count(kind) > 1:
+            r.fail("linux.namespaces", f"{kind} is given more than once")
+    linux = Linux(
+        namespaces=namespaces,
+        uid_mappings=r.field(data, "uidMappings", "linux", k.list_of(_mapping), ()),
+        gid_mappings=r.field(data, "gidMappings", "linux", k.list_of(_mapping), ()),
+        time_offsets=_time_offsets(r, r.object(data.get("timeOffsets"), "linux.timeOffsets")),
+        devices=r.field(data, "devices", "linux", k.list_of(_device), ()),
+        cgroups_path=r.field(data, "cgroupsPath", "linux", k.string, ""),
+        resources=r.field(data, "resources", "linux", k.raw_object, {}),
+        rootfs_propagation=r.field(data, "rootfsPropagation", "linux",
+                                   k.one_of(*ROOTFS_PROPAGATIONS), ""),
+        seccomp=r.field(data, "seccomp", "linux", k.raw_object, None),
+        sysctl=r.field(data, "sysctl", "linux", k.string_map, {}),
+        masked_paths=r.field(data, "maskedPaths", "linux", k.list_of(k.absolute_path), ()),
+        readonly_paths=r.field(data, "readonlyPaths", "linux", k.list_of(k.absolute_path), ()),
+    )
+    _check_mappings(r, linux.uid_mappings, "linux.uidMappings")
+    _check_mappings(r, linux.gid_mappings, "linux.gidMappings")
+    userns = linux.namespace("user")
+    if (linux.uid_mappings or linux.gid_mappings) and (not userns or userns.path):
+        r.fail("linux.uidMappings", "mappings need a new user namespace "
+                                    "(a {\"type\": \"user\"} entry without a path)")
+    if bool(linux.uid_mappings) != bool(linux.gid_mappings):
+        r.fail("linux.gidMappings" if linux.uid_mappings else "linux.uidMappings",
+               "uidMappings and gidMappings must be given together")
+    if linux.time_offsets and not linux.namespace("time"):
+        r.fail("linux.timeOffsets", "needs a time namespace")
+    for key in linux.sysctl:
+        needed = sysctl_namespace(key)
+        if needed is None:
+            r.fail(f"linux.sysctl.{key}", "is not namespaced and cannot be set in a container")
+        elif not linux.namespace(needed):
+            r.fail(f"linux.sysctl.{key}", f"needs a private {needed} namespace")
+    return linux

@@ -1,0 +1,338 @@
+"""The child side of create: the intermediate process and the container's init.
+
+    parent ──fork──▶ intermediate: joins/unshares the user namespace and asks the parent
+                     to map it, becomes root there, joins/unshares the other namespaces,
+                     forks init (PID 1 of a new pid namespace), reports its pid, exits.
+                     init: builds the rootfs, pivots, sets identity, capabilities and
+                     limits, reports ready, waits for the parent's go, then blocks on
+                     exec.fifo until `start`, and execs the process.
+
+Nothing here returns into the CLI: each child runs its body under `run_child`, which
+reports any error to the parent over the channel and leaves with os._exit.
+"""
+
+import errno
+import os
+import resource
+import signal
+import socket
+from dataclasses import dataclass
+
+from oci.linux import CAPABILITIES
+from oci.spec import DEFAULT_PATH
+from . import libc, mounts
+from .errors import HandcarError, SetupError, os_error_message
+from .mounts import step
+
+# setns order: user first (it grants the rights to join the rest), mount last (after it,
+# the other namespace paths would be looked up in the container's filesystem).
+JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything the children need, worked out by the parent before forking."""
+    container_id: str
+    spec: object                # oci.spec.Spec
+    bundle: str
+    rootfs: str
+    mapping: object             # userns.MappingPlan, or None
+    fifo_path: str
+    parent_pid: int
+    preserve_fds: int = 0
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+
+
+def run_child(channel, body, *args):
+    """Run a child's body; never return."""
+    code = 0
+    try:
+        body(channel, *args)
+    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
+        code = 1
+        try:
+            channel.send("error", msg=describe(err))
+        except OSError:
+            os.write(2, f"handcar: {describe(err)}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def describe(err):
+    if isinstance(err, HandcarError):
+        return str(err)
+    if isinstance(err, OSError):
+        return os_error_message(err)
+    return f"{type(err).__name__}: {err}"
+
+
+# --- the intermediate -------------------------------------------------------------------
+
+def intermediate(channel, launch):
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != launch.parent_pid:
+        os._exit(1)                       # the parent died before we set the signal
+    linux = launch.spec.linux
+    to_join = {ns.type: ns.path for ns in linux.namespaces if ns.path}
+    fds = {}
+    try:
+        for kind, path in to_join.items():
+            with step(f"opening the {kind} namespace {path}"):
+                fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if "user" in fds:
+            _join(fds, "user")
+        elif launch.mapping:
+            with step("creating the user namespace"):
+                libc.unshare(libc.CLONE_NEWUSER)
+            channel.send("userns")
+            channel.expect("mapped", "mapping the user namespace")
+        if "user" in fds or launch.mapping:
+            with step("becoming root in the user namespace"):
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+        for kind in JOIN_ORDER:
+            if kind in fds and kind != "user":
+                _join(fds, kind)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    new = 0
+    for ns in linux.namespaces:
+        if not ns.path and ns.type != "user":
+            new |= libc.NAMESPACE_FLAGS[ns.type]
+    with step("creating namespaces"):
+        libc.unshare(new)
+    if linux.time_offsets:
+        with step("setting the time namespace offsets"), \
+                open("/proc/self/timens_offsets", "w") as f:
+            for clock, (secs, nanos) in linux.time_offsets.items():
+                f.write(f"{clock} {secs} {nanos}\n")
+    pid = os.fork()
+    if pid == 0:
+        run_child(channel, container_init, launch)
+    channel.send("init", pid=pid)
+
+
+def _join(fds, kind):
+    with step(f"joining the {kind} namespace"):
+        libc.setns(fds[kind], libc.NAMESPACE_FLAGS[kind])
+
+
+# --- init -------------------------------------------------------------------------------
+
+def container_init(channel, launch):
+    spec, process = launch.spec, launch.spec.process
+    linux = spec.linux
+    os.umask(0o022)
+    os.setsid()
+    if not launch.no_new_keyring:
+        _join_session_keyring(channel, launch.container_id)
+    last_cap = _last_cap()
+    fifo_fd = os.open(launch.fifo_path, os.O_PATH | os.O_CLOEXEC)
+    private = {ns.type for ns in linux.namespaces if not ns.path}
+    builder = mounts.RootfsBuilder(spec, launch.rootfs, launch.bundle,
+                                   private_netns="network" in private,
+                                   private_cgroupns="cgroup" in private)
+    builder.build(launch.no_pivot)
+    if spec.hostname:
+        with step("setting the hostname"):
+            socket.sethostname(spec.hostname)
+    if spec.domainname:
+        with step("setting the domain name"):
+            libc.setdomainname(spec.domainname)
+    for key, value in linux.sysctl.items():
+        with step(f"setting sysctl {key}"), \
+                open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(value)
+    mounts.finish_rootfs(spec)
+    for limit in process.rlimits:
+        with step(f"setting {limit.type}"):
+            resource.setrlimit(getattr(resource, limit.type), (limit.soft, limit.hard))
+    if process.oom_score_adj is not None:
+        _set_oom_score_adj(channel, process.oom_score_adj)
+    set_identity(channel, process, last_cap)
+    with step(f"changing to the working directory {process.cwd}"):
+        os.chdir(process.cwd)
+    if process.user.umask is not None:
+        os.umask(process.user.umask)
+    env = with_home(process.env, process.user.uid)
+    path = find_executable(process.args[0], _env_value(env, "PATH", DEFAULT_PATH))
+
+    channel.send("ready")
+    message, _ = channel.receive()
+    if message is None or message["type"] != "go":
+        os._exit(1)                       # the parent gave up: do not run the container
+    with step("waiting for start on exec.fifo"):
+        fifo = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fifo, b"0")
+        os.close(fifo)
+    os.close(fifo_fd)
+    exec_process(channel, path, process.args, env, launch.preserve_fds)
+
+
+def exec_process(channel, path, args, env, preserve_fds):
+    """Hand the process only fds 0-2 and the preserved ones, default signal handling, and
+    exec it. On failure, say why on the channel (the parent of a `run` is listening)."""
+    for signum in signal.valid_signals():
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(signum, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    _limit_fds(3 + preserve_fds, keep=channel.fileno())
+    try:
+        os.execve(path, list(args), dict(item.split("=", 1) for item in env))
+    except OSError as err:
+        raise SetupError(f'exec: "{args[0]}": {err.strerror.lower()}') from None
+
+
+def _limit_fds(first_closed, keep):
+    """Mark every fd >= first_closed close-on-exec, and the preserved ones inheritable."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if 3 <= fd < first_closed:
+                os.set_inheritable(fd, True)
+            elif fd >= first_closed and fd != keep:
+                os.set_inheritable(fd, False)
+        except OSError:
+            pass                          # the fd of the listdir itself
+
+
+def _last_cap():
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return max(CAPABILITIES.values())
+
+
+def _cap_mask(names, last_cap, channel, warned):
+    mask = 0
+    for name in names:
+        number = CAPABILITIES.get(name)
+        if number is None or number > last_cap:
+            if name not in warned:
+                warned.add(name)
+                channel.send("warning", msg=f"ignoring capability {name}: "
+                                            "unknown to this kernel")
+            continue
+        mask |= 1 << number
+    return mask
+
+
+def set_identity(channel, process, last_cap):
+    """Groups, uid/gid and capabilities, in the only order that works: drop the bounding
+    set while we still have CAP_SETPCAP, change ids keeping capabilities, then set them."""
+    caps = process.capabilities
+    warned = set()
+    if caps is not None:
+        with step("dropping bounding capabilities"):
+            libc.prctl(libc.PR_SET_KEEPCAPS, 1)
+            keep = _cap_mask(caps.bounding, last_cap, channel, warned)
+            for cap in range(last_cap + 1):
+                if not keep & (1 << cap):
+                    libc.prctl(libc.PR_CAPBSET_DROP, cap)
+    user = process.user
+    if _setgroups_allowed():
+        with step("setting additional groups"):
+            os.setgroups(list(user.additional_gids))
+    elif user.additional_gids:
+        raise SetupError("process.user.additionalGids: cannot set groups in a user namespace "
+                         "mapped with your own id only (add subordinate ids to the mapping)")
+    with step(f"switching to uid {user.uid} gid {user.gid}"):
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+    if caps is not None:
+        permitted = _cap_mask(caps.permitted, last_cap, channel, warned)
+        inheritable = _cap_mask(caps.inheritable, last_cap, channel, warned)
+        with step("setting capabilities"):
+            libc.capset(_cap_mask(caps.effective, last_cap, channel, warned), permitted,
+                        inheritable)
+            libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
+        # The kernel raises an ambient capability only if it is permitted and inheritable;
+        # like runc, skip the others rather than fail (runc's own default spec has them).
+        ambient = _cap_mask(caps.ambient, last_cap, channel, warned)
+        for cap in range(last_cap + 1):
+            if ambient & (1 << cap):
+                if permitted & inheritable & (1 << cap):
+                    with step("raising ambient capabilities"):
+                        libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_RAISE, cap)
+                else:
+                    channel.send("debug", msg=f"ambient capability {cap} skipped: "
+                                              "not both permitted and inheritable")
+    if process.no_new_privileges:
+        with step("setting no_new_privs"):
+            libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _setgroups_allowed():
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "allow"
+    except FileNotFoundError:
+        return True
+
+
+def _set_oom_score_adj(channel, value):
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except PermissionError:
+        # Lowering the score needs CAP_SYS_RESOURCE on the host.
+        channel.send("warning", msg=f"cannot set oomScoreAdj to {value} without "
+                                    "privileges; left as it is")
+
+
+def _join_session_keyring(channel, container_id):
+    try:
+        libc.join_session_keyring(container_id)
+    except OSError as err:
+        if err.errno not in (errno.ENOSYS, errno.EPERM, errno.EACCES, errno.EDQUOT):
+            raise SetupError(f"creating a session keyring: {err.strerror}") from None
+
+
+def _env_value(env, name, default):
+    prefix = name + "="
+    for item in reversed(env):
+        if item.startswith(prefix):
+            return item[len(prefix):]
+    return default
+
+
+def with_home(env, uid):
+    """The process env, with HOME from the container's /etc/passwd if it has none."""
+    env = list(env)
+    if _env_value(env, "HOME", None) is None:
+        env.append(f"HOME={_home_of(uid)}")
+    return env
+
+
+def _home_of(uid):
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def find_executable(name, search_path):
+    """Like execvp's search, but done before start so a missing program fails create
+    (with the words podman maps to exit status 127)."""
+    if "/" in name:
+        if not os.path.exists(name):
+            raise SetupError(f'exec: "{name}": stat {name}: no such file or directory')
+        if os.path.isdir(name) or not os.access(name, os.X_OK):
+            raise SetupError(f'exec: "{name}": permission denied')
+        return name
+    for directory in search_path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise SetupError(f'exec: "{name}": executable file not found in $PATH')

@@ -1,0 +1,134 @@
+"""The one place that calls libc through ctypes: the system calls Python's os module lacks
+(in 3.11). Every wrapper raises OSError with errno and a filename, like the os module does."""
+
+import ctypes
+import os
+import platform
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# Namespace clone flags.
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+NAMESPACE_FLAGS = {
+    "user": CLONE_NEWUSER, "mount": CLONE_NEWNS, "pid": CLONE_NEWPID, "network": CLONE_NEWNET,
+    "ipc": CLONE_NEWIPC, "uts": CLONE_NEWUTS, "cgroup": CLONE_NEWCGROUP, "time": CLONE_NEWTIME,
+}
+
+# mount(2) flags.
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MNT_DETACH = 0x2
+
+# prctl(2).
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYSCALLS = {  # name -> number, per architecture (glibc has no wrapper for these)
+    "x86_64": {"pivot_root": 155, "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "keyctl": 219},
+}
+
+
+def _check(result, filename=None):
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), filename)
+    return result
+
+
+def _syscall(name, *args, filename=None):
+    try:
+        number = _SYSCALLS[platform.machine()][name]
+    except KeyError:
+        raise OSError(38, f"{name} is not supported on {platform.machine()}") from None
+    return _check(_libc.syscall(ctypes.c_long(number), *args), filename)
+
+
+def _bytes(path):
+    return None if path is None else os.fsencode(path)
+
+
+def mount(source, target, fstype, flags=0, data=None):
+    _check(_libc.mount(_bytes(source), _bytes(target), _bytes(fstype),
+                       ctypes.c_ulong(flags), _bytes(data)), target)
+
+
+def umount2(target, flags=0):
+    _check(_libc.umount2(_bytes(target), flags), target)
+
+
+def pivot_root(new_root, put_old):
+    _syscall("pivot_root", _bytes(new_root), _bytes(put_old), filename=new_root)
+
+
+def unshare(flags):
+    _check(_libc.unshare(flags))
+
+
+def setns(fd, nstype=0, filename=None):
+    _check(_libc.setns(fd, nstype), filename)
+
+
+def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
+    return _check(_libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                              ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)))
+
+
+def setdomainname(name):
+    data = name.encode()
+    _check(_libc.setdomainname(data, len(data)))
+
+
+def join_session_keyring(name):
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a fresh session keyring named `name`."""
+    _syscall("keyctl", ctypes.c_long(1), _bytes(name))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+_CAP_V3 = 0x20080522
+
+
+def capset(effective, permitted, inheritable):
+    """Set this thread's capability sets from 64-bit masks."""
+    header = _CapHeader(_CAP_V3, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data))

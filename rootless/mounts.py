@@ -1,0 +1,294 @@
+"""The container's root filesystem, built by init inside its new mount namespace.
+
+Every mount destination is resolved inside the rootfs (symlinks are followed as if the
+rootfs were `/`), and the final mount goes through an O_PATH descriptor whose real path is
+checked to be inside the rootfs, so a hostile image cannot send a mount elsewhere.
+Without root, device nodes cannot be made: they are bind mounts of the host's nodes, and
+remounts keep the flags the kernel locks on mounts inherited from the host.
+"""
+
+import errno
+import os
+import stat
+from contextlib import contextmanager
+
+from oci import mounts as opts
+from . import libc
+from .errors import SetupError
+
+DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_SYMLINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
+                ("/proc/self/fd/1", "stdout"), ("/proc/self/fd/2", "stderr"),
+                ("pts/ptmx", "ptmx"))
+MAX_SYMLINKS = 255
+
+# statvfs f_flag bit -> mount flag, for the flags a remount must keep.
+_STATVFS_FLAGS = ((os.ST_RDONLY, opts.RDONLY), (os.ST_NOSUID, opts.NOSUID),
+                  (os.ST_NODEV, opts.NODEV), (os.ST_NOEXEC, opts.NOEXEC),
+                  (os.ST_NOATIME, opts.NOATIME), (os.ST_NODIRATIME, opts.NODIRATIME),
+                  (os.ST_RELATIME, opts.RELATIME))
+
+
+@contextmanager
+def step(what):
+    """Name the step in any OSError it raises."""
+    try:
+        yield
+    except OSError as err:
+        raise SetupError(f"{what}: {err.strerror or err}") from None
+
+
+# --- paths inside the rootfs ------------------------------------------------------------
+
+def resolve_in_root(root, path):
+    """The host path of `path` inside `root`, following symlinks as the container would:
+    absolute links and '..' never leave `root`. Missing components are kept as given."""
+    parts = [p for p in path.split("/") if p]
+    current = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            if current:
+                current.pop()
+            continue
+        host = os.path.join(root, *current, part)
+        try:
+            st = os.lstat(host)
+        except (FileNotFoundError, NotADirectoryError):
+            current.append(part)
+            continue
+        if not stat.S_ISLNK(st.st_mode):
+            current.append(part)
+            continue
+        links += 1
+        if links > MAX_SYMLINKS:
+            raise SetupError(f"resolving {path}: too many levels of symbolic links")
+        target = os.readlink(host)
+        if target.startswith("/"):
+            current = []
+        parts = [p for p in target.split("/") if p] + parts
+    return os.path.join(root, *current)
+
+
+def _inside(root, path):
+    return root == "/" or path == root or path.startswith(root + "/")
+
+
+@contextmanager
+def opened_in_root(root, host_path):
+    """A /proc/self/fd path for `host_path`, checked to still be inside `root` once open
+    (closing the gap between resolving a path and mounting on it)."""
+    fd = os.open(host_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        if not _inside(root, real):
+            raise SetupError(f"{host_path} resolves to {real}, outside the container's rootfs")
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+def make_in_root(root, path, directory=True):
+    """Resolve `path` inside `root` and create it (a directory, or an empty file for a
+    file bind mount) with its parents if it does not exist. Returns the host path."""
+    host = resolve_in_root(root, path)
+    if directory:
+        _makedirs_in_root(root, host)
+    elif not os.path.lexists(host):
+        _makedirs_in_root(root, os.path.dirname(host))
+        os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644))
+    return host
+
+
+def _makedirs_in_root(root, host):
+    relative = os.path.relpath(host, root)
+    current = root
+    for part in ([] if relative == "." else relative.split("/")):
+        current = os.path.join(current, part)
+        try:
+            os.mkdir(current, 0o755)
+        except FileExistsError:
+            if os.path.islink(current):  # appeared since resolving: refuse to follow
+                raise SetupError(f"{current} changed into a symlink while being created")
+
+
+# --- flags ------------------------------------------------------------------------------
+
+def locked_flags(path):
+    """The flags of the mount at `path` that an unprivileged remount must keep."""
+    flags = 0
+    f_flag = os.statvfs(path).f_flag
+    for st_bit, ms_bit in _STATVFS_FLAGS:
+        if f_flag & st_bit:
+            flags |= ms_bit
+    if not flags & (opts.NOATIME | opts.RELATIME):
+        flags |= opts.STRICTATIME
+    return flags
+
+
+def remount(path, flags, cleared=0):
+    """Remount the bind mount at `path` with `flags` added to what it has."""
+    kept = locked_flags(path) & ~cleared
+    if flags & opts.ATIME_FLAGS:
+        kept &= ~opts.ATIME_FLAGS
+    libc.mount(None, path, None, libc.MS_BIND | libc.MS_REMOUNT | kept | flags)
+
+
+# --- the rootfs -------------------------------------------------------------------------
+
+class RootfsBuilder:
+    def __init__(self, spec, rootfs, bundle, private_netns, private_cgroupns):
+        self.spec = spec
+        self.root = rootfs                 # a real path: symlinks resolved by the parent
+        self.bundle = bundle
+        self.private_netns = private_netns
+        self.private_cgroupns = private_cgroupns
+
+    def build(self, no_pivot):
+        linux = self.spec.linux
+        propagation = opts.PROPAGATION.get(linux.rootfs_propagation, opts.SLAVE | opts.REC)
+        with step("making / " + (linux.rootfs_propagation or "rslave")):
+            libc.mount(None, "/", None, propagation)
+        with step(f"binding the rootfs {self.root}"):
+            libc.mount(self.root, self.root, None, libc.MS_BIND | libc.MS_REC)
+            if propagation & opts.SHARED:
+                # pivot_root refuses a shared parent mount.
+                libc.mount(None, os.path.dirname(self.root) or "/", None, opts.PRIVATE)
+        for mount in self.spec.mounts:
+            self.mount(mount)
+        if any(os.path.normpath(m.destination) == "/dev" for m in self.spec.mounts):
+            self.populate_dev()
+        for device in linux.devices:
+            self.bind_device(device.path, device.path)
+        cwd = self.spec.process.cwd
+        with step(f"creating the working directory {cwd}"):
+            make_in_root(self.root, cwd)
+        self.enter(no_pivot)
+
+    def mount(self, mount):
+        parsed = opts.parse_options(mount.options)
+        what = f"mounting {mount.type or 'bind'} on {mount.destination}"
+        with step(what):
+            if mount.type == "bind" or parsed.is_bind:
+                self.bind(self._source(mount.source), mount.destination, parsed)
+            elif mount.type == "sysfs" and not self.private_netns:
+                # sysfs can only be mounted by the owner of the network namespace.
+                self.bind("/sys", mount.destination, opts.parse_options(
+                    ("rbind",) + tuple(mount.options)))
+            elif mount.type in ("cgroup", "cgroup2"):
+                self.mount_cgroup(mount, parsed)
+            else:
+                self.mount_fs(mount, parsed)
+            if parsed.propagation:
+                target = resolve_in_root(self.root, mount.destination)
+                for flag in parsed.propagation:
+                    libc.mount(None, target, None, flag)
+
+    def _source(self, source):
+        return source if source.startswith("/") else os.path.join(self.bundle, source)
+
+    def bind(self, source, destination, parsed):
+        is_dir = os.path.isdir(source)
+        if not is_dir and not os.path.exists(source):
+            raise SetupError(f"bind source {source} does not exist")
+        target = make_in_root(self.root, destination, directory=is_dir)
+        with opened_in_root(self.root, target) as fd_path:
+            libc.mount(source, fd_path, None, parsed.flags & (opts.BIND | opts.REC))
+        extra = parsed.flags & ~(opts.BIND | opts.REC | opts.REMOUNT)
+        if extra or parsed.cleared:
+            with opened_in_root(self.root, target) as fd_path:
+                remount(fd_path, extra, parsed.cleared)
+
+    def mount_fs(self, mount, parsed):
+        target = make_in_root(self.root, mount.destination)
+        with opened_in_root(self.root, target) as fd_path:
+            libc.mount(mount.source or mount.type, fd_path, mount.type,
+                       parsed.flags & ~opts.REMOUNT, parsed.data or None)
+
+    def mount_cgroup(self, mount, parsed):
+        """A private cgroup2 mount where the host is unified and the container has its own
+        cgroup namespace (it then shows the container's own subtree); otherwise a
+        read-only rbind of the host's /sys/fs/cgroup."""
+        host_unified = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+        if self.private_cgroupns and (host_unified or mount.type == "cgroup2"):
+            target = make_in_root(self.root, mount.destination)
+            try:
+                with opened_in_root(self.root, target) as fd_path:
+                    libc.mount("cgroup2", fd_path, "cgroup2", parsed.flags, None)
+                return
+            except OSError as err:
+                if err.errno not in (errno.EPERM, errno.EBUSY, errno.EINVAL):
+                    raise
+        self.bind("/sys/fs/cgroup", mount.destination, opts.parse_options(
+            ("rbind",) + tuple(mount.options)))
+
+    def bind_device(self, host_path, container_path):
+        if not os.path.exists(host_path):
+            raise SetupError(f"device {host_path} does not exist on the host (without root, "
+                             "devices are bind mounts of the host's)")
+        with step(f"binding device {container_path}"):
+            target = make_in_root(self.root, container_path, directory=False)
+            with opened_in_root(self.root, target) as fd_path:
+                libc.mount(host_path, fd_path, None, libc.MS_BIND)
+
+    def populate_dev(self):
+        for name in DEFAULT_DEVICES:
+            self.bind_device(f"/dev/{name}", f"/dev/{name}")
+        links = DEV_SYMLINKS
+        if os.path.exists("/proc/kcore"):
+            links += (("/proc/kcore", "core"),)
+        for target, name in links:
+            path = resolve_in_root(self.root, f"/dev/{name}")
+            if name == "ptmx" and os.path.lexists(path):
+                os.unlink(path)
+            with step(f"linking /dev/{name}"):
+                if not os.path.lexists(path):
+                    os.symlink(target, path)
+
+    def enter(self, no_pivot):
+        with step(f"entering the rootfs {self.root}"):
+            os.chdir(self.root)
+            if no_pivot:
+                libc.mount(self.root, "/", None, libc.MS_MOVE)
+                os.chroot(".")
+            else:
+                # pivot_root(".", ".") stacks the old root on the new one; detaching "."
+                # then removes the old root without needing a directory for it.
+                libc.pivot_root(".", ".")
+                libc.umount2(".", libc.MNT_DETACH)
+            os.chdir("/")
+
+
+def finish_rootfs(spec):
+    """After pivot_root: masked paths, read-only paths, a read-only root."""
+    for path in spec.linux.masked_paths:
+        mask_path(path)
+    for path in spec.linux.readonly_paths:
+        make_readonly(path)
+    if spec.root_readonly:
+        with step("remounting / read-only"):
+            remount("/", opts.RDONLY)
+
+
+def mask_path(path):
+    target = resolve_in_root("/", path)
+    if not os.path.exists(target):
+        return
+    with step(f"masking {path}"):
+        if os.path.isdir(target):
+            libc.mount("tmpfs", target, "tmpfs", opts.RDONLY, None)
+        else:
+            libc.mount("/dev/null", target, None, libc.MS_BIND)
+
+
+def make_readonly(path):
+    target = resolve_in_root("/", path)
+    if not os.path.exists(target):
+        return
+    with step(f"making {path} read-only"):
+        libc.mount(target, target, None, libc.MS_BIND | libc.MS_REC)
+        remount(target, opts.RDONLY)

@@ -1,0 +1,227 @@
+"""Where containers' state lives: one directory per container under the state root.
+
+A container directory holds `state.json` (written atomically) and, until `start`, the
+`exec.fifo` its init waits on. The directory itself is the container's lock (flock on
+its fd): create holds it from reservation to the end, and every verb that changes a
+container takes it. Readers (state, list) read state.json without the lock.
+"""
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import stat
+import time
+
+from oci.state import State
+from .errors import AlreadyExists, HandcarError, NotFound
+
+MAX_ID_BYTES = 1024
+_ID_PATTERN = re.compile(r"^[\w+.-]+$", re.ASCII)
+
+
+def check_id(container_id):
+    """Refuse ids that could name anything but one directory under the root."""
+    if not container_id:
+        raise HandcarError("invalid container id: must not be empty")
+    if len(container_id.encode(errors="surrogateescape")) > MAX_ID_BYTES:
+        raise HandcarError(f"invalid container id: longer than {MAX_ID_BYTES} bytes")
+    if container_id in (".", "..") or not _ID_PATTERN.match(container_id):
+        raise HandcarError(f"invalid container id {container_id!r}: "
+                           "use letters, digits, '_', '+', '-' and '.'")
+
+
+def default_root():
+    """$XDG_RUNTIME_DIR/handcar when that directory is the caller's; otherwise
+    /run/handcar for root and a private /tmp/handcar-UID for everyone else."""
+    uid = os.geteuid()
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime_dir:
+        try:
+            st = os.stat(runtime_dir)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == uid and os.access(runtime_dir, os.W_OK):
+                return os.path.join(runtime_dir, "handcar")
+        except OSError:
+            pass
+    return "/run/handcar" if uid == 0 else f"/tmp/handcar-{uid}"
+
+
+def write_atomic(path, data, mode=0o600):
+    """Write `data` to `path` so that readers see the old or the new content, never a part."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data.encode() if isinstance(data, str) else data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def rfc3339_now():
+    now = time.time_ns()
+    seconds, nanos = divmod(now, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+
+
+def process_start_time(pid):
+    """The start time (clock ticks after boot) of a live process, or None when `pid` is
+    gone or a zombie. Together with the pid it names one process: pids get reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class Store:
+    def __init__(self, root=None):
+        self.root = os.path.abspath(root or default_root())
+
+    def _ensure_root(self):
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+        except OSError as err:
+            raise HandcarError(f"cannot create state root {self.root}: {err.strerror}") from None
+        self._check_root()
+
+    def _check_root(self):
+        st = os.stat(self.root)
+        if st.st_uid != os.geteuid():
+            raise HandcarError(f"state root {self.root} belongs to uid {st.st_uid}, not to you "
+                               f"(uid {os.geteuid()}); refusing to use it")
+        if st.st_mode & 0o022:
+            raise HandcarError(f"state root {self.root} is writable by others "
+                               f"(mode {stat.S_IMODE(st.st_mode):o}); refusing to use it")
+
+    def path(self, container_id):
+        check_id(container_id)
+        return os.path.join(self.root, container_id)
+
+    def reserve(self, container_id, bundle, annotations):
+        """A new, locked Record in status `creating`; AlreadyExists if the id is taken."""
+        path = self.path(container_id)
+        self._ensure_root()
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            raise AlreadyExists(f"container {container_id} already exists") from None
+        record = Record(path, container_id)
+        record.lock()
+        record.data = {"id": container_id, "status": "creating", "pid": 0, "start_time": 0,
+                       "bundle": bundle, "created": rfc3339_now(),
+                       "owner": _user_name(os.geteuid()), "annotations": annotations}
+        record.save()
+        return record
+
+    def open(self, container_id, lock=True):
+        """The Record of an existing container, locked unless lock=False."""
+        path = self.path(container_id)
+        record = Record(path, container_id)
+        if lock:
+            try:
+                record.lock()
+            except FileNotFoundError:
+                raise NotFound(f"container {container_id} does not exist") from None
+        try:
+            record.load()
+        except FileNotFoundError:
+            record.unlock()
+            raise NotFound(f"container {container_id} does not exist") from None
+        return record
+
+    def ids(self):
+        try:
+            names = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+        return [name for name in names if os.path.isfile(os.path.join(self.root, name,
+                                                                       "state.json"))]
+
+
+class Record:
+    """One container's directory and state, as the engine sees it."""
+
+    def __init__(self, path, container_id):
+        self.path = path
+        self.id = container_id
+        self.data = {}
+        self._lock_fd = None
+
+    @property
+    def fifo_path(self):
+        return os.path.join(self.path, "exec.fifo")
+
+    @property
+    def pid(self):
+        return self.data.get("pid", 0)
+
+    def lock(self):
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_fd = fd
+
+    def unlock(self):
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _locked_by_someone_else(self):
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def load(self):
+        with open(os.path.join(self.path, "state.json")) as f:
+            self.data = json.load(f)
+
+    def save(self, **changes):
+        self.data.update(changes)
+        write_atomic(os.path.join(self.path, "state.json"), json.dumps(self.data))
+
+    def remove(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.unlock()
+
+    def init_alive(self):
+        return self.pid > 0 and process_start_time(self.pid) == self.data.get("start_time")
+
+    def status(self):
+        """Derived from the init's liveness, never trusted from the file alone."""
+        if self.data.get("status") == "creating":
+            # Still being created if its creator holds the lock; otherwise the creator died.
+            if self._lock_fd is None and self._locked_by_someone_else():
+                return "creating"
+            return "stopped"
+        if not self.init_alive():
+            return "stopped"
+        return "created" if os.path.exists(self.fifo_path) else "running"
+
+    def state(self):
+        status = self.status()
+        return State(
+            id=self.id, status=status, pid=self.pid if status != "stopped" else 0,
+            bundle=self.data.get("bundle", ""), rootfs=self.data.get("rootfs", ""),
+            created=self.data.get("created", ""), owner=self.data.get("owner", ""),
+            annotations=self.data.get("annotations") or {},
+        )
+
+
+def _user_name(uid):
+    import pwd
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

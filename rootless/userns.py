@@ -1,0 +1,152 @@
+"""The user namespace: which ids to map, whether the caller may map them, and mapping them.
+
+Planning happens in the parent before any fork, so a mapping the caller is not allowed
+gets a clear error and nothing is created. Applying writes /proc/PID/{uid,gid}_map
+directly where the kernel lets an unprivileged process do so (only its own id), and
+otherwise runs the setuid helpers newuidmap/newgidmap, which check /etc/subuid and
+/etc/subgid themselves.
+"""
+
+import os
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+
+from oci.spec import IDMapping
+from .errors import HelperFailed, UsernsError
+
+SUBUID = "/etc/subuid"
+SUBGID = "/etc/subgid"
+
+
+@dataclass(frozen=True)
+class MappingPlan:
+    uid_mappings: tuple
+    gid_mappings: tuple
+    direct: bool          # True: write the maps ourselves; False: newuidmap/newgidmap
+
+
+def subordinate_ranges(path, user_name, uid):
+    """[(start, count)] granted to the user in /etc/subuid or /etc/subgid (by name or id)."""
+    ranges = []
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return ranges
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) != 3 or parts[0] not in (user_name, str(uid)):
+            continue
+        try:
+            start, count = int(parts[1]), int(parts[2])
+        except ValueError:
+            continue
+        if count > 0:
+            ranges.append((start, count))
+    return ranges
+
+
+def plan(linux, euid, egid, user_name):
+    """The MappingPlan for a config, or None when no new user namespace is made."""
+    userns = linux.namespace("user")
+    if userns and userns.path:
+        return None                                   # joined, already mapped
+    if linux.uid_mappings:
+        uid_mappings, gid_mappings = linux.uid_mappings, linux.gid_mappings
+    elif euid == 0 and not userns:
+        return None                                   # root without a user namespace
+    else:
+        uid_mappings = _default_mappings(euid, subordinate_ranges(SUBUID, user_name, euid))
+        gid_mappings = _default_mappings(egid, subordinate_ranges(SUBGID, user_name, euid))
+    for kind, mappings in (("uid", uid_mappings), ("gid", gid_mappings)):
+        if not any(m.container_id == 0 for m in mappings):
+            raise UsernsError(f"linux.{kind}Mappings: container {kind} 0 must be mapped")
+    if euid == 0:
+        return MappingPlan(tuple(uid_mappings), tuple(gid_mappings), direct=True)
+    _check_allowed("uid", uid_mappings, euid, SUBUID, user_name, euid)
+    _check_allowed("gid", gid_mappings, egid, SUBGID, user_name, euid)
+    only_own = (len(uid_mappings) == 1 and uid_mappings[0].host_id == euid
+                and len(gid_mappings) == 1 and gid_mappings[0].host_id == egid)
+    if not only_own:
+        check_helpers()
+    return MappingPlan(tuple(uid_mappings), tuple(gid_mappings), direct=only_own)
+
+
+def _default_mappings(own_id, ranges):
+    """Container 0 is the caller; 1..N are the caller's first subordinate range."""
+    mappings = [IDMapping(0, own_id, 1)]
+    if ranges:
+        start, count = ranges[0]
+        mappings.append(IDMapping(1, start, count))
+    return mappings
+
+
+def _check_allowed(kind, mappings, own_id, path, user_name, uid):
+    ranges = subordinate_ranges(path, user_name, uid)
+    for i, m in enumerate(mappings):
+        if m.size == 1 and m.host_id == own_id:
+            continue
+        if any(start <= m.host_id and m.host_id + m.size <= start + count
+               for start, count in ranges):
+            continue
+        where = f"linux.{kind}Mappings[{i}]"
+        if not ranges:
+            raise UsernsError(
+                f"{where}: no entry for {user_name} in {path}; ask an administrator for a "
+                f"range (usermod --add-sub{kind}s 100000-165535 {user_name})")
+        allowed = ", ".join(f"{s}-{s + c - 1}" for s, c in ranges)
+        raise UsernsError(f"{where}: host {kind}s {m.host_id}-{m.host_id + m.size - 1} are "
+                          f"outside your ranges in {path} ({allowed})")
+
+
+def check_helpers():
+    for helper in ("newuidmap", "newgidmap"):
+        path = shutil.which(helper) or shutil.which(helper, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        if not path:
+            raise UsernsError(f"{helper} not found: install the uidmap package "
+                              "(it maps your subordinate ids)")
+        st = os.stat(path)
+        if not (st.st_mode & stat.S_ISUID and st.st_uid == 0) and not _has_file_caps(path):
+            raise UsernsError(f"{path} is neither setuid root nor has file capabilities; "
+                              "reinstall the uidmap package")
+
+
+def _has_file_caps(path):
+    try:
+        return bool(os.getxattr(path, "security.capability"))
+    except OSError:
+        return False
+
+
+def apply(mapping_plan, pid):
+    """Map the user namespace of process `pid` (called by the parent)."""
+    if mapping_plan.direct:
+        if os.geteuid() != 0:
+            _write_proc(pid, "setgroups", "deny")     # required before an unprivileged gid_map
+        _write_proc(pid, "uid_map", _map_text(mapping_plan.uid_mappings))
+        _write_proc(pid, "gid_map", _map_text(mapping_plan.gid_mappings))
+        return
+    for helper, mappings in (("newuidmap", mapping_plan.uid_mappings),
+                             ("newgidmap", mapping_plan.gid_mappings)):
+        argv = [helper, str(pid)]
+        for m in mappings:
+            argv += [str(m.container_id), str(m.host_id), str(m.size)]
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        if result.returncode != 0:
+            raise HelperFailed(argv, result.returncode, result.stderr)
+
+
+def _map_text(mappings):
+    return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
+
+
+def _write_proc(pid, name, text):
+    path = f"/proc/{pid}/{name}"
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as err:
+        raise UsernsError(f"writing {path}: {err.strerror}") from None

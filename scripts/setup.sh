@@ -1,0 +1,94 @@
+# Shared set-up for scripts/test and scripts/demo (sourced, not run).
+#
+# As root on a fresh Debian machine it installs what handcar needs, creates the
+# unprivileged test user with subordinate id ranges, copies the checkout where that user
+# can read it and builds a virtualenv there. As a normal user it builds a virtualenv of
+# its own. Either way it leaves HANDCAR_SRC, HANDCAR_VENV and as_user (a command prefix
+# that runs as the unprivileged user) behind.
+
+HANDCAR_TEST_USER=${HANDCAR_TEST_USER:-handcar-test}
+HANDCAR_WORK=${HANDCAR_WORK:-/var/tmp/handcar-ci}
+APT_PACKAGES="uidmap busybox-static python3-venv rsync"
+
+say() { printf '== %s\n' "$*" >&2; }
+
+install_packages() {
+    local missing=()
+    for pkg in $APT_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+create_test_user() {
+    if ! id "$HANDCAR_TEST_USER" >/dev/null 2>&1; then
+        say "creating user $HANDCAR_TEST_USER"
+        useradd --create-home --shell /bin/bash "$HANDCAR_TEST_USER"
+    fi
+    local uid
+    uid=$(id -u "$HANDCAR_TEST_USER")
+    for file in /etc/subuid /etc/subgid; do
+        if ! grep -qE "^($HANDCAR_TEST_USER|$uid):" "$file" 2>/dev/null; then
+            # the first 65536-id block above every range already given out
+            local start
+            start=$(awk -F: 'BEGIN{m=100000} {e=$2+$3; if (e>m) m=e} END{print m}' "$file" 2>/dev/null || echo 100000)
+            say "giving $HANDCAR_TEST_USER ids $start-$((start + 65535)) in $file"
+            echo "$HANDCAR_TEST_USER:$start:65536" >> "$file"
+        fi
+    done
+}
+
+set_device_modes() {
+    # What desktop distributions ship, and what rootless networking needs.
+    for dev in /dev/net/tun /dev/fuse; do
+        [ -e "$dev" ] && chmod 0666 "$dev"
+    done
+    return 0
+}
+
+build_venv() {  # build_venv SRC VENV
+    local src=$1 venv=$2
+    if [ ! -x "$venv/bin/python" ]; then
+        say "creating virtualenv $venv"
+        /usr/bin/python3 -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$src[test]"
+}
+
+setup_as_root() {
+    local repo=$1
+    install_packages
+    create_test_user
+    set_device_modes
+    HANDCAR_SRC="$HANDCAR_WORK/src"
+    HANDCAR_VENV="$HANDCAR_WORK/venv"
+    mkdir -p "$HANDCAR_SRC"
+    chmod 0755 "$HANDCAR_WORK"
+    say "copying the checkout to $HANDCAR_SRC"
+    rsync -a --delete --exclude .git --exclude '*.egg-info' --exclude __pycache__ \
+        --exclude .pytest_cache "$repo/" "$HANDCAR_SRC/"
+    build_venv "$HANDCAR_SRC" "$HANDCAR_VENV"
+    chmod -R a+rX "$HANDCAR_WORK"
+    as_user=(runuser -u "$HANDCAR_TEST_USER" -- env -i
+             "HOME=$(getent passwd "$HANDCAR_TEST_USER" | cut -d: -f6)"
+             "USER=$HANDCAR_TEST_USER" "LOGNAME=$HANDCAR_TEST_USER"
+             "PATH=$HANDCAR_VENV/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+             "LANG=C.UTF-8")
+}
+
+setup_as_user() {
+    local repo=$1
+    HANDCAR_SRC="$repo"
+    HANDCAR_VENV="${HANDCAR_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/handcar/venv}"
+    mkdir -p "$(dirname "$HANDCAR_VENV")"
+    build_venv "$HANDCAR_SRC" "$HANDCAR_VENV"
+    as_user=(env "PATH=$HANDCAR_VENV/bin:$PATH")
+}
+
+setup() {  # setup REPO
+    if [ "$(id -u)" = 0 ]; then setup_as_root "$1"; else setup_as_user "$1"; fi
+}
