@@ -26,6 +26,7 @@ from .mounts import step
 
 # setns order: user first (it grants the rights to join the rest), mount last (after it,
 # the other namespace paths would be looked up in the container's filesystem).
+MAX_FD = 1 << 20                 # above any fd number a process here can have
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 
 
@@ -73,6 +74,9 @@ def intermediate(channel, launch):
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != launch.parent_pid:
         os._exit(1)                       # the parent died before we set the signal
+    # Nothing of the parent's (the container's lock, the caller's stray fds) may reach
+    # the container: keep only stdio, the preserved fds and the channel.
+    _close_fds_from(3 + launch.preserve_fds, keep=channel.fileno())
     linux = launch.spec.linux
     to_join = {ns.type: ns.path for ns in linux.namespaces if ns.path}
     fds = {}
@@ -186,6 +190,13 @@ def exec_process(channel, path, args, env, preserve_fds):
         os.execve(path, list(args), dict(item.split("=", 1) for item in env))
     except OSError as err:
         raise SetupError(f'exec: "{args[0]}": {err.strerror.lower()}') from None
+
+
+def _close_fds_from(first, keep):
+    if keep >= first:
+        os.closerange(first, keep)
+        first = keep + 1
+    os.closerange(first, MAX_FD)
 
 
 def _limit_fds(first_closed, keep):

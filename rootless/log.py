@@ -26,7 +26,8 @@ def _write_log(level, msg):
     if not path:
         return
     if _settings["format"] == "json":
-        line = json.dumps({"level": level, "msg": msg, "time": _timestamp()})
+        line = json.dumps({"level": level, "msg": msg, "time": _timestamp()},
+                          separators=(",", ":"))
     else:
         line = f"time={json.dumps(_timestamp())} level={level} msg={json.dumps(msg)}"
     try:

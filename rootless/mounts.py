@@ -31,11 +31,13 @@ _STATVFS_FLAGS = ((os.ST_RDONLY, opts.RDONLY), (os.ST_NOSUID, opts.NOSUID),
 
 @contextmanager
 def step(what):
-    """Name the step in any OSError it raises."""
+    """Name the step in any error it raises."""
     try:
         yield
     except OSError as err:
         raise SetupError(f"{what}: {err.strerror or err}") from None
+    except SetupError as err:
+        raise SetupError(f"{what}: {err}") from None
 
 
 # --- paths inside the rootfs ------------------------------------------------------------
@@ -71,6 +73,17 @@ def resolve_in_root(root, path):
             current = []
         parts = [p for p in target.split("/") if p] + parts
     return os.path.join(root, *current)
+
+
+def _mount_point_of(path):
+    """The mount point of the mount that holds `path` (per /proc/self/mountinfo)."""
+    best = "/"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if _inside(point, path) and len(point) > len(best):
+                best = point
+    return best
 
 
 def _inside(root, path):
@@ -154,10 +167,10 @@ class RootfsBuilder:
         with step("making / " + (linux.rootfs_propagation or "rslave")):
             libc.mount(None, "/", None, propagation)
         with step(f"binding the rootfs {self.root}"):
-            libc.mount(self.root, self.root, None, libc.MS_BIND | libc.MS_REC)
             if propagation & opts.SHARED:
-                # pivot_root refuses a shared parent mount.
-                libc.mount(None, os.path.dirname(self.root) or "/", None, opts.PRIVATE)
+                # pivot_root refuses a new root whose parent mount is shared.
+                libc.mount(None, _mount_point_of(self.root), None, opts.PRIVATE)
+            libc.mount(self.root, self.root, None, libc.MS_BIND | libc.MS_REC)
         for mount in self.spec.mounts:
             self.mount(mount)
         if any(os.path.normpath(m.destination) == "/dev" for m in self.spec.mounts):
@@ -168,6 +181,10 @@ class RootfsBuilder:
         with step(f"creating the working directory {cwd}"):
             make_in_root(self.root, cwd)
         self.enter(no_pivot)
+        if linux.rootfs_propagation:
+            # Now that the rootfs is "/", give it the propagation the config asks for.
+            with step(f"making the rootfs {linux.rootfs_propagation}"):
+                libc.mount(None, "/", None, propagation)
 
     def mount(self, mount):
         parsed = opts.parse_options(mount.options)

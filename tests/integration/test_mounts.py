@@ -1,0 +1,109 @@
+"""The rootfs: mounts, /dev, masked and read-only paths, and symlinks that try to escape."""
+
+import os
+
+import pytest
+
+
+def run(handcar, bundle, script, name="m"):
+    result = handcar("run", "-b", bundle.sh(script).write(), name)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_readonly_root_and_writable_tmpfs(handcar, bundle):
+    bundle.config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                                    "options": ["size=1m", "mode=1777"]})
+    out = run(handcar, bundle, "touch /x 2>&1 || echo ro; touch /tmp/y && echo tmp-ok; "
+                               "stat -c %a /tmp; grep ' /tmp ' /proc/mounts")
+    lines = out.splitlines()
+    assert lines[1:3] == ["ro", "tmp-ok"] and "Read-only file system" in lines[0]
+    assert lines[3] == "1777"
+    assert "size=1024k" in lines[4]
+
+
+def test_bind_mounts_ro_and_rw(handcar, bundle, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "hello").write_text("host file\n")
+    os.chmod(data, 0o777)
+    single = tmp_path / "single"
+    single.write_text("one file\n")
+    bundle.config["mounts"] += [
+        {"destination": "/ro", "type": "bind", "source": str(data), "options": ["bind", "ro"]},
+        {"destination": "/rw", "type": "none", "source": str(data),
+         "options": ["rbind", "nosuid", "nodev"]},
+        {"destination": "/etc/single", "type": "bind", "source": str(single),
+         "options": ["bind", "ro"]},
+    ]
+    out = run(handcar, bundle, "cat /ro/hello; touch /ro/n 2>/dev/null || echo ro-refused; "
+                               "echo new > /rw/new && echo rw-ok; cat /etc/single")
+    assert out.splitlines() == ["host file", "ro-refused", "rw-ok", "one file"]
+    assert (data / "new").read_text() == "new\n"
+
+
+def test_relative_bind_source_is_relative_to_the_bundle(handcar, bundle):
+    (bundle.path / "assets").mkdir()
+    (bundle.path / "assets" / "a").write_text("from the bundle\n")
+    bundle.config["mounts"].append({"destination": "/assets", "type": "bind",
+                                    "source": "assets", "options": ["rbind", "ro"]})
+    assert run(handcar, bundle, "cat /assets/a") == "from the bundle\n"
+
+
+def test_dev_is_built_from_host_nodes(handcar, bundle):
+    out = run(handcar, bundle, "ls /dev; echo x > /dev/null && echo null-ok; "
+                               "head -c 4 /dev/zero | wc -c; readlink /dev/ptmx; readlink /dev/fd")
+    lines = out.splitlines()
+    for name in ("null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue",
+                 "stdin", "stdout", "stderr", "fd", "ptmx"):
+        assert name in lines, name
+    assert lines[-4:] == ["null-ok", "4", "pts/ptmx", "/proc/self/fd"]
+
+
+def test_masked_and_readonly_paths(handcar, bundle):
+    bundle.linux["maskedPaths"] += ["/etc/passwd", "/home", "/does/not/exist"]
+    bundle.linux["readonlyPaths"] += ["/tmp"]
+    bundle.config["root"]["readonly"] = False
+    out = run(handcar, bundle, "wc -c < /etc/passwd; ls /home | wc -l; "
+                               "touch /home/x 2>/dev/null || echo home-ro; "
+                               "touch /tmp/x 2>/dev/null || echo tmp-ro; "
+                               "echo 1 > /proc/sys/kernel/shmmni 2>/dev/null || echo sys-ro")
+    assert out.split() == ["0", "0", "home-ro", "tmp-ro", "sys-ro"]
+
+
+def test_proc_shows_only_the_container(handcar, bundle):
+    out = run(handcar, bundle, "ls /proc | grep -c '^[0-9]'")
+    assert int(out) <= 3                                   # sh, ls, grep at most
+
+
+def test_symlinks_in_the_image_cannot_send_mounts_outside(handcar, bundle, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    rootfs = bundle.own_rootfs()
+    os.symlink(str(outside), rootfs / "escape")            # absolute link to a host dir
+    os.symlink("../../../../../../../..", rootfs / "up")   # climbs above the rootfs
+    bundle.config["mounts"] += [
+        {"destination": "/escape/tmpfs", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/up/tmp/dir2", "type": "tmpfs", "source": "tmpfs"},
+    ]
+    run(handcar, bundle, "grep -c tmpfs /proc/mounts")
+    assert os.listdir(outside) == []                       # nothing created on the host
+    assert (rootfs / str(outside).lstrip("/") / "tmpfs").is_dir()
+    assert (rootfs / "tmp" / "dir2").is_dir()
+
+
+def test_no_pivot_uses_chroot(handcar, bundle):
+    result = handcar("run", "--no-pivot", "-b", bundle.sh("ls /bin/busybox").write(), "np")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "/bin/busybox\n"
+
+
+@pytest.mark.parametrize("propagation", ["private", "rslave", "shared"])
+def test_rootfs_propagation(handcar, bundle, propagation):
+    bundle.linux["rootfsPropagation"] = propagation
+    result = handcar("run", "-b", bundle.args("true").write(), f"prop-{propagation}")
+    assert result.returncode == 0, result.stderr
+
+
+def test_cgroup_mount(handcar, bundle):
+    assert run(handcar, bundle, "ls /sys/fs/cgroup | wc -l").strip() != "0"

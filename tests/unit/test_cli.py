@@ -1,0 +1,76 @@
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from rootless.container import parse_signal
+from rootless.errors import HandcarError
+
+VERBS = ["create", "start", "run", "state", "kill", "delete", "list", "spec"]
+
+
+def handcar(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "rootless", *args], capture_output=True,
+                          text=True, timeout=30, **kwargs)
+
+
+@pytest.mark.parametrize("text,number", [("KILL", 9), ("SIGKILL", 9), ("kill", 9), ("9", 9),
+                                          ("TERM", 15), ("SIGUSR1", int(signal.SIGUSR1))])
+def test_parse_signal(text, number):
+    assert parse_signal(text) == number
+
+
+@pytest.mark.parametrize("text", ["SIGNOPE", "0", "999", "-1"])
+def test_parse_bad_signal(text):
+    with pytest.raises(HandcarError):
+        parse_signal(text)
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_short_help(verb):
+    result = handcar(verb, "-h")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"Usage: handcar {verb}")
+
+
+def test_version():
+    result = handcar("--version")
+    assert result.returncode == 0 and result.stdout.startswith("handcar version ")
+
+
+def test_usage_error_exits_2():
+    result = handcar("kill")
+    assert result.returncode == 2 and "Missing argument" in result.stderr
+
+
+def test_spec_writes_the_runc_default(tmp_path):
+    assert handcar("spec", "--bundle", str(tmp_path)).returncode == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["process"]["args"] == ["sh"] and config["root"]["path"] == "rootfs"
+    again = handcar("spec", f"--bundle={tmp_path}")
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_spec_rootless(tmp_path):
+    assert handcar("spec", "--rootless", "-b", str(tmp_path)).returncode == 0
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert {"type": "user"} in config["linux"]["namespaces"]
+    assert config["linux"]["uidMappings"][0]["hostID"] == __import__("os").geteuid()
+
+
+def test_errors_are_one_line_and_json_logged(tmp_path):
+    log = tmp_path / "log.json"
+    result = handcar("--root", str(tmp_path / "state"), "--log", str(log),
+                     "--log-format", "json", "state", "nope")
+    assert result.returncode == 1
+    assert result.stderr == "handcar: container nope does not exist\n"
+    entry = json.loads(log.read_text())
+    assert entry["level"] == "error" and entry["msg"] == "container nope does not exist"
+    assert entry["time"].endswith("Z")
+
+
+def test_list_of_an_empty_root(tmp_path):
+    result = handcar("--root", str(tmp_path / "none"), "list", "--format", "json")
+    assert result.returncode == 0 and json.loads(result.stdout) == []

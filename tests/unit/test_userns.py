@@ -1,0 +1,93 @@
+import pytest
+
+from oci import spec as oci_spec
+from rootless import userns
+from rootless.errors import UsernsError
+
+
+@pytest.fixture
+def subids(tmp_path, monkeypatch):
+    subuid, subgid = tmp_path / "subuid", tmp_path / "subgid"
+    subuid.write_text("alice:100000:65536\nbob:200000:1000\n1000:300000:10\n")
+    subgid.write_text("alice:100000:65536\n")
+    monkeypatch.setattr(userns, "SUBUID", str(subuid))
+    monkeypatch.setattr(userns, "SUBGID", str(subgid))
+    monkeypatch.setattr(userns, "check_helpers", lambda: None)
+
+
+def linux(uid_maps=(), gid_maps=(), user=True):
+    namespaces = [oci_spec.Namespace("mount")] + ([oci_spec.Namespace("user")] if user else [])
+    return oci_spec.Linux(namespaces=tuple(namespaces), uid_mappings=tuple(uid_maps),
+                          gid_mappings=tuple(gid_maps))
+
+
+M = oci_spec.IDMapping
+
+
+def test_subordinate_ranges_by_name_and_id(subids):
+    assert userns.subordinate_ranges(userns.SUBUID, "alice", 1000) == [(100000, 65536), (300000, 10)]
+    assert userns.subordinate_ranges(userns.SUBUID, "carol", 1001) == []
+    assert userns.subordinate_ranges("/nonexistent", "alice", 1000) == []
+
+
+def test_no_user_namespace_adds_one_from_the_subordinate_range(subids):
+    plan = userns.plan(linux(user=False), 1000, 1000, "alice")
+    assert plan.uid_mappings == (M(0, 1000, 1), M(1, 100000, 65536))
+    assert plan.gid_mappings == (M(0, 1000, 1), M(1, 100000, 65536))
+    assert not plan.direct
+
+
+def test_without_subordinate_ids_the_default_is_the_own_id_alone(subids):
+    plan = userns.plan(linux(user=False), 1001, 1001, "carol")
+    assert plan.uid_mappings == (M(0, 1001, 1),)
+    assert plan.direct
+
+
+def test_root_without_user_namespace_needs_no_mapping(subids):
+    assert userns.plan(linux(user=False), 0, 0, "root") is None
+
+
+def test_joined_user_namespace_needs_no_mapping(subids):
+    joined = oci_spec.Linux(namespaces=(oci_spec.Namespace("user", "/proc/1/ns/user"),))
+    assert userns.plan(joined, 1000, 1000, "alice") is None
+
+
+def test_config_mappings_inside_the_ranges(subids):
+    maps = (M(0, 1000, 1), M(1, 100000, 65536))
+    plan = userns.plan(linux(maps, maps), 1000, 1000, "alice")
+    assert plan.uid_mappings == maps and not plan.direct
+
+
+def test_mapping_outside_the_ranges_is_refused(subids):
+    maps = (M(0, 1000, 1), M(1, 100000, 70000))
+    with pytest.raises(UsernsError, match=r"linux.uidMappings\[1\]: host uids 100000-169999 are "
+                                          r"outside your ranges in .*subuid \(100000-165535"):
+        userns.plan(linux(maps, maps), 1000, 1000, "alice")
+
+
+def test_mapping_without_a_subuid_entry_says_what_to_do(subids):
+    maps = (M(0, 1001, 1), M(1, 100000, 10))
+    with pytest.raises(UsernsError, match="no entry for carol in .*subuid.*usermod"):
+        userns.plan(linux(maps, maps), 1001, 1001, "carol")
+
+
+def test_container_root_must_be_mapped(subids):
+    maps = (M(1, 1000, 1),)
+    with pytest.raises(UsernsError, match="container uid 0 must be mapped"):
+        userns.plan(linux(maps, maps), 1000, 1000, "alice")
+
+
+def test_own_id_alone_is_written_directly(subids):
+    maps = (M(0, 1000, 1),)
+    assert userns.plan(linux(maps, maps), 1000, 1000, "alice").direct
+
+
+def test_root_writes_any_mapping_directly(subids):
+    maps = (M(0, 500000, 65536),)
+    assert userns.plan(linux(maps, maps), 0, 0, "root").direct
+
+
+def test_missing_helpers_are_named(monkeypatch):
+    monkeypatch.setattr(userns.shutil, "which", lambda *a, **k: None)
+    with pytest.raises(UsernsError, match="newuidmap not found: install the uidmap package"):
+        userns.check_helpers()
