@@ -92,3 +92,15 @@ setup_as_user() {
 setup() {  # setup REPO
     if [ "$(id -u)" = 0 ]; then setup_as_root "$1"; else setup_as_user "$1"; fi
 }
+
+make_busybox_bundle() {  # make_busybox_bundle DIR: a rootfs of Debian's static busybox
+    local dir=$1 busybox
+    busybox=$(command -v busybox || echo /bin/busybox)
+    mkdir -p "$dir/rootfs/bin" "$dir/rootfs/etc" "$dir/rootfs/tmp" "$dir/rootfs/root"
+    cp "$busybox" "$dir/rootfs/bin/busybox"
+    for applet in $("$busybox" --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "$dir/rootfs/bin/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\n' > "$dir/rootfs/etc/passwd"
+    printf 'root:x:0:\n' > "$dir/rootfs/etc/group"
+}

@@ -1,0 +1,27 @@
+"""handcar run by root: scripts/test runs these as root (the rest run unprivileged)."""
+
+import os
+
+import pytest
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (scripts/test runs it as root)")]
+
+
+def test_root_without_a_user_namespace_is_real_root(handcar, bundle):
+    linux = bundle.linux
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "user"]
+    del linux["uidMappings"], linux["gidMappings"]
+    result = handcar("run", "-b", bundle.sh("cat /proc/self/uid_map; hostname").write(), "r1")
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.splitlines()
+    assert rows[0].split() == ["0", "0", "4294967295"] and rows[1] == "box"
+
+
+def test_root_with_a_user_namespace_maps_as_asked(handcar, bundle):
+    maps = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    bundle.linux["uidMappings"] = maps
+    bundle.linux["gidMappings"] = maps
+    result = handcar("run", "-b", bundle.args("cat", "/proc/self/uid_map").write(), "r2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "300000", "65536"]
