@@ -70,13 +70,14 @@ def create(store, container_id, bundle, options):
     rootfs = _check_runnable(spec, bundle, options)
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), _user_name())
     record = store.reserve(container_id, bundle, spec.annotations)
-    init_pid = 0
+    init_pid = fifo_fd = 0
     try:
         record.save(rootfs=rootfs)
         os.mkfifo(record.fifo_path, 0o622)
         os.chmod(record.fifo_path, 0o622)         # writable by the container's user
+        fifo_fd = os.open(record.fifo_path, os.O_PATH | os.O_CLOEXEC)
         launch = Launch(container_id=container_id, spec=spec, bundle=bundle, rootfs=rootfs,
-                        mapping=mapping, fifo_path=record.fifo_path, parent_pid=os.getpid(),
+                        mapping=mapping, fifo_fd=fifo_fd, parent_pid=os.getpid(),
                         preserve_fds=options.preserve_fds, no_pivot=options.no_pivot,
                         no_new_keyring=options.no_new_keyring)
         channel, init_pid = _spawn(launch)
@@ -91,6 +92,9 @@ def create(store, container_id, bundle, options):
             _kill_quietly(init_pid)
         record.remove()
         raise
+    finally:
+        if fifo_fd:
+            os.close(fifo_fd)
 
 
 def _spawn(launch):

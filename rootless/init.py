@@ -38,7 +38,8 @@ class Launch:
     bundle: str
     rootfs: str
     mapping: object             # userns.MappingPlan, or None
-    fifo_path: str
+    fifo_fd: int                # exec.fifo opened O_PATH by the parent: the container's
+                                # root may not be able to reach the state directory
     parent_pid: int
     preserve_fds: int = 0
     no_pivot: bool = False
@@ -76,7 +77,7 @@ def intermediate(channel, launch):
         os._exit(1)                       # the parent died before we set the signal
     # Nothing of the parent's (the container's lock, the caller's stray fds) may reach
     # the container: keep only stdio, the preserved fds and the channel.
-    _close_fds_from(3 + launch.preserve_fds, keep=channel.fileno())
+    _close_fds_from(3 + launch.preserve_fds, keep={channel.fileno(), launch.fifo_fd})
     linux = launch.spec.linux
     to_join = {ns.type: ns.path for ns in linux.namespaces if ns.path}
     fds = {}
@@ -133,7 +134,6 @@ def container_init(channel, launch):
     if not launch.no_new_keyring:
         _join_session_keyring(channel, launch.container_id)
     last_cap = _last_cap()
-    fifo_fd = os.open(launch.fifo_path, os.O_PATH | os.O_CLOEXEC)
     private = {ns.type for ns in linux.namespaces if not ns.path}
     builder = mounts.RootfsBuilder(spec, launch.rootfs, launch.bundle,
                                    private_netns="network" in private,
@@ -168,10 +168,10 @@ def container_init(channel, launch):
     if message is None or message["type"] != "go":
         os._exit(1)                       # the parent gave up: do not run the container
     with step("waiting for start on exec.fifo"):
-        fifo = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        fifo = os.open(f"/proc/self/fd/{launch.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(fifo, b"0")
         os.close(fifo)
-    os.close(fifo_fd)
+    os.close(launch.fifo_fd)
     exec_process(channel, path, process.args, env, launch.preserve_fds)
 
 
@@ -193,9 +193,10 @@ def exec_process(channel, path, args, env, preserve_fds):
 
 
 def _close_fds_from(first, keep):
-    if keep >= first:
-        os.closerange(first, keep)
-        first = keep + 1
+    for fd in sorted(keep):
+        if fd >= first:
+            os.closerange(first, fd)
+            first = fd + 1
     os.closerange(first, MAX_FD)
 
 

@@ -1,6 +1,8 @@
 """handcar run by root: scripts/test runs these as root (the rest run unprivileged)."""
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -18,7 +20,18 @@ def test_root_without_a_user_namespace_is_real_root(handcar, bundle):
     assert rows[0].split() == ["0", "0", "4294967295"] and rows[1] == "box"
 
 
-def test_root_with_a_user_namespace_maps_as_asked(handcar, bundle):
+@pytest.fixture
+def reachable_rootfs(rootfs_template):
+    """A rootfs that container root, mapped to an unprivileged host id, can reach."""
+    top = tempfile.mkdtemp(dir="/var/tmp", prefix="handcar-root-test.")
+    os.chmod(top, 0o755)
+    shutil.copytree(rootfs_template, f"{top}/rootfs", symlinks=True)
+    yield f"{top}/rootfs"
+    shutil.rmtree(top)
+
+
+def test_root_with_a_user_namespace_maps_as_asked(handcar, bundle, reachable_rootfs):
+    bundle.config["root"]["path"] = reachable_rootfs
     maps = [{"containerID": 0, "hostID": 300000, "size": 65536}]
     bundle.linux["uidMappings"] = maps
     bundle.linux["gidMappings"] = maps
