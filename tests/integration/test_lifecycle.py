@@ -181,3 +181,33 @@ def test_bundle_without_a_user_namespace_gets_one(handcar, bundle):
     first, net = result.stdout.splitlines()[0].split(), result.stdout.splitlines()[1:]
     assert first == ["0", str(os.geteuid()), "1"]
     assert net == ["lo"]                                    # its own network namespace
+
+
+def test_namespaces_with_a_path_are_joined(handcar, bundle):
+    """As podman does: a second container joins the first one's user and network
+    namespaces by path."""
+    first = bundle.args("sleep", "1000")
+    first.linux["namespaces"].append({"type": "network"})
+    handcar.ok_detached("run", "-d", "-b", first.write(), "first")
+    pid = handcar.state("first")["pid"]
+    bundle.linux["namespaces"] = [
+        {"type": "user", "path": f"/proc/{pid}/ns/user"},
+        {"type": "network", "path": f"/proc/{pid}/ns/net"},
+        {"type": "mount"}, {"type": "pid"}, {"type": "uts"}, {"type": "ipc"}]
+    del bundle.linux["uidMappings"], bundle.linux["gidMappings"]
+    result = handcar("run", "-b", bundle.sh(
+        "readlink /proc/self/ns/net; readlink /proc/self/ns/user; readlink /proc/self/ns/mnt"
+    ).write(), "second")
+    assert result.returncode == 0, result.stderr
+    net, user, mnt = result.stdout.split()
+    assert net == os.readlink(f"/proc/{pid}/ns/net")
+    assert user == os.readlink(f"/proc/{pid}/ns/user")
+    assert mnt != os.readlink(f"/proc/{pid}/ns/mnt")
+
+
+def test_joining_a_missing_namespace_fails_cleanly(handcar, bundle):
+    bundle.linux["namespaces"].append({"type": "network", "path": "/proc/999999999/ns/net"})
+    result = handcar("run", "-b", bundle.args("true").write(), "nojoin")
+    assert result.returncode == 1
+    assert result.stderr.startswith("handcar: opening the network namespace /proc/999999999/ns/net")
+    assert handcar("list", "-q").stdout == ""
