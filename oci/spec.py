@@ -59,11 +59,16 @@ class Process:
     selinux_label: str = ""
 
     def env_value(self, name, default=None):
-        prefix = name + "="
-        for item in reversed(self.env):
-            if item.startswith(prefix):
-                return item[len(prefix):]
-        return default
+        return env_value(self.env, name, default)
+
+
+def env_value(env, name, default=None):
+    """The value of `name` in a KEY=VALUE list (the last one wins, as in execve)."""
+    prefix = name + "="
+    for item in reversed(env):
+        if item.startswith(prefix):
+            return item[len(prefix):]
+    return default
 
 
 @dataclass(frozen=True)

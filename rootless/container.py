@@ -15,7 +15,7 @@ from . import libc, log, userns
 from .channel import Channel
 from .errors import HandcarError, NotFound, SetupError, SpecError, WrongStatus
 from .init import Launch, intermediate, run_child
-from .store import process_start_time, write_atomic
+from .store import process_start_time, user_name, write_atomic
 
 CHILD_TIMEOUT = 60          # seconds a child may take for one step before we give up
 STOP_TIMEOUT = 10           # seconds to wait for a killed init to disappear
@@ -68,7 +68,7 @@ def create(store, container_id, bundle, options):
     store.path(container_id)                       # refuse a bad id before anything else
     spec = load_bundle(bundle)
     rootfs = _check_runnable(spec, bundle, options)
-    mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), _user_name())
+    mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
     record = store.reserve(container_id, bundle, spec.annotations)
     init_pid = fifo_fd = 0
     try:
@@ -146,14 +146,6 @@ def _kill_quietly(pid):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-def _user_name():
-    import pwd
-    try:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return str(os.geteuid())
 
 
 def start(store, container_id):

@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass
 
 from oci.linux import CAPABILITIES
-from oci.spec import DEFAULT_PATH
+from oci.spec import DEFAULT_PATH, env_value
 from . import libc, mounts
 from .errors import HandcarError, SetupError, os_error_message
 from .mounts import step
@@ -161,7 +161,7 @@ def container_init(channel, launch):
     if process.user.umask is not None:
         os.umask(process.user.umask)
     env = with_home(process.env, process.user.uid)
-    path = find_executable(process.args[0], _env_value(env, "PATH", DEFAULT_PATH))
+    path = find_executable(process.args[0], env_value(env, "PATH", DEFAULT_PATH))
 
     channel.send("ready")
     message, _ = channel.receive()
@@ -306,18 +306,10 @@ def _join_session_keyring(channel, container_id):
             raise SetupError(f"creating a session keyring: {err.strerror}") from None
 
 
-def _env_value(env, name, default):
-    prefix = name + "="
-    for item in reversed(env):
-        if item.startswith(prefix):
-            return item[len(prefix):]
-    return default
-
-
 def with_home(env, uid):
     """The process env, with HOME from the container's /etc/passwd if it has none."""
     env = list(env)
-    if _env_value(env, "HOME", None) is None:
+    if env_value(env, "HOME") is None:
         env.append(f"HOME={_home_of(uid)}")
     return env
 

@@ -47,6 +47,15 @@ def default_root():
     return "/run/handcar" if uid == 0 else f"/tmp/handcar-{uid}"
 
 
+def user_name(uid):
+    """The login name of `uid` (its number when it has none), as /etc/subuid names it."""
+    import pwd
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def write_atomic(path, data, mode=0o600):
     """Write `data` to `path` so that readers see the old or the new content, never a part."""
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -114,7 +123,7 @@ class Store:
         record.lock()
         record.data = {"id": container_id, "status": "creating", "pid": 0, "start_time": 0,
                        "bundle": bundle, "created": rfc3339_now(),
-                       "owner": _user_name(os.geteuid()), "annotations": annotations}
+                       "owner": user_name(os.geteuid()), "annotations": annotations}
         record.save()
         return record
 
@@ -217,11 +226,3 @@ class Record:
             created=self.data.get("created", ""), owner=self.data.get("owner", ""),
             annotations=self.data.get("annotations") or {},
         )
-
-
-def _user_name(uid):
-    import pwd
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
