@@ -49,10 +49,12 @@ def _print_version(ctx, _param, value):
               help="Accepted for runc compatibility; cgroups are managed through cgroupfs.")
 @click.option("--rootless", type=click.Choice(["true", "false", "auto"]), default="auto",
               help="Accepted for runc compatibility: handcar is always rootless-capable.")
+@click.option("--cgroup-manager", type=click.Choice(["cgroupfs", "systemd", "disabled"]),
+              default="cgroupfs", help="crun's spelling; accepted.")
 @click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version, help="Print the version and exit.")
 @click.pass_context
-def cli(ctx, root, log_path, log_format, debug, systemd_cgroup, rootless):
+def cli(ctx, root, log_path, log_format, debug, systemd_cgroup, rootless, cgroup_manager):
     """handcar: a rootless, runc-compatible OCI container runtime."""
     log.configure(log_path, log_format, debug)
     if systemd_cgroup:
@@ -92,9 +94,10 @@ def _options(pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
 def create(g, container_id, bundle, **flags):
     """Create a container; its process waits for `start`."""
     from . import container
-    record, channel = container.create(g.store(), container_id, bundle,
-                                       _options(**flags))
+    record, channel, console = container.create(g.store(), container_id, bundle,
+                                                _options(**flags))
     channel.close()
+    console.close()
     record.unlock()
 
 
@@ -119,6 +122,108 @@ def run(g, container_id, bundle, detach, keep, no_subreaper, **flags):
     from . import container
     return container.run(g.store(), container_id, bundle, _options(**flags),
                          detach=detach, keep=keep)
+
+
+def _parse_user(text):
+    """-u UID[:GID] (numbers, as runc takes them)."""
+    uid, _, gid = text.partition(":")
+    try:
+        return int(uid), int(gid) if gid else 0
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected UID[:GID] as numbers") from None
+
+
+@cli.command("exec", context_settings={**CONTEXT, "allow_interspersed_args": False})
+@click.option("-t", "--tty", is_flag=True, help="Give the process a pty.")
+@click.option("-d", "--detach", is_flag=True, help="Do not wait for the process.")
+@click.option("--pid-file", metavar="FILE", help="Write the process's pid to FILE.")
+@click.option("--console-socket", metavar="PATH",
+              help="Unix socket that receives the pty master (with -t).")
+@click.option("--preserve-fds", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Pass N extra fds (3 to 3+N-1) to the process.")
+@click.option("-p", "--process", "process_file", metavar="FILE",
+              help="A process.json to run, instead of CMD and the flags below.")
+@click.option("-e", "--env", multiple=True, metavar="KEY=VALUE", help="Add to the environment.")
+@click.option("-u", "--user", metavar="UID[:GID]", help="Run as this user.")
+@click.option("-g", "--additional-gids", multiple=True, type=int, metavar="GID",
+              help="An additional group.")
+@click.option("--cwd", metavar="DIR", help="Working directory.")
+@click.option("-c", "--cap", multiple=True, metavar="CAP", help="Add a capability.")
+@click.option("--no-new-privs", is_flag=True, help="Set no_new_privs.")
+@click.option("--ignore-paused", is_flag=True, help="Exec even into a paused container.")
+@click.argument("container_id", metavar="ID")
+@click.argument("command", nargs=-1, metavar="[CMD]...")
+@click.pass_obj
+def exec_(g, container_id, command, process_file, env, user, additional_gids, cwd, cap,
+          no_new_privs, tty, detach, pid_file, console_socket, preserve_fds, ignore_paused):
+    """Run a process in a running container; returns its exit status."""
+    from . import container
+    if process_file:
+        if command:
+            raise click.UsageError("give either --process or a command, not both")
+        process = container.load_process_file(process_file)
+    else:
+        if not command:
+            raise click.UsageError("missing the command to run (or --process FILE)")
+        for item in env:
+            if "=" not in item:
+                raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--env")
+        base = g.store().open(container_id, lock=False).load_spec().process
+        process = container.process_for_exec(
+            base, command, env=env, user=_parse_user(user) if user else None,
+            additional_gids=additional_gids, cwd=cwd, caps=cap, no_new_privs=no_new_privs,
+            tty=tty)
+    options = container.ExecOptions(pid_file=pid_file, console_socket=console_socket,
+                                    detach=detach, preserve_fds=preserve_fds,
+                                    ignore_paused=ignore_paused)
+    return container.exec_(g.store(), container_id, process, options)
+
+
+@cli.command(context_settings={**CONTEXT, "allow_interspersed_args": False,
+                               "ignore_unknown_options": True})
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@click.argument("container_id", metavar="ID")
+@click.argument("ps_args", nargs=-1, metavar="[PS OPTIONS]...")
+@click.pass_obj
+def ps(g, container_id, fmt, ps_args):
+    """List the processes of a container (`ps` output, or their pids as JSON)."""
+    from . import container
+    record = g.store().open(container_id, lock=False)
+    if record.status() in ("stopped", "creating"):
+        raise HandcarError(f"container {container_id} is not running")
+    pids = sorted(container.container_pids(record))
+    if fmt == "json":
+        click.echo(json.dumps(pids))
+        return
+    click.echo(_ps_table(pids, ps_args or ("-ef",)), nl=False)
+
+
+def _ps_table(pids, ps_args):
+    """The caller's `ps` output cut down to the container's processes, as runc does it."""
+    import subprocess
+    try:
+        result = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise HandcarError("ps is not installed (package procps)") from None
+    if result.returncode != 0:
+        raise HandcarError(f"ps {' '.join(ps_args)}: {result.stderr.strip()}")
+    lines = result.stdout.splitlines()
+    header = lines[0].split() if lines else []
+    if "PID" not in header:
+        raise HandcarError("ps output has no PID column: add -o pid or use -f json")
+    column = header.index("PID")
+    wanted = set(pids)
+    kept = [line for line in lines[1:] if int(line.split()[column]) in wanted]
+    return "".join(f"{line}\n" for line in [lines[0], *kept])
+
+
+@cli.command(context_settings=CONTEXT)
+def features():
+    """Print what this runtime supports on this host (the OCI features document)."""
+    from oci.features import features_document
+    from .host import host_facts
+    click.echo(json.dumps(features_document(**host_facts()), indent=2))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -1,17 +1,21 @@
-"""The parent side of the container lifecycle: create, start, kill, delete and run.
+"""The parent side of the container lifecycle: create, start, exec, kill, delete and run.
 
 See init.py for the child side and the three-process protocol.
 """
 
+import dataclasses
+import json
 import os
 import select
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
 
 from oci import spec as oci_spec
-from . import libc, log, userns
+from oci.linux import NAMESPACES
+from . import hooks, libc, log, terminal, userns
 from .channel import Channel
 from .errors import HandcarError, NotFound, SetupError, SpecError, WrongStatus
 from .init import Launch, intermediate, run_child
@@ -22,6 +26,7 @@ STOP_TIMEOUT = 10           # seconds to wait for a killed init to disappear
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
                      signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGCONT,
                      signal.SIGWINCH)
+CREATE_HOOKS = ("prestart", "createRuntime", "createContainer")
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,17 @@ class CreateOptions:
     preserve_fds: int = 0
 
 
+@dataclass(frozen=True)
+class ExecOptions:
+    pid_file: str | None = None
+    console_socket: str | None = None
+    detach: bool = False
+    preserve_fds: int = 0
+    ignore_paused: bool = False
+
+
 def load_bundle(bundle):
+    """(config.json text, Spec) of a bundle."""
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
@@ -42,10 +57,10 @@ def load_bundle(bundle):
         raise HandcarError(f"no config.json in bundle {bundle}") from None
     except OSError as err:
         raise HandcarError(f"reading {path}: {err.strerror}") from None
-    return oci_spec.loads(text, source=path)
+    return text, oci_spec.loads(text, source=path)
 
 
-def _check_runnable(spec, bundle, options):
+def _check_runnable(spec, bundle):
     """Problems the spec layer cannot see: the rootfs, the namespaces a runtime needs."""
     problems = []
     rootfs = os.path.join(bundle, spec.root_path)
@@ -53,52 +68,126 @@ def _check_runnable(spec, bundle, options):
         problems.append(f"root.path: {rootfs} is not a directory")
     if not spec.linux.namespace("mount"):
         problems.append("linux.namespaces: a mount namespace is required")
-    if spec.process.terminal and not options.console_socket:
-        problems.append("process.terminal: true needs --console-socket "
-                        "(or set terminal to false)")
     if problems:
         raise SpecError(problems, os.path.join(bundle, "config.json"))
     return os.path.realpath(rootfs)
 
 
-def create(store, container_id, bundle, options):
-    """Create a container and leave its init waiting for `start`; returns its Record
-    (still locked) and the channel to its init."""
+class Console:
+    """Where a process's pty master goes: the caller's --console-socket, or (foreground
+    run/exec) a socketpair whose other end we keep, to proxy the caller's terminal."""
+
+    def __init__(self, child_end=None, our_end=None):
+        self.child_end = child_end
+        self.our_end = our_end
+        self.master = None
+
+    @classmethod
+    def open(cls, process, console_socket, foreground):
+        if not process.terminal:
+            if console_socket:
+                raise HandcarError("--console-socket is only for a process with "
+                                   "terminal: true")
+            return cls()
+        if console_socket:
+            return cls(terminal.connect_console_socket(console_socket))
+        if foreground:
+            ours, theirs = socket.socketpair()
+            return cls(theirs, ours)
+        raise HandcarError("process.terminal is true: a detached container needs "
+                           "--console-socket to hand its pty to (or set terminal to false)")
+
+    @property
+    def child_fd(self):
+        return self.child_end.fileno() if self.child_end else -1
+
+    def child_started(self):
+        """After the child has its end: drop ours of it, and take the master if it's ours."""
+        if self.child_end:
+            self.child_end.close()
+            self.child_end = None
+        if self.our_end:
+            self.master = terminal.receive_master(self.our_end)
+            self.our_end.close()
+            self.our_end = None
+
+    def close(self):
+        for end in (self.child_end, self.our_end):
+            if end:
+                end.close()
+        if self.master is not None:
+            os.close(self.master)
+
+
+def _socket_activation():
+    """(env, count) for the fds systemd passed us by socket activation, as runc passes
+    them on: fds 3..3+count-1, LISTEN_FDS=count, LISTEN_PID=1."""
+    try:
+        count = int(os.environ.get("LISTEN_FDS", ""))
+        listen_pid = int(os.environ.get("LISTEN_PID", ""))
+    except ValueError:
+        return (), 0
+    if listen_pid != os.getpid() or count <= 0:
+        return (), 0
+    return (f"LISTEN_FDS={count}", "LISTEN_PID=1"), count
+
+
+def create(store, container_id, bundle, options, foreground=False):
+    """Create a container and leave its init waiting for `start`. Returns its Record
+    (still locked), the channel to its init and its Console."""
     bundle = os.path.realpath(bundle)
     store.path(container_id)                       # refuse a bad id before anything else
-    spec = load_bundle(bundle)
-    rootfs = _check_runnable(spec, bundle, options)
+    text, spec = load_bundle(bundle)
+    rootfs = _check_runnable(spec, bundle)
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
-    record = store.reserve(container_id, bundle, spec.annotations)
+    console = Console.open(spec.process, options.console_socket, foreground)
+    try:
+        record = store.reserve(container_id, bundle, spec.annotations)
+    except BaseException:
+        console.close()
+        raise
     init_pid = fifo_fd = 0
     try:
-        record.save(rootfs=rootfs)
+        record.save(rootfs=rootfs, hooks=sorted(kind for kind, hs in spec.hooks.items() if hs))
+        write_atomic(record.config_path, text)
         os.mkfifo(record.fifo_path, 0o622)
         os.chmod(record.fifo_path, 0o622)         # writable by the container's user
         fifo_fd = os.open(record.fifo_path, os.O_PATH | os.O_CLOEXEC)
-        launch = Launch(container_id=container_id, spec=spec, bundle=bundle, rootfs=rootfs,
-                        mapping=mapping, fifo_fd=fifo_fd, parent_pid=os.getpid(),
-                        preserve_fds=options.preserve_fds, no_pivot=options.no_pivot,
-                        no_new_keyring=options.no_new_keyring)
-        channel, init_pid = _spawn(launch)
-        record.save(status="created", pid=init_pid,
-                    start_time=process_start_time(init_pid))
+        listen_env, listen_count = _socket_activation()
+        launch = Launch(container_id=container_id, spec=spec, bundle=bundle,
+                        parent_pid=os.getpid(), rootfs=rootfs, mapping=mapping,
+                        fifo_fd=fifo_fd, console_fd=console.child_fd, extra_env=listen_env,
+                        pass_fds=listen_count + options.preserve_fds,
+                        no_pivot=options.no_pivot, no_new_keyring=options.no_new_keyring,
+                        pause_for_hooks=any(spec.hooks.get(kind) for kind in CREATE_HOOKS))
+
+        def run_create_hooks(pid):
+            state = record.state("creating", pid).to_json()
+            hooks.run(spec.hooks, "prestart", state)
+            hooks.run(spec.hooks, "createRuntime", state)
+            return state
+
+        channel, init_pid = _spawn(launch, run_create_hooks)
+        console.child_started()
+        record.save(status="created", pid=init_pid, start_time=process_start_time(init_pid))
         if options.pid_file:
             write_atomic(os.path.abspath(options.pid_file), f"{init_pid}", 0o644)
-        channel.send("go")
-        return record, channel
+        channel.send("go", state=record.state("created").to_json())
+        return record, channel, console
     except BaseException:
         if init_pid:
             _kill_quietly(init_pid)
         record.remove()
+        console.close()
         raise
     finally:
         if fifo_fd:
             os.close(fifo_fd)
 
 
-def _spawn(launch):
-    """Fork the intermediate, answer it, and return (channel, init pid) once init is ready."""
+def _spawn(launch, on_hooks=None):
+    """Fork the intermediate, answer it and the process it forks, and return
+    (channel, pid of that process) once the process is ready."""
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -122,6 +211,8 @@ def _spawn(launch):
                 init_pid = message["pid"]
                 os.waitpid(pid, 0)
                 pid = 0
+            elif kind == "hooks":
+                parent_end.send("hooks-done", state=on_hooks(init_pid))
             elif kind == "ready":
                 ready = True
             elif kind == "warning":
@@ -156,26 +247,43 @@ def start(store, container_id):
             raise WrongStatus(f"cannot start a container that is {status}"
                               if status != "running" else
                               f"container {container_id} is already running")
-        _release_init(record)
+        _start(record)
     finally:
         record.unlock()
 
 
+def _start(record):
+    _release_init(record)
+    if "poststart" in record.data.get("hooks", ()):
+        _run_warning_hooks(record, "poststart", "running")
+
+
+def _run_warning_hooks(record, kind, status):
+    try:
+        hooks.run(record.load_spec().hooks, kind, record.state(status).to_json())
+    except HandcarError as err:
+        log.warning(str(err))
+
+
 def _release_init(record):
-    """Open exec.fifo for reading, which lets init (blocked opening it for writing) go on
-    to exec; init writes one byte once it has the fifo open."""
+    """Open exec.fifo for reading, which lets init (blocked opening it for writing) go on;
+    it answers "0" when it is about to exec, or "E<why>" when a startContainer hook failed."""
     fd = os.open(record.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         while True:
-            if poller.poll(100) and os.read(fd, 1) == b"0":
-                break
+            if poller.poll(100):
+                answer = os.read(fd, 4096)
+                if answer == b"0":
+                    break
+                if answer.startswith(b"E"):
+                    raise SetupError(answer[1:].decode(errors="replace"))
             if not record.init_alive():
                 raise SetupError("cannot start: the container's init has exited")
     finally:
         os.close(fd)
-    os.unlink(record.fifo_path)
+        os.unlink(record.fifo_path)
 
 
 def parse_signal(text):
@@ -199,7 +307,7 @@ def kill(store, container_id, signum, all_processes=False):
     if status not in ("created", "running", "paused"):
         raise WrongStatus(f"cannot kill container {container_id}: it is {status}")
     if all_processes:
-        for pid in _container_pids(record):
+        for pid in container_pids(record):
             _signal(pid, signum)
     else:
         _signal(record.pid, signum)
@@ -212,7 +320,7 @@ def _signal(pid, signum):
         pass
 
 
-def _container_pids(record):
+def container_pids(record):
     """The init and every process in its pid namespace (init last). Without a private
     pid namespace only the init can be told apart from the host's processes."""
     pids = []
@@ -246,13 +354,15 @@ def delete(store, container_id, force=False):
                               f"{status} (use --force)")
         if status != "stopped":
             _stop(record)
+        if "poststop" in record.data.get("hooks", ()) and record.data["status"] != "creating":
+            _run_warning_hooks(record, "poststop", "stopped")
         record.remove()
     finally:
         record.unlock()
 
 
 def _stop(record):
-    for pid in _container_pids(record):
+    for pid in container_pids(record):
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + STOP_TIMEOUT
     while record.init_alive():
@@ -267,37 +377,132 @@ def run(store, container_id, bundle, options, detach=False, keep=False):
     if not detach:
         # Adopt the init when the intermediate exits, so we can wait for it.
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-    record, channel = create(store, container_id, bundle, options)
+    record, channel, console = create(store, container_id, bundle, options,
+                                      foreground=not detach)
     try:
-        _release_init(record)
+        _start(record)
     except BaseException:
         _kill_quietly(record.pid)
         record.remove()
+        console.close()
         raise
     finally:
         record.unlock()
     if detach:
         channel.close()
+        console.close()
         return 0
     try:
-        status = _wait_foreground(record.pid, channel)
+        status = _wait_foreground(record.pid, channel, console)
     finally:
         if not keep:
             delete(store, container_id, force=True)
     return status
 
 
-def _wait_foreground(pid, channel):
-    """Forward signals to the container until its init exits; its exit status, 128+N
-    when killed by signal N. Reports an exec failure the init sends on the channel."""
-    previous = {}
-    for signum in FORWARDED_SIGNALS:
-        previous[signum] = signal.signal(signum, lambda s, _f: _signal(pid, s))
+# --- exec -------------------------------------------------------------------------------
+
+def process_for_exec(base, args, env=(), user=None, additional_gids=(), cwd=None, caps=(),
+                 no_new_privs=False, tty=False):
+    """The process `exec` runs: the container's own process with runc exec's overrides."""
+    changes = {"args": tuple(args), "terminal": tty, "console_size": None,
+               "env": tuple(base.env) + tuple(env)}
+    if user is not None or additional_gids:
+        uid, gid = user if user is not None else (base.user.uid, base.user.gid)
+        changes["user"] = dataclasses.replace(
+            base.user, uid=uid, gid=gid,
+            additional_gids=tuple(additional_gids) or base.user.additional_gids)
+    if cwd:
+        changes["cwd"] = cwd
+    if no_new_privs:
+        changes["no_new_privileges"] = True
+    if caps and base.capabilities is not None:
+        have = base.capabilities
+        changes["capabilities"] = dataclasses.replace(
+            have, bounding=have.bounding + tuple(caps), effective=have.effective + tuple(caps),
+            permitted=have.permitted + tuple(caps),
+            # ambient needs inheritable, which --cap does not add (as in runc)
+            ambient=have.ambient + (tuple(caps) if have.inheritable else ()))
+    return dataclasses.replace(base, **changes)
+
+
+def load_process_file(path):
     try:
-        while True:
-            child, wait_status = os.waitpid(-1, 0)
-            if child == pid:
-                break
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as err:
+        raise HandcarError(f"reading {path}: {err.strerror}") from None
+    except ValueError as err:
+        raise SpecError([f"not valid JSON: {err}"], path) from None
+    return oci_spec.process_from_json(data, source=path)
+
+
+def _namespaces_of(pid):
+    """The namespaces of `pid` that differ from ours, as entries to join by path."""
+    joined = []
+    for kind, name in NAMESPACES.items():
+        path = f"/proc/{pid}/ns/{name}"
+        try:
+            if os.readlink(path) != os.readlink(f"/proc/self/ns/{name}"):
+                joined.append(oci_spec.Namespace(kind, path))
+        except FileNotFoundError:
+            continue                      # a namespace kind this kernel does not have
+    return tuple(joined)
+
+
+def exec_(store, container_id, process, options):
+    """Run `process` in a running container; its exit status, or 0 when detached."""
+    record = store.open(container_id, lock=False)
+    status = record.status()
+    if status == "paused" and not options.ignore_paused:
+        raise WrongStatus(f"container {container_id} is paused (use --ignore-paused)")
+    if status not in ("created", "running", "paused"):
+        raise WrongStatus(f"cannot exec in a {status} container")
+    spec = record.load_spec()
+    linux = dataclasses.replace(spec.linux, namespaces=_namespaces_of(record.pid),
+                                time_offsets={})
+    launch_spec = dataclasses.replace(spec, process=process, linux=linux)
+    console = Console.open(process, options.console_socket, foreground=not options.detach)
+    if not options.detach:
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        launch = Launch(container_id=container_id, spec=launch_spec,
+                        bundle=record.data["bundle"], parent_pid=os.getpid(), exec_into=True,
+                        console_fd=console.child_fd, pass_fds=options.preserve_fds)
+        channel, pid = _spawn(launch)
+        try:
+            console.child_started()
+            if options.pid_file:
+                write_atomic(os.path.abspath(options.pid_file), f"{pid}", 0o644)
+        except BaseException:
+            _kill_quietly(pid)
+            raise
+        channel.send("go")
+    except BaseException:
+        console.close()
+        raise
+    if options.detach:
+        channel.close()
+        return 0
+    return _wait_foreground(pid, channel, console)
+
+
+# --- waiting in the foreground ----------------------------------------------------------
+
+def _wait_foreground(pid, channel, console):
+    """Forward signals to the process until it exits, proxying its terminal if we hold
+    one; its exit status, 128+N when killed by signal N. Reports an exec failure the
+    child sends on the channel."""
+    forwarded = [s for s in FORWARDED_SIGNALS
+                 if not (console.master is not None and s == signal.SIGWINCH)]
+    previous = {s: signal.signal(s, lambda num, _frame: _signal(pid, num)) for s in forwarded}
+    try:
+        if console.master is not None:
+            wait_status = terminal.proxy(console.master,
+                                         lambda block=False: _reap(pid, block))
+            console.master = None
+        else:
+            wait_status = _reap(pid, block=True)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -310,3 +515,17 @@ def _wait_foreground(pid, channel):
         log.error(message["msg"])
     code = os.waitstatus_to_exitcode(wait_status)
     return 128 - code if code < 0 else code
+
+
+def _reap(pid, block):
+    """Reap children (we are a subreaper) until `pid` exits: its wait status, or None
+    when not blocking and it still runs."""
+    while True:
+        try:
+            child, wait_status = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            raise HandcarError(f"process {pid} is not ours to wait for") from None
+        if child == pid:
+            return wait_status
+        if child == 0:
+            return None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from oci.linux import CAPABILITIES
 from oci.spec import DEFAULT_PATH, env_value
-from . import libc, mounts
+from . import hooks, host, libc, mounts, terminal
 from .errors import HandcarError, SetupError, os_error_message
 from .mounts import step
 
@@ -34,16 +34,23 @@ JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 class Launch:
     """Everything the children need, worked out by the parent before forking."""
     container_id: str
-    spec: object                # oci.spec.Spec
+    spec: object                # oci.spec.Spec; for exec, its process is the exec'd one
     bundle: str
-    rootfs: str
-    mapping: object             # userns.MappingPlan, or None
-    fifo_fd: int                # exec.fifo opened O_PATH by the parent: the container's
-                                # root may not be able to reach the state directory
     parent_pid: int
-    preserve_fds: int = 0
+    exec_into: bool = False     # True: exec into a running container, no rootfs to build
+    rootfs: str = ""
+    mapping: object = None      # userns.MappingPlan, or None
+    fifo_fd: int = -1           # exec.fifo opened O_PATH by the parent: the container's
+                                # root may not be able to reach the state directory
+    console_fd: int = -1        # where the pty master goes when process.terminal is set
+    extra_env: tuple = ()       # LISTEN_FDS and friends, added by the parent
+    pass_fds: int = 0           # fds 3..3+N-1 reach the process
     no_pivot: bool = False
     no_new_keyring: bool = False
+    pause_for_hooks: bool = False   # stop before pivot_root for createRuntime hooks
+
+    def kept_fds(self):
+        return {fd for fd in (self.fifo_fd, self.console_fd) if fd >= 0}
 
 
 def run_child(channel, body, *args):
@@ -77,7 +84,7 @@ def intermediate(channel, launch):
         os._exit(1)                       # the parent died before we set the signal
     # Nothing of the parent's (the container's lock, the caller's stray fds) may reach
     # the container: keep only stdio, the preserved fds and the channel.
-    _close_fds_from(3 + launch.preserve_fds, keep={channel.fileno(), launch.fifo_fd})
+    _close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
     linux = launch.spec.linux
     to_join = {ns.type: ns.path for ns in linux.namespaces if ns.path}
     fds = {}
@@ -115,7 +122,7 @@ def intermediate(channel, launch):
                 f.write(f"{clock} {secs} {nanos}\n")
     pid = os.fork()
     if pid == 0:
-        run_child(channel, container_init, launch)
+        run_child(channel, exec_init if launch.exec_into else container_init, launch)
     channel.send("init", pid=pid)
 
 
@@ -127,18 +134,20 @@ def _join(fds, kind):
 # --- init -------------------------------------------------------------------------------
 
 def container_init(channel, launch):
-    spec, process = launch.spec, launch.spec.process
-    linux = spec.linux
-    os.umask(0o022)
-    os.setsid()
-    if not launch.no_new_keyring:
-        _join_session_keyring(channel, launch.container_id)
-    last_cap = _last_cap()
+    spec, linux = launch.spec, launch.spec.linux
+    last_cap = _start_session(channel, launch)
     private = {ns.type for ns in linux.namespaces if not ns.path}
     builder = mounts.RootfsBuilder(spec, launch.rootfs, launch.bundle,
                                    private_netns="network" in private,
                                    private_cgroupns="cgroup" in private)
-    builder.build(launch.no_pivot)
+    builder.build()
+    if launch.pause_for_hooks:
+        # The parent runs prestart and createRuntime hooks now; createContainer hooks run
+        # here, in the container's namespaces but before pivot_root.
+        channel.send("hooks")
+        message = channel.expect("hooks-done", "running createRuntime hooks")
+        hooks.run(spec.hooks, "createContainer", message["state"])
+    builder.enter(launch.no_pivot)
     if spec.hostname:
         with step("setting the hostname"):
             socket.sethostname(spec.hostname)
@@ -149,7 +158,52 @@ def container_init(channel, launch):
         with step(f"setting sysctl {key}"), \
                 open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(value)
+    _attach_console(launch)
     mounts.finish_rootfs(spec)
+    path, env = _prepare_process(channel, launch, last_cap)
+
+    message = _wait_for_go(channel)
+    with step("waiting for start on exec.fifo"):
+        fifo = os.open(f"/proc/self/fd/{launch.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.close(launch.fifo_fd)
+    try:
+        hooks.run(spec.hooks, "startContainer", message["state"])
+    except HandcarError as err:
+        os.write(fifo, f"E{err}".encode())
+        raise
+    os.write(fifo, b"0")
+    os.close(fifo)
+    exec_process(channel, path, spec.process.args, env, launch.pass_fds)
+
+
+def exec_init(channel, launch):
+    """A process exec'd into a running container (its namespaces already joined)."""
+    last_cap = _start_session(channel, launch)
+    _attach_console(launch)
+    path, env = _prepare_process(channel, launch, last_cap)
+    _wait_for_go(channel)
+    exec_process(channel, path, launch.spec.process.args, env, launch.pass_fds)
+
+
+def _start_session(channel, launch):
+    os.umask(0o022)
+    os.setsid()
+    if not launch.no_new_keyring:
+        _join_session_keyring(launch.container_id)
+    return host.last_cap()
+
+
+def _attach_console(launch):
+    process = launch.spec.process
+    if process.terminal:
+        with step("setting up the terminal"):
+            terminal.attach(launch.console_fd, process.console_size,
+                            (process.user.uid, process.user.gid))
+
+
+def _prepare_process(channel, launch, last_cap):
+    """Limits, identity, working directory and environment; returns (program, env)."""
+    process = launch.spec.process
     for limit in process.rlimits:
         with step(f"setting {limit.type}"):
             resource.setrlimit(getattr(resource, limit.type), (limit.soft, limit.hard))
@@ -160,19 +214,16 @@ def container_init(channel, launch):
         os.chdir(process.cwd)
     if process.user.umask is not None:
         os.umask(process.user.umask)
-    env = with_home(process.env, process.user.uid)
-    path = find_executable(process.args[0], env_value(env, "PATH", DEFAULT_PATH))
+    env = with_home(list(process.env) + list(launch.extra_env), process.user.uid)
+    return find_executable(process.args[0], env_value(env, "PATH", DEFAULT_PATH)), env
 
+
+def _wait_for_go(channel):
     channel.send("ready")
     message, _ = channel.receive()
     if message is None or message["type"] != "go":
-        os._exit(1)                       # the parent gave up: do not run the container
-    with step("waiting for start on exec.fifo"):
-        fifo = os.open(f"/proc/self/fd/{launch.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-        os.write(fifo, b"0")
-        os.close(fifo)
-    os.close(launch.fifo_fd)
-    exec_process(channel, path, process.args, env, launch.preserve_fds)
+        os._exit(1)                       # the parent gave up: do not run the process
+    return message
 
 
 def exec_process(channel, path, args, env, preserve_fds):
@@ -211,14 +262,6 @@ def _limit_fds(first_closed, keep):
                 os.set_inheritable(fd, False)
         except OSError:
             pass                          # the fd of the listdir itself
-
-
-def _last_cap():
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return max(CAPABILITIES.values())
 
 
 def _cap_mask(names, last_cap, channel, warned):
@@ -298,7 +341,7 @@ def _set_oom_score_adj(channel, value):
                                     "privileges; left as it is")
 
 
-def _join_session_keyring(channel, container_id):
+def _join_session_keyring(container_id):
     try:
         libc.join_session_keyring(container_id)
     except OSError as err:

@@ -161,7 +161,8 @@ class RootfsBuilder:
         self.private_netns = private_netns
         self.private_cgroupns = private_cgroupns
 
-    def build(self, no_pivot):
+    def build(self):
+        """Everything up to pivot_root (which `enter` does)."""
         linux = self.spec.linux
         propagation = opts.PROPAGATION.get(linux.rootfs_propagation, opts.SLAVE | opts.REC)
         with step("making / " + (linux.rootfs_propagation or "rslave")):
@@ -180,11 +181,6 @@ class RootfsBuilder:
         cwd = self.spec.process.cwd
         with step(f"creating the working directory {cwd}"):
             make_in_root(self.root, cwd)
-        self.enter(no_pivot)
-        if linux.rootfs_propagation:
-            # Now that the rootfs is "/", give it the propagation the config asks for.
-            with step(f"making the rootfs {linux.rootfs_propagation}"):
-                libc.mount(None, "/", None, propagation)
 
     def mount(self, mount):
         parsed = opts.parse_options(mount.options)
@@ -278,6 +274,11 @@ class RootfsBuilder:
                 libc.pivot_root(".", ".")
                 libc.umount2(".", libc.MNT_DETACH)
             os.chdir("/")
+        propagation = self.spec.linux.rootfs_propagation
+        if propagation:
+            # Now that the rootfs is "/", give it the propagation the config asks for.
+            with step(f"making the rootfs {propagation}"):
+                libc.mount(None, "/", None, opts.PROPAGATION[propagation])
 
 
 def finish_rootfs(spec):

@@ -166,6 +166,16 @@ class Record:
         return os.path.join(self.path, "exec.fifo")
 
     @property
+    def config_path(self):
+        """The config.json the container was created from (a copy: bundles change)."""
+        return os.path.join(self.path, "config.json")
+
+    def load_spec(self):
+        from oci import spec as oci_spec
+        with open(self.config_path, "rb") as f:
+            return oci_spec.loads(f.read(), source=self.config_path)
+
+    @property
     def pid(self):
         return self.data.get("pid", 0)
 
@@ -218,10 +228,13 @@ class Record:
             return "stopped"
         return "created" if os.path.exists(self.fifo_path) else "running"
 
-    def state(self):
-        status = self.status()
+    def state(self, status=None, pid=None):
+        """The OCI state; hooks pass the status (and pid) of the moment they run at."""
+        status = status or self.status()
+        if pid is None:
+            pid = self.pid if status != "stopped" else 0
         return State(
-            id=self.id, status=status, pid=self.pid if status != "stopped" else 0,
+            id=self.id, status=status, pid=pid,
             bundle=self.data.get("bundle", ""), rootfs=self.data.get("rootfs", ""),
             created=self.data.get("created", ""), owner=self.data.get("owner", ""),
             annotations=self.data.get("annotations") or {},

@@ -1,0 +1,20 @@
+"""Facts about this host that the features document reports."""
+
+import os
+
+from oci.linux import CAPABILITIES, NAMESPACES
+from . import __version__
+
+
+def last_cap():
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return max(CAPABILITIES.values())
+
+
+def host_facts():
+    available = {kind for kind, name in NAMESPACES.items()
+                 if os.path.exists(f"/proc/self/ns/{name}")}
+    return {"last_cap": last_cap(), "namespaces": available, "version": __version__}
