@@ -11,11 +11,12 @@ import signal
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from oci import spec as oci_spec
 from oci.linux import NAMESPACES
-from . import hooks, libc, log, terminal, userns
+from . import hooks, libc, log, notify, terminal, userns
 from .channel import Channel
 from .errors import HandcarError, NotFound, SetupError, SpecError, WrongStatus
 from .init import Launch, intermediate, run_child
@@ -153,10 +154,16 @@ def create(store, container_id, bundle, options, foreground=False):
         os.mkfifo(record.fifo_path, 0o622)
         os.chmod(record.fifo_path, 0o622)         # writable by the container's user
         fifo_fd = os.open(record.fifo_path, os.O_PATH | os.O_CLOEXEC)
-        listen_env, listen_count = _socket_activation()
-        launch = Launch(container_id=container_id, spec=spec, bundle=bundle,
+        extra_env, listen_count = _socket_activation()
+        launch_spec = spec
+        if notify.requested():
+            mount, env = notify.prepare(record)
+            launch_spec = dataclasses.replace(spec, mounts=spec.mounts + (mount,))
+            extra_env += env
+            record.save(notify_socket=notify.requested())
+        launch = Launch(container_id=container_id, spec=launch_spec, bundle=bundle,
                         parent_pid=os.getpid(), rootfs=rootfs, mapping=mapping,
-                        fifo_fd=fifo_fd, console_fd=console.child_fd, extra_env=listen_env,
+                        fifo_fd=fifo_fd, console_fd=console.child_fd, extra_env=extra_env,
                         pass_fds=listen_count + options.preserve_fds,
                         no_pivot=options.no_pivot, no_new_keyring=options.no_new_keyring,
                         pause_for_hooks=any(spec.hooks.get(kind) for kind in CREATE_HOOKS))
@@ -253,9 +260,13 @@ def start(store, container_id):
 
 
 def _start(record):
+    host_notify = record.data.get("notify_socket")
+    notify_socket = notify.listen(record) if host_notify else None
     _release_init(record)
     if "poststart" in record.data.get("hooks", ()):
         _run_warning_hooks(record, "poststart", "running")
+    if notify_socket:
+        notify.forward_ready(notify_socket, record, host_notify)
 
 
 def _run_warning_hooks(record, kind, status):
@@ -379,25 +390,25 @@ def run(store, container_id, bundle, options, detach=False, keep=False):
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     record, channel, console = create(store, container_id, bundle, options,
                                       foreground=not detach)
-    try:
-        _start(record)
-    except BaseException:
-        _kill_quietly(record.pid)
-        record.remove()
-        console.close()
-        raise
-    finally:
-        record.unlock()
-    if detach:
-        channel.close()
-        console.close()
-        return 0
-    try:
-        status = _wait_foreground(record.pid, channel, console)
-    finally:
-        if not keep:
-            delete(store, container_id, force=True)
-    return status
+    with _forwarding_signals(record.pid, console):
+        try:
+            _start(record)
+        except BaseException:
+            _kill_quietly(record.pid)
+            record.remove()
+            console.close()
+            raise
+        finally:
+            record.unlock()
+        if detach:
+            channel.close()
+            console.close()
+            return 0
+        try:
+            return _wait_foreground(record.pid, channel, console)
+        finally:
+            if not keep:
+                delete(store, container_id, force=True)
 
 
 # --- exec -------------------------------------------------------------------------------
@@ -484,28 +495,35 @@ def exec_(store, container_id, process, options):
     if options.detach:
         channel.close()
         return 0
-    return _wait_foreground(pid, channel, console)
+    with _forwarding_signals(pid, console):
+        return _wait_foreground(pid, channel, console)
 
 
 # --- waiting in the foreground ----------------------------------------------------------
 
-def _wait_foreground(pid, channel, console):
-    """Forward signals to the process until it exits, proxying its terminal if we hold
-    one; its exit status, 128+N when killed by signal N. Reports an exec failure the
-    child sends on the channel."""
+@contextmanager
+def _forwarding_signals(pid, console):
+    """Pass the signals a user sends us on to the process (SIGWINCH stays with the
+    terminal proxy when we have one)."""
     forwarded = [s for s in FORWARDED_SIGNALS
-                 if not (console.master is not None and s == signal.SIGWINCH)]
+                 if not (console.our_end or console.master is not None)
+                 or s != signal.SIGWINCH]
     previous = {s: signal.signal(s, lambda num, _frame: _signal(pid, num)) for s in forwarded}
     try:
-        if console.master is not None:
-            wait_status = terminal.proxy(console.master,
-                                         lambda block=False: _reap(pid, block))
-            console.master = None
-        else:
-            wait_status = _reap(pid, block=True)
+        yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _wait_foreground(pid, channel, console):
+    """Wait for the process, proxying its terminal if we hold one; its exit status, 128+N
+    when killed by signal N. Reports an exec failure the child sends on the channel."""
+    if console.master is not None:
+        wait_status = terminal.proxy(console.master, lambda block=False: _reap(pid, block))
+        console.master = None
+    else:
+        wait_status = _reap(pid, block=True)
     try:
         message, _ = channel.receive(0)
     except BlockingIOError:

@@ -8,7 +8,8 @@ import pytest
 from rootless.container import parse_signal
 from rootless.errors import HandcarError
 
-VERBS = ["create", "start", "run", "state", "kill", "delete", "list", "spec"]
+VERBS = ["create", "start", "run", "exec", "state", "kill", "delete", "list", "spec", "ps",
+         "features"]
 
 
 def handcar(*args, **kwargs):
@@ -74,3 +75,15 @@ def test_errors_are_one_line_and_json_logged(tmp_path):
 def test_list_of_an_empty_root(tmp_path):
     result = handcar("--root", str(tmp_path / "none"), "list", "--format", "json")
     assert result.returncode == 0 and json.loads(result.stdout) == []
+
+
+@pytest.mark.parametrize("flags", [["--cgroup-manager", "disabled"], ["--cgroup-manager=systemd"],
+                                   ["--systemd-cgroup"], ["--rootless", "true"], ["--debug"]])
+def test_runc_and_crun_global_flags_are_accepted(tmp_path, flags):
+    result = handcar(*flags, "--root", str(tmp_path), "list", "-q")
+    assert result.returncode == 0 and result.stdout == ""
+
+
+def test_exec_needs_a_command_or_a_process_file(tmp_path):
+    result = handcar("--root", str(tmp_path), "exec", "box")
+    assert result.returncode == 2 and "missing the command" in result.stderr
