@@ -12,6 +12,7 @@ from . import reader as k
 from .linux import NAMESPACES, RLIMITS, ROOTFS_PROPAGATIONS, sysctl_namespace
 from .errors import SpecError
 from .reader import Reader
+from .resources import cgroup_v2_settings
 
 SUPPORTED_VERSIONS = re.compile(r"^1\.[012]\.\d+(?:[-+].*)?$")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -120,6 +121,7 @@ class Linux:
     devices: tuple = ()
     cgroups_path: str = ""
     resources: dict = field(default_factory=dict)
+    cgroup_settings: dict = field(default_factory=dict)    # cgroup v2 file -> value
     rootfs_propagation: str = ""
     seccomp: dict | None = None
     sysctl: dict = field(default_factory=dict)
@@ -358,6 +360,7 @@ def _time_offsets(r, data):
 
 
 def _linux(r, data):
+    resources = r.field(data, "resources", "linux", k.raw_object, {})
     namespaces = r.field(data, "namespaces", "linux", k.list_of(_namespace), ())
     kinds = [ns.type for ns in namespaces]
     for kind in set(kinds):
@@ -370,7 +373,8 @@ def _linux(r, data):
         time_offsets=_time_offsets(r, r.object(data.get("timeOffsets"), "linux.timeOffsets")),
         devices=r.field(data, "devices", "linux", k.list_of(_device), ()),
         cgroups_path=r.field(data, "cgroupsPath", "linux", k.string, ""),
-        resources=r.field(data, "resources", "linux", k.raw_object, {}),
+        resources=resources,
+        cgroup_settings=cgroup_v2_settings(r, resources),
         rootfs_propagation=r.field(data, "rootfsPropagation", "linux",
                                    k.one_of(*ROOTFS_PROPAGATIONS), ""),
         seccomp=r.field(data, "seccomp", "linux", k.raw_object, None),

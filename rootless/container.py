@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from oci import spec as oci_spec
+from oci.resources import controllers
 from oci.linux import NAMESPACES
-from . import hooks, libc, log, notify, terminal, userns
+from . import cgroups, hooks, libc, log, notify, terminal, userns
 from .channel import Channel
 from .errors import HandcarError, NotFound, SetupError, SpecError, WrongStatus
 from .init import Launch, intermediate, run_child
@@ -141,6 +142,9 @@ def create(store, container_id, bundle, options, foreground=False):
     text, spec = load_bundle(bundle)
     rootfs = _check_runnable(spec, bundle)
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
+    settings = spec.linux.cgroup_settings
+    placement = cgroups.plan_leaf(spec.linux.cgroups_path, container_id,
+                                  controllers(settings))
     console = Console.open(spec.process, options.console_socket, foreground)
     try:
         record = store.reserve(container_id, bundle, spec.annotations)
@@ -148,8 +152,11 @@ def create(store, container_id, bundle, options, foreground=False):
         console.close()
         raise
     init_pid = fifo_fd = 0
+    cgroup = None
     try:
         record.save(rootfs=rootfs, hooks=sorted(kind for kind, hs in spec.hooks.items() if hs))
+        if placement:
+            cgroup = _make_cgroup(record, placement, settings)
         write_atomic(record.config_path, text)
         os.mkfifo(record.fifo_path, 0o622)
         os.chmod(record.fifo_path, 0o622)         # writable by the container's user
@@ -174,7 +181,7 @@ def create(store, container_id, bundle, options, foreground=False):
             hooks.run(spec.hooks, "createRuntime", state)
             return state
 
-        channel, init_pid = _spawn(launch, run_create_hooks)
+        channel, init_pid = _spawn(launch, run_create_hooks, cgroup)
         console.child_started()
         record.save(status="created", pid=init_pid, start_time=process_start_time(init_pid))
         if options.pid_file:
@@ -184,6 +191,8 @@ def create(store, container_id, bundle, options, foreground=False):
     except BaseException:
         if init_pid:
             _kill_quietly(init_pid)
+        if cgroup:
+            cgroup.remove()
         record.remove()
         console.close()
         raise
@@ -192,7 +201,24 @@ def create(store, container_id, bundle, options, foreground=False):
             os.close(fifo_fd)
 
 
-def _spawn(launch, on_hooks=None):
+def _make_cgroup(record, placement, settings):
+    root, leaf = placement
+    cgroup = cgroups.Cgroup(leaf)
+    if cgroup.exists() and cgroup.pids():
+        raise cgroups.CgroupError(f"cgroup {leaf} is in use by other processes")
+    cgroup.create(root, controllers(settings))
+    record.save(cgroup=leaf)
+    cgroup.apply(settings)
+    return cgroup
+
+
+def cgroup_of(record):
+    """The container's Cgroup, or None when it runs without one of its own."""
+    path = record.data.get("cgroup")
+    return cgroups.Cgroup(path) if path else None
+
+
+def _spawn(launch, on_hooks=None, cgroup=None):
     """Fork the intermediate, answer it and the process it forks, and return
     (channel, pid of that process) once the process is ready."""
     parent_end, child_end = Channel.pair()
@@ -211,9 +237,12 @@ def _spawn(launch, on_hooks=None):
             kind = message and message["type"]
             if message is None:
                 raise SetupError("the container's process exited before it was ready")
-            elif kind == "userns":
-                userns.apply(launch.mapping, pid)
-                parent_end.send("mapped")
+            elif kind == "prepare":
+                if launch.mapping:
+                    userns.apply(launch.mapping, pid)
+                if cgroup:
+                    cgroup.add(pid)
+                parent_end.send("prepared")
             elif kind == "init":
                 init_pid = message["pid"]
                 os.waitpid(pid, 0)
@@ -317,7 +346,10 @@ def kill(store, container_id, signum, all_processes=False):
     status = record.status()
     if status not in ("created", "running", "paused"):
         raise WrongStatus(f"cannot kill container {container_id}: it is {status}")
-    if all_processes:
+    cgroup = cgroup_of(record)
+    if all_processes and cgroup:
+        cgroup.kill(signum)
+    elif all_processes:
         for pid in container_pids(record):
             _signal(pid, signum)
     else:
@@ -332,8 +364,11 @@ def _signal(pid, signum):
 
 
 def container_pids(record):
-    """The init and every process in its pid namespace (init last). Without a private
-    pid namespace only the init can be told apart from the host's processes."""
+    """The container's processes: its cgroup's, or else the init and every process in
+    its pid namespace (init last). Without either, only the init can be told apart."""
+    cgroup = cgroup_of(record)
+    if cgroup and cgroup.exists():
+        return cgroup.pids()
     pids = []
     try:
         own_ns = os.readlink(f"/proc/{record.pid}/ns/pid")
@@ -365,6 +400,9 @@ def delete(store, container_id, force=False):
                               f"{status} (use --force)")
         if status != "stopped":
             _stop(record)
+        cgroup = cgroup_of(record)
+        if cgroup:
+            cgroup.remove()
         if "poststop" in record.data.get("hooks", ()) and record.data["status"] != "creating":
             _run_warning_hooks(record, "poststop", "stopped")
         record.remove()
@@ -373,6 +411,11 @@ def delete(store, container_id, force=False):
 
 
 def _stop(record):
+    cgroup = cgroup_of(record)
+    if cgroup and cgroup.exists():
+        cgroup.kill()
+        if cgroup.frozen():
+            cgroup.freeze(False)          # let the killed processes run to their end
     for pid in container_pids(record):
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + STOP_TIMEOUT
@@ -480,7 +523,7 @@ def exec_(store, container_id, process, options):
         launch = Launch(container_id=container_id, spec=launch_spec,
                         bundle=record.data["bundle"], parent_pid=os.getpid(), exec_into=True,
                         console_fd=console.child_fd, pass_fds=options.preserve_fds)
-        channel, pid = _spawn(launch)
+        channel, pid = _spawn(launch, cgroup=cgroup_of(record))
         try:
             console.child_started()
             if options.pid_file:
@@ -547,3 +590,82 @@ def _reap(pid, block):
             return wait_status
         if child == 0:
             return None
+
+
+# --- cgroup verbs -----------------------------------------------------------------------
+
+def _require_cgroup(record, what):
+    cgroup = cgroup_of(record)
+    if cgroup is None or not cgroup.exists():
+        raise cgroups.CgroupError(f"cannot {what} container {record.id}: it has no cgroup "
+                                  "of its own (no cgroup v2 subtree is delegated to you)")
+    return cgroup
+
+
+def pause(store, container_id):
+    record = store.open(container_id)
+    try:
+        status = record.status()
+        if status != "running":
+            raise WrongStatus(f"cannot pause container {container_id}: it is {status}")
+        _require_cgroup(record, "pause").freeze(True)
+    finally:
+        record.unlock()
+
+
+def resume(store, container_id):
+    record = store.open(container_id)
+    try:
+        status = record.status()
+        if status != "paused":
+            raise WrongStatus(f"cannot resume container {container_id}: it is {status}")
+        _require_cgroup(record, "resume").freeze(False)
+    finally:
+        record.unlock()
+
+
+def update(store, container_id, settings):
+    """Change a running container's limits (cgroup v2 file -> value)."""
+    record = store.open(container_id)
+    try:
+        status = record.status()
+        if status not in ("created", "running", "paused"):
+            raise WrongStatus(f"cannot update container {container_id}: it is {status}")
+        cgroup = _require_cgroup(record, "update")
+        root = cgroups.delegated_root()
+        if root is None or not cgroup.path.startswith(root):
+            raise cgroups.CgroupError(f"cannot update container {container_id}: its cgroup "
+                                      f"{cgroup.path} is not in a subtree delegated to you")
+        needed = controllers(settings)
+        cgroups.check_controllers(root, needed)
+        cgroup.create(root, needed)       # enables what the new limits need
+        cgroup.apply(settings)
+    finally:
+        record.unlock()
+
+
+def stats(store, container_id):
+    """runc's stats event for a container: {"type": "stats", "id": ..., "data": {...}}."""
+    record = store.open(container_id, lock=False)
+    status = record.status()
+    if status == "stopped":
+        raise WrongStatus(f"container {container_id} is stopped")
+    cgroup = _require_cgroup(record, "read the stats of")
+    return {"type": "stats", "id": container_id, "data": cgroups.stats(cgroup)}
+
+
+def events(store, container_id, interval, emit):
+    """Emit a stats event every `interval` seconds and an oom event whenever the kernel
+    OOM-kills in the container, until it stops."""
+    record = store.open(container_id, lock=False)
+    cgroup = _require_cgroup(record, "watch")
+    oom_kills = cgroups.oom_kills(cgroup)
+    while record.status() != "stopped":
+        emit(stats(store, container_id))
+        deadline = time.monotonic() + interval
+        while time.monotonic() < deadline and record.init_alive():
+            count = cgroups.oom_kills(cgroup)
+            if count > oom_kills:
+                oom_kills = count
+                emit({"type": "oom", "id": container_id})
+            time.sleep(min(0.2, interval))

@@ -24,6 +24,10 @@ class UsernsError(HandcarError):
     """The user namespace cannot be mapped as asked."""
 
 
+class CgroupError(HandcarError):
+    """The cgroup a container needs cannot be made, found or changed."""
+
+
 class HelperFailed(HandcarError):
     """An external program (newuidmap, a hook, ...) failed."""
 

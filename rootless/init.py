@@ -97,8 +97,10 @@ def intermediate(channel, launch):
         elif launch.mapping:
             with step("creating the user namespace"):
                 libc.unshare(libc.CLONE_NEWUSER)
-            channel.send("userns")
-            channel.expect("mapped", "mapping the user namespace")
+        # The parent maps the user namespace and moves us into the container's cgroup,
+        # before we make a cgroup namespace (rooted where we are then).
+        channel.send("prepare")
+        channel.expect("prepared", "mapping the user namespace and placing the cgroup")
         if "user" in fds or launch.mapping:
             with step("becoming root in the user namespace"):
                 os.setresgid(0, 0, 0)

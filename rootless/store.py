@@ -226,7 +226,19 @@ class Record:
             return "stopped"
         if not self.init_alive():
             return "stopped"
-        return "created" if os.path.exists(self.fifo_path) else "running"
+        if os.path.exists(self.fifo_path):
+            return "created"
+        return "paused" if self._frozen() else "running"
+
+    def _frozen(self):
+        cgroup = self.data.get("cgroup")
+        if not cgroup:
+            return False
+        try:
+            with open(os.path.join(cgroup, "cgroup.freeze")) as f:
+                return f.read().strip() == "1"
+        except FileNotFoundError:
+            return False
 
     def state(self, status=None, pid=None):
         """The OCI state; hooks pass the status (and pid) of the moment they run at."""

@@ -50,6 +50,36 @@ set_device_modes() {
     return 0
 }
 
+cgroup2_mount() {  # where cgroup2 is mounted (hybrid hosts: not /sys/fs/cgroup)
+    awk '{for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i+1) == "cgroup2" && $4 == "/") print $5; break }}' \
+        /proc/self/mountinfo | head -n 1
+}
+
+delegate_cgroup() {
+    # What systemd's Delegate=yes gives a user: a cgroup v2 subtree it owns
+    # (HANDCAR_CGROUP), with the host's v2 controllers enabled for it, and a child
+    # "session" cgroup for the user's own processes (no-internal-processes rule).
+    local mount uid
+    mount=$(cgroup2_mount)
+    if [ -z "$mount" ]; then
+        say "no cgroup2 mount here: the cgroup tests will say they are skipped"
+        HANDCAR_CGROUP=
+        return
+    fi
+    uid=$(id -u "$HANDCAR_TEST_USER")
+    HANDCAR_CGROUP="$mount/$HANDCAR_TEST_USER.slice"
+    mkdir -p "$HANDCAR_CGROUP/session"
+    local controllers
+    controllers=$(cat "$mount/cgroup.controllers")
+    for c in $controllers; do
+        echo "+$c" > "$mount/cgroup.subtree_control" 2>/dev/null || true
+    done
+    chown "$uid" "$HANDCAR_CGROUP" "$HANDCAR_CGROUP"/cgroup.procs \
+        "$HANDCAR_CGROUP"/cgroup.subtree_control "$HANDCAR_CGROUP"/cgroup.threads
+    chown -R "$uid" "$HANDCAR_CGROUP/session"
+    say "delegated $HANDCAR_CGROUP to $HANDCAR_TEST_USER (controllers: ${controllers:-none})"
+}
+
 build_venv() {  # build_venv SRC VENV
     local src=$1 venv=$2
     if [ ! -x "$venv/bin/python" ]; then
@@ -73,7 +103,11 @@ setup_as_root() {
         --exclude .pytest_cache "$repo/" "$HANDCAR_SRC/"
     build_venv "$HANDCAR_SRC" "$HANDCAR_VENV"
     chmod -R a+rX "$HANDCAR_WORK"
-    as_user=(runuser -u "$HANDCAR_TEST_USER" -- env -i
+    delegate_cgroup
+    # the user's processes start in its delegated subtree, as in a systemd user session
+    as_user=(sh -c '[ -z "$0" ] || echo $$ > "$0/cgroup.procs"; exec "$@"'
+             "${HANDCAR_CGROUP:+$HANDCAR_CGROUP/session}"
+             runuser -u "$HANDCAR_TEST_USER" -- env -i
              "HOME=$(getent passwd "$HANDCAR_TEST_USER" | cut -d: -f6)"
              "USER=$HANDCAR_TEST_USER" "LOGNAME=$HANDCAR_TEST_USER"
              "PATH=$HANDCAR_VENV/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"

@@ -3,7 +3,7 @@
 import json
 import os
 
-from conftest import SUBUID_RANGE, needs_subids
+from harness import SUBUID_RANGE, needs_subids
 
 
 def nothing_left(handcar):

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import needs_subids
+from harness import needs_subids
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_exec_refuses_a_stopped_container(handcar, bundle):
 
 def test_exec_passes_preserved_fds(handcar, running, tmp_path):
     import subprocess
-    from conftest import HANDCAR
+    from harness import HANDCAR
     data = tmp_path / "data"
     data.write_text("through fd 3\n")
     result = subprocess.run(["sh", "-c", 'exec "$0" --root "$1" exec --preserve-fds 1 "$2" '

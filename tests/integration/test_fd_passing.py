@@ -4,7 +4,7 @@ import os
 import socket
 import subprocess
 
-from conftest import HANDCAR
+from harness import HANDCAR
 
 
 def test_listen_fds_are_passed_on(handcar, bundle, tmp_path):

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from conftest import HANDCAR, SUBUID_RANGE, needs_subids, process_gone
+from harness import HANDCAR, SUBUID_RANGE, needs_subids, process_gone
 
 
 def test_run_prints_and_returns_the_exit_status(handcar, bundle):

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from conftest import HANDCAR, needs_subids
+from harness import HANDCAR, needs_subids
 
 
 def run(handcar, bundle, script, name="p", **kwargs):

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import HANDCAR
+from harness import HANDCAR
 
 
 class ConsoleReceiver:

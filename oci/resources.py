@@ -1,0 +1,176 @@
+"""linux.resources as cgroup v2 files: the conversions runc and crun use.
+
+`cgroup_v2_settings` reads a linux.resources object (config.json's, or `update`'s) and
+returns {file name: value}; a value that is a tuple is written line by line (io.max takes
+one device per write). Problems are reported through the Reader with their JSON paths.
+Sections that only cgroup v1 has (kernel memory, swappiness, network classes, realtime
+cpu) and device rules (eBPF, which needs privilege) are not turned into files.
+"""
+
+import re
+
+from . import reader as k
+
+_UNIFIED_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_.]+$")
+_ALLOWED_CGROUP_KEYS = ("cgroup.max.depth", "cgroup.max.descendants")
+_HUGEPAGE_SIZE = re.compile(r"^\d+[KMG]B$")
+int64 = k.integer(-2**63, 2**63 - 1)
+
+
+def cpu_weight(shares):
+    """cpu.shares (2..262144) -> cpu.weight (1..10000), as runc converts it."""
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def io_weight(blkio_weight):
+    """blkio weight (10..1000) -> io.weight (1..10000), as runc converts it."""
+    return 1 + ((blkio_weight - 10) * 9999) // 990
+
+
+def swap_max(swap, memory):
+    """OCI's memory.swap is memory+swap; cgroup v2's memory.swap.max is swap alone.
+    Returns the value to write, None for "leave it", or raises ValueError."""
+    if memory == -1 and swap in (None, 0):
+        return "max"                     # unlimited memory means unlimited swap too
+    if swap in (None, 0):
+        return None
+    if swap == -1:
+        return "max"
+    if memory in (None, 0, -1):
+        raise ValueError("a swap limit needs a memory limit")
+    if swap < memory:
+        raise ValueError(f"swap ({swap}) must be >= limit ({memory}): it counts memory+swap")
+    return str(swap - memory)
+
+
+def cgroup_v2_settings(r, data, where="linux.resources"):
+    settings = {}
+    memory = r.object(data.get("memory"), f"{where}.memory")
+    mpath = f"{where}.memory"
+    limit = r.field(memory, "limit", mpath, int64, None)
+    if limit:
+        settings["memory.max"] = "max" if limit == -1 else str(limit)
+    reservation = r.field(memory, "reservation", mpath, int64, None)
+    if reservation:
+        settings["memory.low"] = "max" if reservation == -1 else str(reservation)
+    try:
+        swap = swap_max(r.field(memory, "swap", mpath, int64, None), limit)
+        if swap is not None:
+            settings["memory.swap.max"] = swap
+    except ValueError as err:
+        r.fail(f"{mpath}.swap", str(err))
+
+    cpu = r.object(data.get("cpu"), f"{where}.cpu")
+    cpath = f"{where}.cpu"
+    shares = r.field(cpu, "shares", cpath, k.integer(0, 262144), None)
+    if shares:
+        settings["cpu.weight"] = str(cpu_weight(max(shares, 2)))
+    quota = r.field(cpu, "quota", cpath, int64, None)
+    period = r.field(cpu, "period", cpath, k.integer(0, 1_000_000), None)
+    if quota or period:
+        settings["cpu.max"] = f"{quota if quota and quota > 0 else 'max'} {period or 100000}"
+    burst = r.field(cpu, "burst", cpath, k.uint64, None)
+    if burst is not None:
+        settings["cpu.max.burst"] = str(burst)
+    idle = r.field(cpu, "idle", cpath, k.integer(0, 1), None)
+    if idle is not None:
+        settings["cpu.idle"] = str(idle)
+    for key in ("realtimeRuntime", "realtimePeriod"):
+        if cpu.get(key):
+            r.fail(f"{cpath}.{key}", "realtime scheduling is a cgroup v1 feature")
+    for key, file in (("cpus", "cpuset.cpus"), ("mems", "cpuset.mems")):
+        value = r.field(cpu, key, cpath, k.string, "")
+        if value:
+            settings[file] = value
+
+    pids = r.object(data.get("pids"), f"{where}.pids")
+    pids_limit = r.field(pids, "limit", f"{where}.pids", int64, None)
+    if pids_limit:
+        settings["pids.max"] = str(pids_limit) if pids_limit > 0 else "max"
+
+    _block_io(r, r.object(data.get("blockIO"), f"{where}.blockIO"), f"{where}.blockIO",
+              settings)
+
+    for i, item in enumerate(r.field(data, "hugepageLimits", where, k.list_of(k.raw_object), ())):
+        path = f"{where}.hugepageLimits[{i}]"
+        size = r.field(item, "pageSize", path, k.string, "", required=True)
+        if size and not _HUGEPAGE_SIZE.match(size):
+            r.fail(f"{path}.pageSize", f"must look like 2MB or 1GB, not {size!r}")
+            continue
+        value = r.field(item, "limit", path, k.uint64, None, required=True)
+        if size and value is not None:
+            settings[f"hugetlb.{size}.max"] = str(value)
+
+    rdma = r.field(data, "rdma", where, k.raw_object, {})
+    for device, limits in rdma.items():
+        path = f"{where}.rdma.{device}"
+        limits = r.object(limits, path)
+        parts = [device]
+        for key, name in (("hcaHandles", "hca_handle"), ("hcaObjects", "hca_object")):
+            value = r.field(limits, key, path, k.uint32, None)
+            if value is not None:
+                parts.append(f"{name}={value}")
+        if len(parts) > 1:
+            settings.setdefault("rdma.max", ())
+            settings["rdma.max"] += (" ".join(parts),)
+
+    unified = r.field(data, "unified", where, k.string_map, {})
+    for key, value in unified.items():
+        if not _UNIFIED_KEY.match(key) or (key.startswith("cgroup.")
+                                          and key not in _ALLOWED_CGROUP_KEYS):
+            r.fail(f"{where}.unified.{key}", "is not a cgroup v2 interface file "
+                                            "handcar lets a config write")
+            continue
+        settings[key] = value
+    return settings
+
+
+def _block_io(r, data, where, settings):
+    weight = r.field(data, "weight", where, k.integer(0, 1000), None)
+    if weight:
+        if weight < 10:
+            r.fail(f"{where}.weight", "must be between 10 and 1000")
+        else:
+            settings["io.weight"] = f"default {io_weight(weight)}"
+    lines = []
+    for i, item in enumerate(r.field(data, "weightDevice", where, k.list_of(k.raw_object), ())):
+        path = f"{where}.weightDevice[{i}]"
+        device = _device(r, item, path)
+        value = r.field(item, "weight", path, k.integer(10, 1000), None)
+        if device and value:
+            lines.append(f"{device} {io_weight(value)}")
+    if lines:
+        settings["io.weight"] = tuple(([settings["io.weight"]] if "io.weight" in settings
+                                       else []) + lines)
+    throttles = []
+    for key, name in (("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
+                      ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops")):
+        for i, item in enumerate(r.field(data, key, where, k.list_of(k.raw_object), ())):
+            path = f"{where}.{key}[{i}]"
+            device = _device(r, item, path)
+            rate = r.field(item, "rate", path, k.uint64, None, required=True)
+            if device and rate is not None:
+                throttles.append(f"{device} {name}={rate if rate else 'max'}")
+    if throttles:
+        settings["io.max"] = tuple(throttles)
+
+
+def _device(r, item, path):
+    major = r.field(item, "major", path, int64, None, required=True)
+    minor = r.field(item, "minor", path, int64, None, required=True)
+    return None if major is None or minor is None else f"{major}:{minor}"
+
+
+def controllers(settings):
+    """The cgroup v2 controllers that writing `settings` needs."""
+    needed = {name.split(".", 1)[0] for name in settings}
+    needed.discard("cgroup")
+    return needed
+
+
+def parse_resources(data, source="resources"):
+    """An `update -r` document (a linux.resources object) -> settings."""
+    r = k.Reader(source)
+    settings = cgroup_v2_settings(r, r.object(data, "linux.resources"))
+    r.raise_problems()
+    return settings

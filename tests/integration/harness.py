@@ -1,0 +1,145 @@
+"""What the integration tests share: the handcar runner, bundles, requirements."""
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from oci.default import default_spec
+from rootless.userns import SUBGID, SUBUID, subordinate_ranges
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+HANDCAR = str(Path(sys.executable).with_name("handcar"))
+USER = pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _requirements():
+    if not os.path.exists(BUSYBOX):
+        return "busybox-static is not installed (scripts/test installs it as root)"
+    if not os.path.exists(HANDCAR):
+        return f"{HANDCAR} is missing: install handcar into this virtualenv"
+    return None
+
+
+MISSING = _requirements()
+
+
+def subordinate(path):
+    ranges = subordinate_ranges(path, USER, os.geteuid())
+    return ranges[0] if ranges else None
+
+
+SUBUID_RANGE = subordinate(SUBUID)
+SUBGID_RANGE = subordinate(SUBGID)
+needs_subids = pytest.mark.skipif(
+    os.geteuid() != 0 and not (SUBUID_RANGE and SUBGID_RANGE),
+    reason=f"no /etc/subuid and /etc/subgid range for {USER}")
+
+
+
+
+class Bundle:
+    """A bundle directory with a config.json made from `handcar spec --rootless`, mapped
+    1 + 65536 ids when the user has subordinate ids, running `args` without a terminal."""
+
+    def __init__(self, path, rootfs):
+        self.path = path
+        self.rootfs = rootfs
+        self.config = default_spec(rootless=True, uid=os.geteuid(), gid=os.getegid())
+        self.config["root"] = {"path": str(rootfs), "readonly": True}
+        self.config["process"]["terminal"] = False
+        self.config["process"]["capabilities"]["inheritable"] = list(
+            self.config["process"]["capabilities"]["ambient"])
+        self.config["hostname"] = "box"
+        if os.geteuid() != 0 and SUBUID_RANGE and SUBGID_RANGE:
+            linux = self.config["linux"]
+            linux["uidMappings"].append({"containerID": 1, "hostID": SUBUID_RANGE[0],
+                                         "size": SUBUID_RANGE[1]})
+            linux["gidMappings"].append({"containerID": 1, "hostID": SUBGID_RANGE[0],
+                                         "size": SUBGID_RANGE[1]})
+
+    @property
+    def process(self):
+        return self.config["process"]
+
+    @property
+    def linux(self):
+        return self.config["linux"]
+
+    def own_rootfs(self):
+        """Give this bundle a writable copy of the rootfs."""
+        target = self.path / "rootfs"
+        shutil.copytree(self.rootfs, target, symlinks=True)
+        self.rootfs = target
+        self.config["root"] = {"path": "rootfs", "readonly": False}
+        return target
+
+    def args(self, *argv):
+        self.process["args"] = list(argv)
+        return self
+
+    def sh(self, script):
+        return self.args("sh", "-c", script)
+
+    def write(self):
+        (self.path / "config.json").write_text(json.dumps(self.config, indent=1))
+        return str(self.path)
+
+
+class Handcar:
+    def __init__(self, root, log):
+        self.root = root
+        self.log = log
+
+    def __call__(self, *args, timeout=30, **kwargs):
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        kwargs.setdefault("text", True)
+        return subprocess.run([HANDCAR, "--root", str(self.root), *args], timeout=timeout,
+                              **kwargs)
+
+    def detached(self, *args, **kwargs):
+        """For create and run -d: the container keeps the caller's stdout and stderr
+        (as with runc), so they go to files rather than pipes nobody would close."""
+        out = self.root.parent / "container.out"
+        err = self.root.parent / "handcar.err"
+        with open(out, "a") as stdout, open(err, "w") as stderr:
+            result = self(*args, stdout=stdout, stderr=stderr, **kwargs)
+        result.stderr = err.read_text()
+        return result
+
+    def ok_detached(self, *args, **kwargs):
+        result = self.detached(*args, **kwargs)
+        assert result.returncode == 0, f"handcar {' '.join(args)}: {result.stderr}"
+        return result
+
+    def ok(self, *args, **kwargs):
+        result = self(*args, **kwargs)
+        assert result.returncode == 0, f"handcar {' '.join(args)}: {result.stderr}"
+        return result
+
+    def state(self, container_id):
+        return json.loads(self.ok("state", container_id).stdout)
+
+    def wait_status(self, container_id, status, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.state(container_id)["status"]
+            if current == status or time.monotonic() > deadline:
+                return current
+            time.sleep(0.02)
+
+
+def process_gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
