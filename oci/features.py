@@ -6,9 +6,10 @@ from .spec import HOOK_KINDS
 from .state import OCI_VERSION
 
 
-def features_document(last_cap, namespaces, version):
+def features_document(last_cap, namespaces, version, cgroup_v2):
     """`last_cap`: the kernel's highest capability number; `namespaces`: the namespace
-    kinds this kernel has; `version`: handcar's. Only what this build does is claimed."""
+    kinds this kernel has; `version`: handcar's; `cgroup_v2`: whether this host mounts
+    cgroup2. Only what this build does is claimed."""
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
@@ -18,7 +19,7 @@ def features_document(last_cap, namespaces, version):
             "namespaces": sorted(kind for kind in NAMESPACES if kind in namespaces),
             "capabilities": [name for name, number in CAPABILITIES.items()
                              if number <= last_cap],
-            "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False,
+            "cgroup": {"v1": False, "v2": cgroup_v2, "systemd": False, "systemdUser": False,
                        "rdma": False},
             "seccomp": {"enabled": False},
             "apparmor": {"enabled": False},

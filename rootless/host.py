@@ -17,4 +17,6 @@ def last_cap():
 def host_facts():
     available = {kind for kind, name in NAMESPACES.items()
                  if os.path.exists(f"/proc/self/ns/{name}")}
-    return {"last_cap": last_cap(), "namespaces": available, "version": __version__}
+    from .cgroups import cgroup2_mount
+    return {"last_cap": last_cap(), "namespaces": available, "version": __version__,
+            "cgroup_v2": cgroup2_mount() is not None}

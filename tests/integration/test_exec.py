@@ -106,5 +106,6 @@ def test_features(handcar):
     assert "user" in doc["linux"]["namespaces"]
     assert "CAP_SYS_ADMIN" in doc["linux"]["capabilities"]
     assert "rbind" in doc["mountOptions"]
+    assert doc["linux"]["cgroup"]["v2"] is True and doc["linux"]["cgroup"]["v1"] is False
     assert doc["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
                             "poststart", "poststop"]
