@@ -5,14 +5,11 @@ the test fails if any of their processes outlive that.
 """
 
 import json
-import os
-import shutil
-import subprocess
 import time
 
 import pytest
 
-from harness import BUSYBOX, MISSING, Bundle, Handcar, process_gone
+from harness import MISSING, Bundle, Handcar, make_busybox_rootfs, process_gone
 
 
 def pytest_collection_modifyitems(items):
@@ -23,20 +20,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def rootfs_template(tmp_path_factory):
-    root = tmp_path_factory.mktemp("busybox") / "rootfs"
-    (root / "bin").mkdir(parents=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
-                             check=True).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            os.symlink("busybox", root / "bin" / applet)
-    for name in ("etc", "tmp", "root", "home/user"):
-        (root / name).mkdir(parents=True, exist_ok=True)
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
-                                         "user:x:1000:1000:user:/home/user:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\nuser:x:1000:\n")
-    return root
+    return make_busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
 
 
 @pytest.fixture

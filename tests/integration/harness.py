@@ -44,6 +44,23 @@ needs_subids = pytest.mark.skipif(
 
 
 
+def make_busybox_rootfs(root):
+    """A rootfs of Debian's static busybox, with a root and a uid 1000 user."""
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.symlink("busybox", root / "bin" / applet)
+    for name in ("etc", "tmp", "root", "home/user"):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                         "user:x:1000:1000:user:/home/user:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nuser:x:1000:\n")
+    return root
+
+
 class Bundle:
     """A bundle directory with a config.json made from `handcar spec --rootless`, mapped
     1 + 65536 ids when the user has subordinate ids, running `args` without a terminal."""
