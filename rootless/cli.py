@@ -18,8 +18,14 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 class Globals:
-    def __init__(self, root):
+    def __init__(self, root, systemd=False):
         self.root = root
+        self.systemd = systemd
+
+    def warn_about_systemd(self):
+        if self.systemd:
+            log.warning("--systemd-cgroup: handcar does not ask systemd for a scope yet; "
+                        "the container's cgroup is made directly in your delegated subtree")
 
     def store(self):
         from .store import Store
@@ -46,7 +52,7 @@ def _print_version(ctx, _param, value):
               show_default=True, help="Format of the --log file.")
 @click.option("--debug", is_flag=True, help="Log debug messages.")
 @click.option("--systemd-cgroup", is_flag=True,
-              help="Accepted for runc compatibility; cgroups are managed through cgroupfs.")
+              help="Accepted for runc compatibility (cgroups are made through cgroupfs).")
 @click.option("--rootless", type=click.Choice(["true", "false", "auto"]), default="auto",
               help="Accepted for runc compatibility: handcar is always rootless-capable.")
 @click.option("--cgroup-manager", type=click.Choice(["cgroupfs", "systemd", "disabled"]),
@@ -57,9 +63,7 @@ def _print_version(ctx, _param, value):
 def cli(ctx, root, log_path, log_format, debug, systemd_cgroup, rootless, cgroup_manager):
     """handcar: a rootless, runc-compatible OCI container runtime."""
     log.configure(log_path, log_format, debug)
-    if systemd_cgroup:
-        log.debug("--systemd-cgroup: accepted; handcar manages no cgroups yet")
-    ctx.obj = Globals(root)
+    ctx.obj = Globals(root, systemd=systemd_cgroup or cgroup_manager == "systemd")
 
 
 def _create_options(func):
@@ -94,6 +98,7 @@ def _options(pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
 def create(g, container_id, bundle, **flags):
     """Create a container; its process waits for `start`."""
     from . import container
+    g.warn_about_systemd()
     record, channel, console = container.create(g.store(), container_id, bundle,
                                                 _options(**flags))
     channel.close()
@@ -120,6 +125,7 @@ def start(g, container_id):
 def run(g, container_id, bundle, detach, keep, no_subreaper, **flags):
     """Create and start a container; without -d, wait and return its exit status."""
     from . import container
+    g.warn_about_systemd()
     return container.run(g.store(), container_id, bundle, _options(**flags),
                          detach=detach, keep=keep)
 
