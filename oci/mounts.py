@@ -4,7 +4,7 @@ The flag values are Linux's mount(2) constants; this module only interprets the 
 option strings (and lists them for the features document).
 """
 
-from dataclasses import dataclass
+from .record import Record
 
 RDONLY, NOSUID, NODEV, NOEXEC, SYNCHRONOUS, REMOUNT, MANDLOCK, DIRSYNC = (
     0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40, 0x80)
@@ -45,12 +45,14 @@ PROPAGATION = {
 }
 
 
-@dataclass(frozen=True)
-class ParsedOptions:
-    flags: int = 0        # flags to set
-    cleared: int = 0      # flags the options explicitly clear (rw, suid, dev, exec, ...)
-    propagation: tuple = ()
-    data: str = ""        # filesystem-specific options, comma-joined
+class ParsedOptions(Record):
+    FIELDS = {
+        "flags": 0,  # flags to set
+        "cleared": 0,  # flags the options explicitly clear (rw, suid, dev, exec, ...)
+        "propagation": (),
+        "data": "",  # filesystem-specific options, comma-joined
+    }
+
 
     @property
     def is_bind(self):

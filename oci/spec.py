@@ -1,63 +1,65 @@
-"""config.json as frozen dataclasses, loaded with every problem reported together.
+"""config.json as immutable records, loaded with every problem reported together.
 
 Sections the engine does not model yet (linux.resources, linux.seccomp) are kept as plain
 JSON objects so that nothing in a config is silently dropped.
 """
 
 import json
-import re
-from dataclasses import dataclass, field
 
 from . import reader as k
-from .linux import NAMESPACES, RLIMITS, ROOTFS_PROPAGATIONS, sysctl_namespace
 from .errors import SpecError
+from .linux import NAMESPACES, RLIMITS, ROOTFS_PROPAGATIONS, sysctl_namespace
 from .reader import Reader
+from .record import Record
 from .resources import cgroup_v2_settings
 
-SUPPORTED_VERSIONS = re.compile(r"^1\.[012]\.\d+(?:[-+].*)?$")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
               "poststart", "poststop")
 
 
-@dataclass(frozen=True)
-class User:
-    uid: int = 0
-    gid: int = 0
-    umask: int | None = None
-    additional_gids: tuple = ()
+class User(Record):
+    FIELDS = {
+        "uid": 0,
+        "gid": 0,
+        "umask": None,
+        "additional_gids": (),
+    }
 
 
-@dataclass(frozen=True)
-class Rlimit:
-    type: str
-    soft: int
-    hard: int
+class Rlimit(Record):
+    FIELDS = {
+        "type": None,
+        "soft": None,
+        "hard": None,
+    }
 
 
-@dataclass(frozen=True)
-class Capabilities:
-    bounding: tuple = ()
-    effective: tuple = ()
-    permitted: tuple = ()
-    inheritable: tuple = ()
-    ambient: tuple = ()
+class Capabilities(Record):
+    FIELDS = {
+        "bounding": (),
+        "effective": (),
+        "permitted": (),
+        "inheritable": (),
+        "ambient": (),
+    }
 
 
-@dataclass(frozen=True)
-class Process:
-    args: tuple
-    cwd: str = "/"
-    env: tuple = ()
-    terminal: bool = False
-    console_size: tuple | None = None        # (height, width)
-    user: User = User()
-    capabilities: Capabilities | None = None  # None: leave the set as the runtime has it
-    rlimits: tuple = ()
-    no_new_privileges: bool = False
-    oom_score_adj: int | None = None
-    apparmor_profile: str = ""
-    selinux_label: str = ""
+class Process(Record):
+    FIELDS = {
+        "args": None,
+        "cwd": "/",
+        "env": (),
+        "terminal": False,
+        "console_size": None,  # (height, width)
+        "user": User(),
+        "capabilities": None,  # None: leave the set as the runtime has it
+        "rlimits": (),
+        "no_new_privileges": False,
+        "oom_score_adj": None,
+        "apparmor_profile": "",
+        "selinux_label": "",
+    }
 
     def env_value(self, name, default=None):
         return env_value(self.env, name, default)
@@ -72,61 +74,67 @@ def env_value(env, name, default=None):
     return default
 
 
-@dataclass(frozen=True)
-class Mount:
-    destination: str
-    type: str = ""
-    source: str = ""
-    options: tuple = ()
+class Mount(Record):
+    FIELDS = {
+        "destination": None,
+        "type": "",
+        "source": "",
+        "options": (),
+    }
 
 
-@dataclass(frozen=True)
-class Hook:
-    path: str
-    args: tuple = ()
-    env: tuple = ()
-    timeout: int | None = None
+class Hook(Record):
+    FIELDS = {
+        "path": None,
+        "args": (),
+        "env": (),
+        "timeout": None,
+    }
 
 
-@dataclass(frozen=True)
-class Namespace:
-    type: str
-    path: str = ""
+class Namespace(Record):
+    FIELDS = {
+        "type": None,
+        "path": "",
+    }
 
 
-@dataclass(frozen=True)
-class IDMapping:
-    container_id: int
-    host_id: int
-    size: int
+class IDMapping(Record):
+    FIELDS = {
+        "container_id": None,
+        "host_id": None,
+        "size": None,
+    }
 
 
-@dataclass(frozen=True)
-class Device:
-    type: str
-    path: str
-    major: int = 0
-    minor: int = 0
-    file_mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
+class Device(Record):
+    FIELDS = {
+        "type": None,
+        "path": None,
+        "major": 0,
+        "minor": 0,
+        "file_mode": None,
+        "uid": None,
+        "gid": None,
+    }
 
 
-@dataclass(frozen=True)
-class Linux:
-    namespaces: tuple = ()
-    uid_mappings: tuple = ()
-    gid_mappings: tuple = ()
-    time_offsets: dict = field(default_factory=dict)   # clock -> (secs, nanosecs)
-    devices: tuple = ()
-    cgroups_path: str = ""
-    resources: dict = field(default_factory=dict)
-    cgroup_settings: dict = field(default_factory=dict)    # cgroup v2 file -> value
-    rootfs_propagation: str = ""
-    seccomp: dict | None = None
-    sysctl: dict = field(default_factory=dict)
-    masked_paths: tuple = ()
-    readonly_paths: tuple = ()
+class Linux(Record):
+    FIELDS = {
+        "namespaces": (),
+        "uid_mappings": (),
+        "gid_mappings": (),
+        "time_offsets": {},  # clock -> (secs, nanosecs)
+        "devices": (),
+        "cgroups_path": "",
+        "resources": {},
+        "cgroup_settings": {},  # cgroup v2 file -> value
+        "rootfs_propagation": "",
+        "seccomp": None,
+        "sysctl": {},
+        "masked_paths": (),
+        "readonly_paths": (),
+    }
 
     def namespace(self, kind):
         """The Namespace entry of `kind`, or None when the container shares the caller's."""
@@ -136,18 +144,26 @@ class Linux:
         return None
 
 
-@dataclass(frozen=True)
-class Spec:
-    oci_version: str
-    root_path: str
-    root_readonly: bool = False
-    process: Process | None = None
-    hostname: str = ""
-    domainname: str = ""
-    mounts: tuple = ()
-    hooks: dict = field(default_factory=dict)          # kind -> tuple of Hook
-    annotations: dict = field(default_factory=dict)
-    linux: Linux = Linux()
+class Spec(Record):
+    FIELDS = {
+        "oci_version": None,
+        "root_path": None,
+        "root_readonly": False,
+        "process": None,
+        "hostname": "",
+        "domainname": "",
+        "mounts": (),
+        "hooks": {},  # kind -> tuple of Hook
+        "annotations": {},
+        "linux": Linux(),
+    }
+
+
+def supported_version(version):
+    """1.0.x, 1.1.x and 1.2.x, with any -suffix (1.0.2-dev, 1.1.0-rc.1)."""
+    parts = version.split("-", 1)[0].split("+", 1)[0].split(".")
+    return (len(parts) == 3 and parts[0] == "1" and parts[1] in ("0", "1", "2")
+            and parts[2].isdigit())
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -179,7 +195,7 @@ def process_from_json(data, source="process.json"):
 
 def _spec(r, data):
     version = r.field(data, "ociVersion", "", k.string, "", required=True)
-    if version and not SUPPORTED_VERSIONS.match(version):
+    if version and not supported_version(version):
         r.fail("ociVersion", f"unsupported version {version!r} (supported: 1.0.x to 1.2.x)")
     root = r.object(data.get("root"), "root")
     if "root" not in data:

@@ -1,21 +1,22 @@
 """The OCI state document, as `state` prints it (runc's field set and order)."""
 
-from dataclasses import dataclass, field
+from .record import Record
 
 OCI_VERSION = "1.2.0"
 STATUSES = ("creating", "created", "running", "paused", "stopped")
 
 
-@dataclass(frozen=True)
-class State:
-    id: str
-    status: str
-    pid: int
-    bundle: str
-    rootfs: str = ""
-    created: str = ""          # RFC 3339 with nanoseconds, as runc writes it
-    owner: str = ""
-    annotations: dict = field(default_factory=dict)
+class State(Record):
+    FIELDS = {
+        "id": None,
+        "status": None,
+        "pid": None,
+        "bundle": None,
+        "rootfs": "",
+        "created": "",  # RFC 3339 with nanoseconds, as runc writes it
+        "owner": "",
+        "annotations": {},
+    }
 
     def to_json(self):
         doc = {
@@ -31,3 +32,4 @@ class State:
         if self.annotations:
             doc["annotations"] = dict(self.annotations)
         return doc
+

@@ -3,7 +3,6 @@
 See init.py for the child side and the three-process protocol.
 """
 
-import dataclasses
 import json
 import os
 import select
@@ -12,7 +11,7 @@ import socket
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from oci.record import Record
 
 from oci import spec as oci_spec
 from oci.resources import controllers
@@ -31,22 +30,24 @@ FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTER
 CREATE_HOOKS = ("prestart", "createRuntime", "createContainer")
 
 
-@dataclass(frozen=True)
-class CreateOptions:
-    pid_file: str | None = None
-    console_socket: str | None = None
-    no_pivot: bool = False
-    no_new_keyring: bool = False
-    preserve_fds: int = 0
+class CreateOptions(Record):
+    FIELDS = {
+        "pid_file": None,
+        "console_socket": None,
+        "no_pivot": False,
+        "no_new_keyring": False,
+        "preserve_fds": 0,
+    }
 
 
-@dataclass(frozen=True)
-class ExecOptions:
-    pid_file: str | None = None
-    console_socket: str | None = None
-    detach: bool = False
-    preserve_fds: int = 0
-    ignore_paused: bool = False
+class ExecOptions(Record):
+    FIELDS = {
+        "pid_file": None,
+        "console_socket": None,
+        "detach": False,
+        "preserve_fds": 0,
+        "ignore_paused": False,
+    }
 
 
 def load_bundle(bundle):
@@ -165,7 +166,7 @@ def create(store, container_id, bundle, options, foreground=False):
         launch_spec = spec
         if notify.requested():
             mount, env = notify.prepare(record)
-            launch_spec = dataclasses.replace(spec, mounts=spec.mounts + (mount,))
+            launch_spec = spec.replace(mounts=spec.mounts + (mount,))
             extra_env += env
             record.save(notify_socket=notify.requested())
         launch = Launch(container_id=container_id, spec=launch_spec, bundle=bundle,
@@ -463,21 +464,20 @@ def process_for_exec(base, args, env=(), user=None, additional_gids=(), cwd=None
                "env": tuple(base.env) + tuple(env)}
     if user is not None or additional_gids:
         uid, gid = user if user is not None else (base.user.uid, base.user.gid)
-        changes["user"] = dataclasses.replace(
-            base.user, uid=uid, gid=gid,
-            additional_gids=tuple(additional_gids) or base.user.additional_gids)
+        changes["user"] = base.user.replace(
+            uid=uid, gid=gid, additional_gids=tuple(additional_gids) or base.user.additional_gids)
     if cwd:
         changes["cwd"] = cwd
     if no_new_privs:
         changes["no_new_privileges"] = True
     if caps and base.capabilities is not None:
         have = base.capabilities
-        changes["capabilities"] = dataclasses.replace(
-            have, bounding=have.bounding + tuple(caps), effective=have.effective + tuple(caps),
+        changes["capabilities"] = have.replace(
+            bounding=have.bounding + tuple(caps), effective=have.effective + tuple(caps),
             permitted=have.permitted + tuple(caps),
             # ambient needs inheritable, which --cap does not add (as in runc)
             ambient=have.ambient + (tuple(caps) if have.inheritable else ()))
-    return dataclasses.replace(base, **changes)
+    return base.replace(**changes)
 
 
 def load_process_file(path):
@@ -513,9 +513,9 @@ def exec_(store, container_id, process, options):
     if status not in ("created", "running", "paused"):
         raise WrongStatus(f"cannot exec in a {status} container")
     spec = record.load_spec()
-    linux = dataclasses.replace(spec.linux, namespaces=_namespaces_of(record.pid),
+    linux = spec.linux.replace(namespaces=_namespaces_of(record.pid),
                                 time_offsets={})
-    launch_spec = dataclasses.replace(spec, process=process, linux=linux)
+    launch_spec = spec.replace(process=process, linux=linux)
     console = Console.open(process, options.console_socket, foreground=not options.detach)
     if not options.detach:
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)

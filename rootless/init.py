@@ -16,7 +16,7 @@ import os
 import resource
 import signal
 import socket
-from dataclasses import dataclass
+from oci.record import Record
 
 from oci.linux import CAPABILITIES
 from oci.spec import DEFAULT_PATH, env_value
@@ -30,24 +30,26 @@ MAX_FD = 1 << 20                 # above any fd number a process here can have
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 
 
-@dataclass(frozen=True)
-class Launch:
+class Launch(Record):
     """Everything the children need, worked out by the parent before forking."""
-    container_id: str
-    spec: object                # oci.spec.Spec; for exec, its process is the exec'd one
-    bundle: str
-    parent_pid: int
-    exec_into: bool = False     # True: exec into a running container, no rootfs to build
-    rootfs: str = ""
-    mapping: object = None      # userns.MappingPlan, or None
-    fifo_fd: int = -1           # exec.fifo opened O_PATH by the parent: the container's
-                                # root may not be able to reach the state directory
-    console_fd: int = -1        # where the pty master goes when process.terminal is set
-    extra_env: tuple = ()       # LISTEN_FDS and friends, added by the parent
-    pass_fds: int = 0           # fds 3..3+N-1 reach the process
-    no_pivot: bool = False
-    no_new_keyring: bool = False
-    pause_for_hooks: bool = False   # stop before pivot_root for createRuntime hooks
+    FIELDS = {
+        "container_id": None,
+        "spec": None,  # oci.spec.Spec; for exec, its process is the exec'd one
+        "bundle": None,
+        "parent_pid": None,
+        "exec_into": False,  # True: exec into a running container, no rootfs to build
+        "rootfs": "",
+        "mapping": None,  # userns.MappingPlan, or None
+        # exec.fifo opened O_PATH by the parent: the container's root may not be able to
+        # reach the state directory
+        "fifo_fd": -1,
+        "console_fd": -1,  # where the pty master goes when process.terminal is set
+        "extra_env": (),  # LISTEN_FDS and friends, added by the parent
+        "pass_fds": 0,  # fds 3..3+N-1 reach the process
+        "no_pivot": False,
+        "no_new_keyring": False,
+        "pause_for_hooks": False,  # stop before pivot_root for createRuntime hooks
+    }
 
     def kept_fds(self):
         return {fd for fd in (self.fifo_fd, self.console_fd) if fd >= 0}

@@ -11,7 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
-from dataclasses import dataclass
+from oci.record import Record
 
 from oci.spec import IDMapping
 from .errors import HelperFailed, UsernsError
@@ -20,11 +20,12 @@ SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
 
 
-@dataclass(frozen=True)
-class MappingPlan:
-    uid_mappings: tuple
-    gid_mappings: tuple
-    direct: bool          # True: write the maps ourselves; False: newuidmap/newgidmap
+class MappingPlan(Record):
+    FIELDS = {
+        "uid_mappings": None,
+        "gid_mappings": None,
+        "direct": None,  # True: write the maps ourselves; False: newuidmap/newgidmap
+    }
 
 
 def subordinate_ranges(path, user_name, uid):
