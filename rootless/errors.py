@@ -4,6 +4,10 @@ one line on stderr (and one JSON object in the --log file) and exit status 1."""
 from oci.errors import HandcarError, SpecError  # noqa: F401  (re-exported)
 
 
+class UsageError(HandcarError):
+    """The command line is wrong (exit status 2, as for click's usage errors)."""
+
+
 class NotFound(HandcarError):
     pass
 

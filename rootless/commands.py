@@ -1,0 +1,273 @@
+"""What each verb does, called with the values of its flags and arguments (declared in
+verbs.py) by the fast path or by click alike. Modules a verb needs are imported inside it,
+so that each verb pays only for its own."""
+
+import json
+import os
+import sys
+
+from . import log
+from .errors import HandcarError, UsageError
+
+
+class Globals:
+    """The global flags, as every verb sees them."""
+
+    def __init__(self, root=None, log_path=None, log_format="text", debug=False,
+                 systemd_cgroup=False, rootless="auto", cgroup_manager="cgroupfs"):
+        log.configure(log_path, log_format, debug)
+        self.root = root
+        self.systemd = systemd_cgroup or cgroup_manager == "systemd"
+
+    def warn_about_systemd(self):
+        if self.systemd:
+            log.warning("--systemd-cgroup: handcar does not ask systemd for a scope yet; "
+                        "the container's cgroup is made directly in your delegated subtree")
+
+    def store(self):
+        from .store import Store
+        return Store(self.root)
+
+
+def handler(verb_name):
+    """The function for a verb (exec and list are exec_ and list_: Python keywords)."""
+    return globals().get(verb_name) or globals()[verb_name + "_"]
+
+
+def _options(pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
+    from .container import CreateOptions
+    return CreateOptions(pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
+                         no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
+
+
+def create(g, container_id, bundle, **flags):
+    """Create a container; its process waits for `start`."""
+    from . import container
+    g.warn_about_systemd()
+    record, channel, console = container.create(g.store(), container_id, bundle,
+                                                _options(**flags))
+    channel.close()
+    console.close()
+    record.unlock()
+
+
+def start(g, container_id):
+    """Start the process of a created container."""
+    from . import container
+    container.start(g.store(), container_id)
+
+
+def run(g, container_id, bundle, detach, keep, no_subreaper, **flags):  # noqa: ARG001
+    """Create and start a container; without -d, wait and return its exit status."""
+    from . import container
+    g.warn_about_systemd()
+    return container.run(g.store(), container_id, bundle, _options(**flags),
+                         detach=detach, keep=keep)
+
+
+def _parse_user(text):
+    """-u UID[:GID] (numbers, as runc takes them)."""
+    uid, _, gid = text.partition(":")
+    try:
+        return int(uid), int(gid) if gid else 0
+    except ValueError:
+        raise UsageError(f"{text!r}: expected UID[:GID] as numbers") from None
+
+
+def exec_(g, container_id, command, process_file, env, user, additional_gids, cwd, cap,
+          no_new_privs, tty, detach, pid_file, console_socket, preserve_fds, ignore_paused):
+    """Run a process in a running container; returns its exit status."""
+    from . import container
+    if process_file:
+        if command:
+            raise UsageError("give either --process or a command, not both")
+        process = container.load_process_file(process_file)
+    else:
+        if not command:
+            raise UsageError("missing the command to run (or --process FILE)")
+        for item in env:
+            if "=" not in item:
+                raise UsageError(f"--env {item!r}: expected KEY=VALUE")
+        base = g.store().open(container_id, lock=False).load_spec().process
+        process = container.process_for_exec(
+            base, command, env=env, user=_parse_user(user) if user else None,
+            additional_gids=additional_gids, cwd=cwd, caps=cap, no_new_privs=no_new_privs,
+            tty=tty)
+    options = container.ExecOptions(pid_file=pid_file, console_socket=console_socket,
+                                    detach=detach, preserve_fds=preserve_fds,
+                                    ignore_paused=ignore_paused)
+    return container.exec_(g.store(), container_id, process, options)
+
+
+def ps(g, container_id, fmt, ps_args):
+    """List the processes of a container (`ps` output, or their pids as JSON)."""
+    from . import container
+    record = g.store().open(container_id, lock=False)
+    if record.status() in ("stopped", "creating"):
+        raise HandcarError(f"container {container_id} is not running")
+    pids = sorted(container.container_pids(record))
+    if fmt == "json":
+        print(json.dumps(pids))
+        return
+    print(_ps_table(pids, ps_args or ("-ef",)), end="")
+
+
+def _ps_table(pids, ps_args):
+    """The caller's `ps` output cut down to the container's processes, as runc does it."""
+    import subprocess
+    try:
+        result = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise HandcarError("ps is not installed (package procps)") from None
+    if result.returncode != 0:
+        raise HandcarError(f"ps {' '.join(ps_args)}: {result.stderr.strip()}")
+    lines = result.stdout.splitlines()
+    header = lines[0].split() if lines else []
+    if "PID" not in header:
+        raise HandcarError("ps output has no PID column: add -o pid or use -f json")
+    column = header.index("PID")
+    wanted = set(pids)
+    kept = [line for line in lines[1:] if int(line.split()[column]) in wanted]
+    return "".join(f"{line}\n" for line in [lines[0], *kept])
+
+
+def pause(g, container_id):
+    """Freeze every process of a container (through its cgroup)."""
+    from . import container
+    container.pause(g.store(), container_id)
+
+
+def resume(g, container_id):
+    """Thaw a paused container."""
+    from . import container
+    container.resume(g.store(), container_id)
+
+
+def _seconds(text):
+    """runc's durations: 5s, 500ms, 1m, or a plain number of seconds."""
+    for suffix, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if text.endswith(suffix) and text[:-len(suffix)].replace(".", "", 1).isdigit():
+            return float(text[:-len(suffix)]) * factor
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"{text!r}: expected a duration like 5s or 500ms") from None
+
+
+def events(g, container_id, stats_only, interval):
+    """Print the container's stats (and OOM events) as JSON lines, as runc does."""
+    from . import container
+    if stats_only:
+        print(json.dumps(container.stats(g.store(), container_id)))
+        return
+    container.events(g.store(), container_id, _seconds(interval),
+                     lambda event: print(json.dumps(event), flush=True))
+
+
+def _bytes(text):
+    """runc's sizes: 1024, 512k, 64m, 1g (binary units); -1 for unlimited."""
+    text = text.strip().lower().rstrip("b")
+    factor = {"k": 1024, "m": 1024**2, "g": 1024**3}.get(text[-1:], 1)
+    try:
+        return int(text[:-1] if factor > 1 else text) * factor
+    except ValueError:
+        raise UsageError(f"{text!r}: expected a size like 512m or -1") from None
+
+
+def update(g, container_id, resources_file, **flags):
+    """Change a running container's resource limits."""
+    from oci.resources import parse_resources
+    from . import container
+    if resources_file:
+        stream = sys.stdin if resources_file == "-" else None
+        try:
+            document = json.load(stream or open(resources_file))
+        except OSError as err:
+            raise HandcarError(f"reading {resources_file}: {err.strerror}") from None
+        except ValueError as err:
+            raise HandcarError(f"{resources_file}: not valid JSON: {err}") from None
+    else:
+        document = _resources_from_flags(**flags)
+        if not any(document.values()):
+            raise UsageError("nothing to update: give -r FILE or a limit flag")
+    container.update(g.store(), container_id, parse_resources(document, resources_file or "flags"))
+
+
+def _resources_from_flags(memory, memory_reservation, memory_swap, cpu_share, cpu_quota,
+                          cpu_period, cpuset_cpus, cpuset_mems, pids_limit, blkio_weight):
+    def present(**items):
+        return {key: value for key, value in items.items() if value is not None}
+    return {
+        "memory": present(limit=memory and _bytes(memory),
+                          reservation=memory_reservation and _bytes(memory_reservation),
+                          swap=memory_swap and _bytes(memory_swap)),
+        "cpu": present(shares=cpu_share, quota=cpu_quota, period=cpu_period,
+                       cpus=cpuset_cpus, mems=cpuset_mems),
+        "pids": present(limit=pids_limit),
+        "blockIO": present(weight=blkio_weight),
+    }
+
+
+def features(g):
+    """Print what this runtime supports on this host (the OCI features document)."""
+    from oci.features import features_document
+    from .host import host_facts
+    print(json.dumps(features_document(**host_facts()), indent=2))
+
+
+def state(g, container_id):
+    """Print the OCI state of a container as JSON."""
+    record = g.store().open(container_id, lock=False)
+    print(json.dumps(record.state().to_json(), indent=2))
+
+
+def kill(g, container_id, signal_name, all_processes):
+    """Send a signal (default SIGTERM; a name, with or without SIG, or a number)."""
+    from . import container
+    container.kill(g.store(), container_id, container.parse_signal(signal_name or "SIGTERM"),
+                   all_processes)
+
+
+def delete(g, container_id, force):
+    """Delete a container and everything it holds."""
+    from . import container
+    container.delete(g.store(), container_id, force)
+
+
+def list_(g, fmt, quiet):
+    """List containers."""
+    store = g.store()
+    states = []
+    for container_id in store.ids():
+        try:
+            states.append(store.open(container_id, lock=False).state())
+        except HandcarError:
+            continue                      # deleted while we listed
+    if quiet:
+        for st in states:
+            print(st.id)
+    elif fmt == "json":
+        print(json.dumps([st.to_json() for st in states]))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(st.id, str(st.pid), st.status, st.bundle, st.created, st.owner)
+                 for st in states]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        for row in rows:
+            print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "   "
+                       + row[-1])
+
+
+def spec(g, bundle, rootless):
+    """Write a default config.json into the bundle directory."""
+    from oci.default import default_spec
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise HandcarError(f"{path} already exists; remove it first")
+    document = default_spec(rootless, os.geteuid(), os.getegid())
+    try:
+        with open(path, "x") as f:
+            json.dump(document, f, indent="\t")
+            f.write("\n")
+    except OSError as err:
+        raise HandcarError(f"writing {path}: {err.strerror}") from None
