@@ -4,8 +4,7 @@ Sections the engine does not model yet (linux.resources, linux.seccomp) are kept
 JSON objects so that nothing in a config is silently dropped.
 """
 
-import json
-
+from . import jsonio
 from . import reader as k
 from .errors import SpecError
 from .linux import NAMESPACES, RLIMITS, ROOTFS_PROPAGATIONS, sysctl_namespace
@@ -171,7 +170,7 @@ def supported_version(version):
 def loads(text, source="config.json"):
     """Parse and validate a config.json document."""
     try:
-        data = json.loads(text)
+        data = jsonio.loads(text)
     except ValueError as err:
         raise SpecError([f"not valid JSON: {err}"], source) from None
     return from_json(data, source)

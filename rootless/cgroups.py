@@ -13,12 +13,12 @@ cgroup of its own; asking for limits, pause or stats then says what is missing.
 
 import errno
 import os
-import signal
 import time
 
 from .errors import CgroupError
 
 DEFAULT_PARENT = "handcar"
+SIGKILL = 9                 # the same on every Linux architecture (and no enum to import)
 FREEZE_TIMEOUT = 10
 
 
@@ -183,9 +183,9 @@ class Cgroup:
                                   f"within {FREEZE_TIMEOUT}s")
             time.sleep(0.001)
 
-    def kill(self, signum=signal.SIGKILL):
+    def kill(self, signum=SIGKILL):
         """Signal every process in the cgroup (cgroup.kill for SIGKILL where it exists)."""
-        if signum == signal.SIGKILL and os.path.exists(self.file("cgroup.kill")):
+        if signum == SIGKILL and os.path.exists(self.file("cgroup.kill")):
             self.write("cgroup.kill", "1")
             return
         for pid in self.pids():

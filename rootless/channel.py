@@ -5,10 +5,10 @@ A child reports failure as {"type": "error", "msg": ...}; the parent's `expect` 
 (or the child's silent death, seen as end-of-file) into a SetupError.
 """
 
-import json
 import os
 import socket
 
+from oci import jsonio
 from .errors import SetupError
 
 MAX_MESSAGE = 65536
@@ -30,7 +30,7 @@ class Channel:
         self.sock.close()
 
     def send(self, kind, fds=(), **fields):
-        data = json.dumps({"type": kind, **fields}).encode()
+        data = jsonio.dumps({"type": kind, **fields}).encode()
         if fds:
             socket.send_fds(self.sock, [data], list(fds))
         else:
@@ -45,7 +45,7 @@ class Channel:
             raise SetupError("timed out waiting for the container's init") from None
         except ConnectionResetError:
             return None, []
-        return (json.loads(data) if data else None), fds
+        return (jsonio.loads(data) if data else None), fds
 
     def expect(self, kind, what, timeout=None, on_warning=None):
         """Wait for a message of `kind`; `what` describes the step for error messages."""

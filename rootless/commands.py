@@ -2,7 +2,6 @@
 verbs.py) by the fast path or by click alike. Modules a verb needs are imported inside it,
 so that each verb pays only for its own."""
 
-import json
 import os
 import sys
 
@@ -101,13 +100,14 @@ def exec_(g, container_id, command, process_file, env, user, additional_gids, cw
 
 def ps(g, container_id, fmt, ps_args):
     """List the processes of a container (`ps` output, or their pids as JSON)."""
+    from oci import jsonio
     from . import container
     record = g.store().open(container_id, lock=False)
     if record.status() in ("stopped", "creating"):
         raise HandcarError(f"container {container_id} is not running")
     pids = sorted(container.container_pids(record))
     if fmt == "json":
-        print(json.dumps(pids))
+        print(jsonio.dumps(pids))
         return
     print(_ps_table(pids, ps_args or ("-ef",)), end="")
 
@@ -156,12 +156,13 @@ def _seconds(text):
 
 def events(g, container_id, stats_only, interval):
     """Print the container's stats (and OOM events) as JSON lines, as runc does."""
+    from oci import jsonio
     from . import container
     if stats_only:
-        print(json.dumps(container.stats(g.store(), container_id)))
+        print(jsonio.dumps(container.stats(g.store(), container_id)))
         return
     container.events(g.store(), container_id, _seconds(interval),
-                     lambda event: print(json.dumps(event), flush=True))
+                     lambda event: print(jsonio.dumps(event), flush=True))
 
 
 def _bytes(text):
@@ -176,12 +177,13 @@ def _bytes(text):
 
 def update(g, container_id, resources_file, **flags):
     """Change a running container's resource limits."""
+    from oci import jsonio
     from oci.resources import parse_resources
     from . import container
     if resources_file:
         stream = sys.stdin if resources_file == "-" else None
         try:
-            document = json.load(stream or open(resources_file))
+            document = jsonio.loads((stream or open(resources_file)).read())
         except OSError as err:
             raise HandcarError(f"reading {resources_file}: {err.strerror}") from None
         except ValueError as err:
@@ -210,15 +212,17 @@ def _resources_from_flags(memory, memory_reservation, memory_swap, cpu_share, cp
 
 def features(g):
     """Print what this runtime supports on this host (the OCI features document)."""
+    from oci import jsonio
     from oci.features import features_document
     from .host import host_facts
-    print(json.dumps(features_document(**host_facts()), indent=2))
+    print(jsonio.dumps(features_document(**host_facts()), indent=2))
 
 
 def state(g, container_id):
     """Print the OCI state of a container as JSON."""
+    from oci import jsonio
     record = g.store().open(container_id, lock=False)
-    print(json.dumps(record.state().to_json(), indent=2))
+    print(jsonio.dumps(record.state().to_json(), indent=2))
 
 
 def kill(g, container_id, signal_name, all_processes):
@@ -236,6 +240,7 @@ def delete(g, container_id, force):
 
 def list_(g, fmt, quiet):
     """List containers."""
+    from oci import jsonio
     store = g.store()
     states = []
     for container_id in store.ids():
@@ -247,7 +252,7 @@ def list_(g, fmt, quiet):
         for st in states:
             print(st.id)
     elif fmt == "json":
-        print(json.dumps([st.to_json() for st in states]))
+        print(jsonio.dumps([st.to_json() for st in states]))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(st.id, str(st.pid), st.status, st.bundle, st.created, st.owner)
@@ -260,6 +265,7 @@ def list_(g, fmt, quiet):
 
 def spec(g, bundle, rootless):
     """Write a default config.json into the bundle directory."""
+    import json
     from oci.default import default_spec
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):

@@ -3,30 +3,23 @@
 See init.py for the child side and the three-process protocol.
 """
 
-import json
 import os
-import select
-import signal
-import socket
 import sys
 import time
 from contextlib import contextmanager
-from oci.record import Record
 
-from oci import spec as oci_spec
-from oci.resources import controllers
-from oci.linux import NAMESPACES
-from . import cgroups, hooks, libc, log, notify, terminal, userns
-from .channel import Channel
+from oci.record import Record
+from . import cgroups, log
 from .errors import HandcarError, NotFound, SetupError, SpecError, WrongStatus
-from .init import Launch, intermediate, run_child
 from .store import process_start_time, user_name, write_atomic
+
+# start, kill and delete are hot verbs that need little of this module: what only create,
+# run and exec need (fork machinery, hooks, terminals, subprocess) is imported where used.
 
 CHILD_TIMEOUT = 60          # seconds a child may take for one step before we give up
 STOP_TIMEOUT = 10           # seconds to wait for a killed init to disappear
-FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
-                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGCONT,
-                     signal.SIGWINCH)
+FORWARDED_SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2",
+                     "SIGALRM", "SIGCONT", "SIGWINCH")
 CREATE_HOOKS = ("prestart", "createRuntime", "createContainer")
 
 
@@ -52,6 +45,7 @@ class ExecOptions(Record):
 
 def load_bundle(bundle):
     """(config.json text, Spec) of a bundle."""
+    from oci import spec as oci_spec
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
@@ -87,6 +81,8 @@ class Console:
 
     @classmethod
     def open(cls, process, console_socket, foreground):
+        import socket
+        from . import terminal
         if not process.terminal:
             if console_socket:
                 raise HandcarError("--console-socket is only for a process with "
@@ -106,6 +102,7 @@ class Console:
 
     def child_started(self):
         """After the child has its end: drop ours of it, and take the master if it's ours."""
+        from . import terminal
         if self.child_end:
             self.child_end.close()
             self.child_end = None
@@ -138,6 +135,9 @@ def _socket_activation():
 def create(store, container_id, bundle, options, foreground=False):
     """Create a container and leave its init waiting for `start`. Returns its Record
     (still locked), the channel to its init and its Console."""
+    from oci.resources import controllers
+    from . import hooks, notify, userns
+    from .init import Launch
     bundle = os.path.realpath(bundle)
     store.path(container_id)                       # refuse a bad id before anything else
     text, spec = load_bundle(bundle)
@@ -203,6 +203,7 @@ def create(store, container_id, bundle, options, foreground=False):
 
 
 def _make_cgroup(record, placement, settings):
+    from oci.resources import controllers
     root, leaf = placement
     cgroup = cgroups.Cgroup(leaf)
     if cgroup.exists() and cgroup.pids():
@@ -222,6 +223,9 @@ def cgroup_of(record):
 def _spawn(launch, on_hooks=None, cgroup=None):
     """Fork the intermediate, answer it and the process it forks, and return
     (channel, pid of that process) once the process is ready."""
+    from . import userns
+    from .channel import Channel
+    from .init import intermediate, run_child
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -270,6 +274,7 @@ def _spawn(launch, on_hooks=None, cgroup=None):
 
 
 def _kill_quietly(pid):
+    import signal
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -290,6 +295,7 @@ def start(store, container_id):
 
 
 def _start(record):
+    from . import notify
     host_notify = record.data.get("notify_socket")
     notify_socket = notify.listen(record) if host_notify else None
     _release_init(record)
@@ -300,6 +306,7 @@ def _start(record):
 
 
 def _run_warning_hooks(record, kind, status):
+    from . import hooks
     try:
         hooks.run(record.load_spec().hooks, kind, record.state(status).to_json())
     except HandcarError as err:
@@ -309,6 +316,7 @@ def _run_warning_hooks(record, kind, status):
 def _release_init(record):
     """Open exec.fifo for reading, which lets init (blocked opening it for writing) go on;
     it answers "0" when it is about to exec, or "E<why>" when a startContainer hook failed."""
+    import select
     fd = os.open(record.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         poller = select.poll()
@@ -328,6 +336,7 @@ def _release_init(record):
 
 
 def parse_signal(text):
+    import signal
     name = text.upper()
     if name.isdigit():
         number = int(name)
@@ -412,6 +421,7 @@ def delete(store, container_id, force=False):
 
 
 def _stop(record):
+    import signal
     cgroup = cgroup_of(record)
     if cgroup and cgroup.exists():
         cgroup.kill()
@@ -429,6 +439,7 @@ def _stop(record):
 
 def run(store, container_id, bundle, options, detach=False, keep=False):
     """create + start; in the foreground, wait and return the container's exit status."""
+    from . import libc
     if not detach:
         # Adopt the init when the intermediate exits, so we can wait for it.
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
@@ -481,9 +492,11 @@ def process_for_exec(base, args, env=(), user=None, additional_gids=(), cwd=None
 
 
 def load_process_file(path):
+    from oci import jsonio
+    from oci import spec as oci_spec
     try:
         with open(path) as f:
-            data = json.load(f)
+            data = jsonio.loads(f.read())
     except OSError as err:
         raise HandcarError(f"reading {path}: {err.strerror}") from None
     except ValueError as err:
@@ -493,6 +506,8 @@ def load_process_file(path):
 
 def _namespaces_of(pid):
     """The namespaces of `pid` that differ from ours, as entries to join by path."""
+    from oci import spec as oci_spec
+    from oci.linux import NAMESPACES
     joined = []
     for kind, name in NAMESPACES.items():
         path = f"/proc/{pid}/ns/{name}"
@@ -506,6 +521,8 @@ def _namespaces_of(pid):
 
 def exec_(store, container_id, process, options):
     """Run `process` in a running container; its exit status, or 0 when detached."""
+    from . import libc
+    from .init import Launch
     record = store.open(container_id, lock=False)
     status = record.status()
     if status == "paused" and not options.ignore_paused:
@@ -548,9 +565,10 @@ def exec_(store, container_id, process, options):
 def _forwarding_signals(pid, console):
     """Pass the signals a user sends us on to the process (SIGWINCH stays with the
     terminal proxy when we have one)."""
-    forwarded = [s for s in FORWARDED_SIGNALS
+    import signal
+    forwarded = [getattr(signal, name) for name in FORWARDED_SIGNALS
                  if not (console.our_end or console.master is not None)
-                 or s != signal.SIGWINCH]
+                 or name != "SIGWINCH"]
     previous = {s: signal.signal(s, lambda num, _frame: _signal(pid, num)) for s in forwarded}
     try:
         yield
@@ -562,6 +580,7 @@ def _forwarding_signals(pid, console):
 def _wait_foreground(pid, channel, console):
     """Wait for the process, proxying its terminal if we hold one; its exit status, 128+N
     when killed by signal N. Reports an exec failure the child sends on the channel."""
+    from . import terminal
     if console.master is not None:
         wait_status = terminal.proxy(console.master, lambda block=False: _reap(pid, block))
         console.master = None
@@ -626,6 +645,7 @@ def resume(store, container_id):
 
 def update(store, container_id, settings):
     """Change a running container's limits (cgroup v2 file -> value)."""
+    from oci.resources import controllers
     record = store.open(container_id)
     try:
         status = record.status()

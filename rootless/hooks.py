@@ -11,25 +11,25 @@ A failure before the process starts is an error; poststart and poststop failures
 warnings, which their callers log.
 """
 
-import json
 import subprocess
 
-from .errors import HelperFailed, HandcarError
+from oci import jsonio
+from .errors import HandcarError, HelperFailed
 
 
 def run(hooks, kind, state):
     """Run every hook of `kind` in order; `state` is the OCI state document (a dict)."""
     for hook in hooks.get(kind, ()):
-        run_one(hook, kind, json.dumps(state))
+        run_one(hook, kind, jsonio.dumps(state))
 
 
 def run_one(hook, kind, state_json):
     argv = list(hook.args) or [hook.path]
     env = dict(item.split("=", 1) for item in hook.env if "=" in item)
     try:
-        result = subprocess.run(argv, executable=hook.path, env=env, input=state_json.encode(),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                timeout=hook.timeout)
+        result = subprocess.run(argv, executable=hook.path, env=env,
+                                input=state_json.encode(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, timeout=hook.timeout)
     except subprocess.TimeoutExpired:
         raise HandcarError(f"{kind} hook {hook.path} timed out after {hook.timeout}s") from None
     except OSError as err:

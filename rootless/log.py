@@ -6,7 +6,6 @@ also written to that file, as runc does: text (`time=... level=... msg=...`) or,
 containerd read back when a verb fails. --debug adds debug lines.
 """
 
-import json
 import sys
 import time
 
@@ -25,11 +24,11 @@ def _write_log(level, msg):
     path = _settings["path"]
     if not path:
         return
+    from oci import jsonio
     if _settings["format"] == "json":
-        line = json.dumps({"level": level, "msg": msg, "time": _timestamp()},
-                          separators=(",", ":"))
+        line = jsonio.dumps({"level": level, "msg": msg, "time": _timestamp()})
     else:
-        line = f"time={json.dumps(_timestamp())} level={level} msg={json.dumps(msg)}"
+        line = f"time={jsonio.dumps(_timestamp())} level={level} msg={jsonio.dumps(msg)}"
     try:
         with open(path, "a") as f:
             f.write(line + "\n")

@@ -7,18 +7,16 @@ container takes it. Readers (state, list) read state.json without the lock.
 """
 
 import fcntl
-import json
 import os
-import re
-import shutil
 import stat
 import time
 
+from oci import jsonio
 from oci.state import State
 from .errors import AlreadyExists, HandcarError, NotFound
 
 MAX_ID_BYTES = 1024
-_ID_PATTERN = re.compile(r"^[\w+.-]+$", re.ASCII)
+_ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
 def check_id(container_id):
@@ -27,7 +25,7 @@ def check_id(container_id):
         raise HandcarError("invalid container id: must not be empty")
     if len(container_id.encode(errors="surrogateescape")) > MAX_ID_BYTES:
         raise HandcarError(f"invalid container id: longer than {MAX_ID_BYTES} bytes")
-    if container_id in (".", "..") or not _ID_PATTERN.match(container_id):
+    if container_id in (".", "..") or not _ID_CHARACTERS.issuperset(container_id):
         raise HandcarError(f"invalid container id {container_id!r}: "
                            "use letters, digits, '_', '+', '-' and '.'")
 
@@ -204,13 +202,14 @@ class Record:
 
     def load(self):
         with open(os.path.join(self.path, "state.json")) as f:
-            self.data = json.load(f)
+            self.data = jsonio.loads(f.read())
 
     def save(self, **changes):
         self.data.update(changes)
-        write_atomic(os.path.join(self.path, "state.json"), json.dumps(self.data))
+        write_atomic(os.path.join(self.path, "state.json"), jsonio.dumps(self.data))
 
     def remove(self):
+        import shutil
         shutil.rmtree(self.path, ignore_errors=True)
         self.unlock()
 
