@@ -6,7 +6,6 @@ See init.py for the child side and the three-process protocol.
 import os
 import sys
 import time
-from contextlib import contextmanager
 
 from oci.record import Record
 from . import cgroups, log
@@ -274,9 +273,8 @@ def _spawn(launch, on_hooks=None, cgroup=None):
 
 
 def _kill_quietly(pid):
-    import signal
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, cgroups.SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -336,19 +334,19 @@ def _release_init(record):
 
 
 def parse_signal(text):
-    import signal
+    import _signal   # the signal module's C half: the numbers, without its enum import
     name = text.upper()
     if name.isdigit():
         number = int(name)
-        if number <= 0 or number >= signal.NSIG:
+        if number <= 0 or number >= _signal.NSIG:
             raise HandcarError(f"invalid signal {text}")
         return number
     if not name.startswith("SIG"):
         name = "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise HandcarError(f"unknown signal {text!r}") from None
+    number = getattr(_signal, name, None)
+    if name.startswith("SIG_") or not isinstance(number, int):
+        raise HandcarError(f"unknown signal {text!r}")
+    return number
 
 
 def kill(store, container_id, signum, all_processes=False):
@@ -361,12 +359,12 @@ def kill(store, container_id, signum, all_processes=False):
         cgroup.kill(signum)
     elif all_processes:
         for pid in container_pids(record):
-            _signal(pid, signum)
+            _send_signal(pid, signum)
     else:
-        _signal(record.pid, signum)
+        _send_signal(record.pid, signum)
 
 
-def _signal(pid, signum):
+def _send_signal(pid, signum):
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
@@ -421,14 +419,13 @@ def delete(store, container_id, force=False):
 
 
 def _stop(record):
-    import signal
     cgroup = cgroup_of(record)
     if cgroup and cgroup.exists():
         cgroup.kill()
         if cgroup.frozen():
             cgroup.freeze(False)          # let the killed processes run to their end
     for pid in container_pids(record):
-        _signal(pid, signal.SIGKILL)
+        _send_signal(pid, cgroups.SIGKILL)
     deadline = time.monotonic() + STOP_TIMEOUT
     while record.init_alive():
         if time.monotonic() > deadline:
@@ -445,7 +442,7 @@ def run(store, container_id, bundle, options, detach=False, keep=False):
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     record, channel, console = create(store, container_id, bundle, options,
                                       foreground=not detach)
-    with _forwarding_signals(record.pid, console):
+    with _ForwardingSignals(record.pid, console):
         try:
             _start(record)
         except BaseException:
@@ -555,26 +552,34 @@ def exec_(store, container_id, process, options):
     if options.detach:
         channel.close()
         return 0
-    with _forwarding_signals(pid, console):
+    with _ForwardingSignals(pid, console):
         return _wait_foreground(pid, channel, console)
 
 
 # --- waiting in the foreground ----------------------------------------------------------
 
-@contextmanager
-def _forwarding_signals(pid, console):
-    """Pass the signals a user sends us on to the process (SIGWINCH stays with the
-    terminal proxy when we have one)."""
-    import signal
-    forwarded = [getattr(signal, name) for name in FORWARDED_SIGNALS
-                 if not (console.our_end or console.master is not None)
-                 or name != "SIGWINCH"]
-    previous = {s: signal.signal(s, lambda num, _frame: _signal(pid, num)) for s in forwarded}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+class _ForwardingSignals:
+    """While in the `with` block, pass the signals a user sends us on to the process
+    (SIGWINCH stays with the terminal proxy when we have one)."""
+
+    def __init__(self, pid, console):
+        import _signal   # the signal module's C half: no enum to import
+        self.signal = _signal.signal
+        proxied = console.our_end or console.master is not None
+        self.numbers = [getattr(_signal, name) for name in FORWARDED_SIGNALS
+                        if not (proxied and name == "SIGWINCH")]
+        self.pid = pid
+        self.previous = {}
+
+    def __enter__(self):
+        for number in self.numbers:
+            self.previous[number] = self.signal(
+                number, lambda num, _frame: _send_signal(self.pid, num))
+        return self
+
+    def __exit__(self, *_exc):
+        for number, handler in self.previous.items():
+            self.signal(number, handler)
 
 
 def _wait_foreground(pid, channel, console):

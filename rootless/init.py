@@ -14,8 +14,9 @@ reports any error to the parent over the channel and leaves with os._exit.
 import errno
 import os
 import resource
-import signal
 import socket
+
+import _signal   # the signal module's C half: no enum to import after fork
 from oci.record import Record
 
 from oci.linux import CAPABILITIES
@@ -81,7 +82,7 @@ def describe(err):
 # --- the intermediate -------------------------------------------------------------------
 
 def intermediate(channel, launch):
-    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    libc.prctl(libc.PR_SET_PDEATHSIG, _signal.SIGKILL)
     if os.getppid() != launch.parent_pid:
         os._exit(1)                       # the parent died before we set the signal
     # Nothing of the parent's (the container's lock, the caller's stray fds) may reach
@@ -233,13 +234,13 @@ def _wait_for_go(channel):
 def exec_process(channel, path, args, env, preserve_fds):
     """Hand the process only fds 0-2 and the preserved ones, default signal handling, and
     exec it. On failure, say why on the channel (the parent of a `run` is listening)."""
-    for signum in signal.valid_signals():
-        if signum not in (signal.SIGKILL, signal.SIGSTOP):
+    for signum in _signal.valid_signals():
+        if signum not in (_signal.SIGKILL, _signal.SIGSTOP):
             try:
-                signal.signal(signum, signal.SIG_DFL)
+                _signal.signal(signum, _signal.SIG_DFL)
             except (OSError, ValueError):
                 pass
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     _limit_fds(3 + preserve_fds, keep=channel.fileno())
     try:
         os.execve(path, list(args), dict(item.split("=", 1) for item in env))
