@@ -1,12 +1,10 @@
-"""Parent <-> child messages over a SOCK_SEQPACKET socketpair: one JSON object per packet,
-with file descriptors riding along as SCM_RIGHTS where a message needs them.
+"""Parent <-> child messages over a SOCK_SEQPACKET socketpair: one JSON object per packet.
 
 A child reports failure as {"type": "error", "msg": ...}; the parent's `expect` turns that
 (or the child's silent death, seen as end-of-file) into a SetupError.
 """
 
-import os
-import socket
+import _socket   # socket's C half: socket.py imports enum, a start-up cost create pays
 
 from oci import jsonio
 from .errors import SetupError
@@ -20,7 +18,7 @@ class Channel:
 
     @classmethod
     def pair(cls):
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         return cls(parent), cls(child)
 
     def fileno(self):
@@ -29,38 +27,27 @@ class Channel:
     def close(self):
         self.sock.close()
 
-    def send(self, kind, fds=(), **fields):
-        data = jsonio.dumps({"type": kind, **fields}).encode()
-        if fds:
-            socket.send_fds(self.sock, [data], list(fds))
-        else:
-            self.sock.send(data)
+    def send(self, kind, **fields):
+        self.sock.send(jsonio.dumps({"type": kind, **fields}).encode())
 
     def receive(self, timeout=None):
-        """(message, fds); message is None at end-of-file (the other side is gone)."""
+        """The next message, or None at end-of-file (the other side is gone)."""
         self.sock.settimeout(timeout)
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, 16)
-        except (socket.timeout, TimeoutError):
+            data = self.sock.recv(MAX_MESSAGE)
+        except TimeoutError:
             raise SetupError("timed out waiting for the container's init") from None
         except ConnectionResetError:
-            return None, []
-        return (jsonio.loads(data) if data else None), fds
+            return None
+        return jsonio.loads(data) if data else None
 
-    def expect(self, kind, what, timeout=None, on_warning=None):
+    def expect(self, kind, what, timeout=None):
         """Wait for a message of `kind`; `what` describes the step for error messages."""
-        while True:
-            message, fds = self.receive(timeout)
-            if message is None:
-                raise SetupError(f"{what}: the container's process exited unexpectedly")
-            if message["type"] == "warning" and on_warning:
-                on_warning(message["msg"])
-                continue
-            if message["type"] == "error":
-                for fd in fds:
-                    os.close(fd)
-                raise SetupError(message["msg"])
-            if message["type"] != kind:
-                raise SetupError(f"{what}: unexpected message {message['type']!r}")
-            message["fds"] = fds
-            return message
+        message = self.receive(timeout)
+        if message is None:
+            raise SetupError(f"{what}: the container's process exited unexpectedly")
+        if message["type"] == "error":
+            raise SetupError(message["msg"])
+        if message["type"] != kind:
+            raise SetupError(f"{what}: unexpected message {message['type']!r}")
+        return message

@@ -135,7 +135,7 @@ def create(store, container_id, bundle, options, foreground=False):
     """Create a container and leave its init waiting for `start`. Returns its Record
     (still locked), the channel to its init and its Console."""
     from oci.resources import controllers
-    from . import hooks, notify, userns
+    from . import userns
     from .init import Launch
     bundle = os.path.realpath(bundle)
     store.path(container_id)                       # refuse a bad id before anything else
@@ -163,11 +163,12 @@ def create(store, container_id, bundle, options, foreground=False):
         fifo_fd = os.open(record.fifo_path, os.O_PATH | os.O_CLOEXEC)
         extra_env, listen_count = _socket_activation()
         launch_spec = spec
-        if notify.requested():
+        if os.environ.get("NOTIFY_SOCKET", "").startswith("/"):
+            from . import notify
             mount, env = notify.prepare(record)
             launch_spec = spec.replace(mounts=spec.mounts + (mount,))
             extra_env += env
-            record.save(notify_socket=notify.requested())
+            record.save(notify_socket=os.environ["NOTIFY_SOCKET"])
         launch = Launch(container_id=container_id, spec=launch_spec, bundle=bundle,
                         parent_pid=os.getpid(), rootfs=rootfs, mapping=mapping,
                         fifo_fd=fifo_fd, console_fd=console.child_fd, extra_env=extra_env,
@@ -176,6 +177,7 @@ def create(store, container_id, bundle, options, foreground=False):
                         pause_for_hooks=any(spec.hooks.get(kind) for kind in CREATE_HOOKS))
 
         def run_create_hooks(pid):
+            from . import hooks
             state = record.state("creating", pid).to_json()
             hooks.run(spec.hooks, "prestart", state)
             hooks.run(spec.hooks, "createRuntime", state)
@@ -237,7 +239,7 @@ def _spawn(launch, on_hooks=None, cgroup=None):
     try:
         ready = False
         while not (ready and init_pid):
-            message, _ = parent_end.receive(CHILD_TIMEOUT)
+            message = parent_end.receive(CHILD_TIMEOUT)
             kind = message and message["type"]
             if message is None:
                 raise SetupError("the container's process exited before it was ready")
@@ -293,9 +295,12 @@ def start(store, container_id):
 
 
 def _start(record):
-    from . import notify
     host_notify = record.data.get("notify_socket")
-    notify_socket = notify.listen(record) if host_notify else None
+    if host_notify:
+        from . import notify
+        notify_socket = notify.listen(record)
+    else:
+        notify_socket = None
     _release_init(record)
     if "poststart" in record.data.get("hooks", ()):
         _run_warning_hooks(record, "poststart", "running")
@@ -592,7 +597,7 @@ def _wait_foreground(pid, channel, console):
     else:
         wait_status = _reap(pid, block=True)
     try:
-        message, _ = channel.receive(0)
+        message = channel.receive(0)
     except BlockingIOError:
         message = None
     channel.close()

@@ -14,14 +14,16 @@ reports any error to the parent over the channel and leaves with os._exit.
 import errno
 import os
 import resource
-import socket
 
-import _signal   # the signal module's C half: no enum to import after fork
+import _signal   # the C halves of signal and socket: their Python modules import
+import _socket   # enum, a start-up cost the child would pay after fork
 from oci.record import Record
 
 from oci.linux import CAPABILITIES
 from oci.spec import DEFAULT_PATH, env_value
-from . import hooks, host, libc, mounts, terminal
+from . import host, libc, mounts
+
+hooks = terminal = None          # imported by _import_what_the_child_needs when needed
 from .errors import HandcarError, SetupError, os_error_message
 from .mounts import step
 
@@ -88,6 +90,7 @@ def intermediate(channel, launch):
     # Nothing of the parent's (the container's lock, the caller's stray fds) may reach
     # the container: keep only stdio, the preserved fds and the channel.
     _close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
+    _import_what_the_child_needs(launch)
     linux = launch.spec.linux
     to_join = {ns.type: ns.path for ns in linux.namespaces if ns.path}
     fds = {}
@@ -131,6 +134,16 @@ def intermediate(channel, launch):
     channel.send("init", pid=pid)
 
 
+def _import_what_the_child_needs(launch):
+    """handcar imports lazily, but after pivot_root (or setns into the container's mount
+    namespace) its own files are out of reach: import now what will be needed there."""
+    global hooks, terminal
+    if any(launch.spec.hooks.values()):
+        from . import hooks
+    if launch.spec.process.terminal:
+        from . import terminal
+
+
 def _join(fds, kind):
     with step(f"joining the {kind} namespace"):
         libc.setns(fds[kind], libc.NAMESPACE_FLAGS[kind])
@@ -155,7 +168,7 @@ def container_init(channel, launch):
     builder.enter(launch.no_pivot)
     if spec.hostname:
         with step("setting the hostname"):
-            socket.sethostname(spec.hostname)
+            _socket.sethostname(spec.hostname)
     if spec.domainname:
         with step("setting the domain name"):
             libc.setdomainname(spec.domainname)
@@ -172,7 +185,8 @@ def container_init(channel, launch):
         fifo = os.open(f"/proc/self/fd/{launch.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     os.close(launch.fifo_fd)
     try:
-        hooks.run(spec.hooks, "startContainer", message["state"])
+        if spec.hooks.get("startContainer"):
+            hooks.run(spec.hooks, "startContainer", message["state"])
     except HandcarError as err:
         os.write(fifo, f"E{err}".encode())
         raise
@@ -225,7 +239,7 @@ def _prepare_process(channel, launch, last_cap):
 
 def _wait_for_go(channel):
     channel.send("ready")
-    message, _ = channel.receive()
+    message = channel.receive()
     if message is None or message["type"] != "go":
         os._exit(1)                       # the parent gave up: do not run the process
     return message

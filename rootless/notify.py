@@ -9,21 +9,15 @@ sends is passed on to the caller's socket with MAINPID set to the container's in
 import os
 import socket
 
-from oci.spec import Mount
 from .errors import HandcarError
 
 CONTAINER_DIR = "/run/notify"
 SOCKET_NAME = "notify.sock"
 
 
-def requested():
-    """The caller's NOTIFY_SOCKET path, or None."""
-    path = os.environ.get("NOTIFY_SOCKET", "")
-    return path if path.startswith("/") else None
-
-
 def prepare(record):
     """(extra mount, extra env) for a container whose caller wants notifications."""
+    from oci.spec import Mount
     directory = os.path.join(record.path, "notify")
     os.mkdir(directory)
     os.chmod(directory, 0o777)              # the container's user must reach the socket

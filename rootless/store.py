@@ -45,6 +45,26 @@ def default_root():
     return "/run/handcar" if uid == 0 else f"/tmp/handcar-{uid}"
 
 
+def _remove_tree(path):
+    """shutil.rmtree(path, ignore_errors=True), without importing shutil on delete's path."""
+    try:
+        entries = list(os.scandir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            _remove_tree(entry.path)
+        else:
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
 def user_name(uid):
     """The login name of `uid` (its number when it has none), as /etc/subuid names it."""
     import pwd
@@ -209,8 +229,7 @@ class Record:
         write_atomic(os.path.join(self.path, "state.json"), jsonio.dumps(self.data))
 
     def remove(self):
-        import shutil
-        shutil.rmtree(self.path, ignore_errors=True)
+        _remove_tree(self.path)
         self.unlock()
 
     def init_alive(self):

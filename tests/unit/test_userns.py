@@ -88,6 +88,6 @@ def test_root_writes_any_mapping_directly(subids):
 
 
 def test_missing_helpers_are_named(monkeypatch):
-    monkeypatch.setattr(userns.shutil, "which", lambda *a, **k: None)
+    monkeypatch.setattr(userns, "_which", lambda program: None)
     with pytest.raises(UsernsError, match="newuidmap not found: install the uidmap package"):
         userns.check_helpers()
