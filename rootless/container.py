@@ -80,16 +80,16 @@ class Console:
 
     @classmethod
     def open(cls, process, console_socket, foreground):
-        import socket
-        from . import terminal
         if not process.terminal:
             if console_socket:
                 raise HandcarError("--console-socket is only for a process with "
                                    "terminal: true")
             return cls()
+        from . import terminal
         if console_socket:
             return cls(terminal.connect_console_socket(console_socket))
         if foreground:
+            import socket
             ours, theirs = socket.socketpair()
             return cls(theirs, ours)
         raise HandcarError("process.terminal is true: a detached container needs "
@@ -173,6 +173,7 @@ def create(store, container_id, bundle, options, foreground=False):
                         parent_pid=os.getpid(), rootfs=rootfs, mapping=mapping,
                         fifo_fd=fifo_fd, console_fd=console.child_fd, extra_env=extra_env,
                         pass_fds=listen_count + options.preserve_fds,
+                        placed_by_parent=cgroup is not None,
                         no_pivot=options.no_pivot, no_new_keyring=options.no_new_keyring,
                         pause_for_hooks=any(spec.hooks.get(kind) for kind in CREATE_HOOKS))
 
@@ -246,13 +247,17 @@ def _spawn(launch, on_hooks=None, cgroup=None):
             elif kind == "prepare":
                 if launch.mapping:
                     userns.apply(launch.mapping, pid)
-                if cgroup:
-                    cgroup.add(pid)
                 parent_end.send("prepared")
             elif kind == "init":
                 init_pid = message["pid"]
                 os.waitpid(pid, 0)
                 pid = 0
+                if cgroup:
+                    # The first move into a new cgroup waits for an RCU grace period
+                    # (~15 ms): init builds its rootfs meanwhile, and makes its cgroup
+                    # namespace only once told it is in place.
+                    cgroup.add(init_pid)
+                    parent_end.send("placed")
             elif kind == "hooks":
                 parent_end.send("hooks-done", state=on_hooks(init_pid))
             elif kind == "ready":
@@ -541,7 +546,8 @@ def exec_(store, container_id, process, options):
     try:
         launch = Launch(container_id=container_id, spec=launch_spec,
                         bundle=record.data["bundle"], parent_pid=os.getpid(), exec_into=True,
-                        console_fd=console.child_fd, pass_fds=options.preserve_fds)
+                        console_fd=console.child_fd, pass_fds=options.preserve_fds,
+                        placed_by_parent=cgroup_of(record) is not None)
         channel, pid = _spawn(launch, cgroup=cgroup_of(record))
         try:
             console.child_started()

@@ -3,7 +3,6 @@
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -63,10 +62,11 @@ def _check(result, filename=None):
 
 
 def _syscall(name, *args, filename=None):
+    machine = os.uname().machine
     try:
-        number = _SYSCALLS[platform.machine()][name]
+        number = _SYSCALLS[machine][name]
     except KeyError:
-        raise OSError(38, f"{name} is not supported on {platform.machine()}") from None
+        raise OSError(38, f"{name} is not supported on {machine}") from None
     return _check(_libc.syscall(ctypes.c_long(number), *args), filename)
 
 
