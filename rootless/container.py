@@ -101,11 +101,11 @@ class Console:
 
     def child_started(self):
         """After the child has its end: drop ours of it, and take the master if it's ours."""
-        from . import terminal
         if self.child_end:
             self.child_end.close()
             self.child_end = None
         if self.our_end:
+            from . import terminal
             self.master = terminal.receive_master(self.our_end)
             self.our_end.close()
             self.our_end = None
@@ -173,7 +173,6 @@ def create(store, container_id, bundle, options, foreground=False):
                         parent_pid=os.getpid(), rootfs=rootfs, mapping=mapping,
                         fifo_fd=fifo_fd, console_fd=console.child_fd, extra_env=extra_env,
                         pass_fds=listen_count + options.preserve_fds,
-                        placed_by_parent=cgroup is not None,
                         no_pivot=options.no_pivot, no_new_keyring=options.no_new_keyring,
                         pause_for_hooks=any(spec.hooks.get(kind) for kind in CREATE_HOOKS))
 
@@ -231,7 +230,7 @@ def _spawn(launch, on_hooks=None, cgroup=None):
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    pid, born_in_cgroup = _fork(cgroup)
     if pid == 0:
         parent_end.close()
         run_child(child_end, intermediate, launch)
@@ -247,17 +246,13 @@ def _spawn(launch, on_hooks=None, cgroup=None):
             elif kind == "prepare":
                 if launch.mapping:
                     userns.apply(launch.mapping, pid)
+                if cgroup and not born_in_cgroup:
+                    cgroup.add(pid)
                 parent_end.send("prepared")
             elif kind == "init":
                 init_pid = message["pid"]
                 os.waitpid(pid, 0)
                 pid = 0
-                if cgroup:
-                    # The first move into a new cgroup waits for an RCU grace period
-                    # (~15 ms): init builds its rootfs meanwhile, and makes its cgroup
-                    # namespace only once told it is in place.
-                    cgroup.add(init_pid)
-                    parent_end.send("placed")
             elif kind == "hooks":
                 parent_end.send("hooks-done", state=on_hooks(init_pid))
             elif kind == "ready":
@@ -277,6 +272,24 @@ def _spawn(launch, on_hooks=None, cgroup=None):
             os.waitpid(pid, 0)
         parent_end.close()
         raise
+
+
+def _fork(cgroup):
+    """(pid, whether the child was born in `cgroup`): clone3 into the cgroup where the
+    kernel can, else a plain fork (the parent then moves the child, slowly)."""
+    if cgroup:
+        from . import libc
+        try:
+            fd = os.open(cgroup.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise cgroups.CgroupError(f"opening cgroup {cgroup.path}: {err.strerror}") from None
+        try:
+            return libc.fork_into_cgroup(fd), True
+        except OSError as err:
+            log.debug(f"clone3 into {cgroup.path}: {err.strerror}; forking, then moving")
+        finally:
+            os.close(fd)
+    return os.fork(), False
 
 
 def _kill_quietly(pid):
@@ -546,8 +559,7 @@ def exec_(store, container_id, process, options):
     try:
         launch = Launch(container_id=container_id, spec=launch_spec,
                         bundle=record.data["bundle"], parent_pid=os.getpid(), exec_into=True,
-                        console_fd=console.child_fd, pass_fds=options.preserve_fds,
-                        placed_by_parent=cgroup_of(record) is not None)
+                        console_fd=console.child_fd, pass_fds=options.preserve_fds)
         channel, pid = _spawn(launch, cgroup=cgroup_of(record))
         try:
             console.child_started()

@@ -52,7 +52,6 @@ class Launch(Record):
         "no_pivot": False,
         "no_new_keyring": False,
         "pause_for_hooks": False,  # stop before pivot_root for createRuntime hooks
-        "placed_by_parent": False,  # the parent moves the process into its cgroup
     }
 
     def kept_fds(self):
@@ -104,8 +103,9 @@ def intermediate(channel, launch):
         elif launch.mapping:
             with step("creating the user namespace"):
                 libc.unshare(libc.CLONE_NEWUSER)
-        # The parent maps the user namespace and moves us into the container's cgroup,
-        # before we make a cgroup namespace (rooted where we are then).
+        # The parent maps the user namespace (and moves us into the container's cgroup
+        # where we were not born in it) before we make a cgroup namespace, which is
+        # rooted where we are then.
         channel.send("prepare")
         channel.expect("prepared", "mapping the user namespace and placing the cgroup")
         if "user" in fds or launch.mapping:
@@ -120,7 +120,7 @@ def intermediate(channel, launch):
             os.close(fd)
     new = 0
     for ns in linux.namespaces:
-        if not ns.path and ns.type not in ("user", "cgroup"):   # init makes the cgroup one
+        if not ns.path and ns.type != "user":
             new |= libc.NAMESPACE_FLAGS[ns.type]
     with step("creating namespaces"):
         libc.unshare(new)
@@ -156,13 +156,10 @@ def container_init(channel, launch):
     spec, linux = launch.spec, launch.spec.linux
     last_cap = _start_session(channel, launch)
     private = {ns.type for ns in linux.namespaces if not ns.path}
-    cgroupns = _CgroupNamespace(channel, launch)
     builder = mounts.RootfsBuilder(spec, launch.rootfs, launch.bundle,
                                    private_netns="network" in private,
-                                   private_cgroupns="cgroup" in private,
-                                   enter_cgroupns=cgroupns.enter)
+                                   private_cgroupns="cgroup" in private)
     builder.build()
-    cgroupns.enter()                              # if no cgroup mount did it
     if launch.pause_for_hooks:
         # The parent runs prestart and createRuntime hooks now; createContainer hooks run
         # here, in the container's namespaces but before pivot_root.
@@ -202,36 +199,10 @@ def container_init(channel, launch):
 def exec_init(channel, launch):
     """A process exec'd into a running container (its namespaces already joined)."""
     last_cap = _start_session(channel, launch)
-    _wait_until_placed(channel, launch)
     _attach_console(launch)
     path, env = _prepare_process(channel, launch, last_cap)
     _wait_for_go(channel)
     exec_process(channel, path, launch.spec.process.args, env, launch.pass_fds)
-
-
-class _CgroupNamespace:
-    """The container's cgroup namespace, made once: after the parent has moved us into
-    the container's cgroup (the namespace is rooted where we are then), and before a
-    cgroup mount (which shows the namespace's root)."""
-
-    def __init__(self, channel, launch):
-        self.channel, self.launch = channel, launch
-        self.done = False
-
-    def enter(self):
-        if self.done:
-            return
-        self.done = True
-        _wait_until_placed(self.channel, self.launch)
-        cgroupns = self.launch.spec.linux.namespace("cgroup")
-        if cgroupns and not cgroupns.path:
-            with step("creating the cgroup namespace"):
-                libc.unshare(libc.CLONE_NEWCGROUP)
-
-
-def _wait_until_placed(channel, launch):
-    if launch.placed_by_parent:
-        channel.expect("placed", "placing the process in the container's cgroup")
 
 
 def _start_session(channel, launch):

@@ -49,9 +49,11 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSCALLS = {  # name -> number, per architecture (glibc has no wrapper for these)
-    "x86_64": {"pivot_root": 155, "keyctl": 250},
-    "aarch64": {"pivot_root": 41, "keyctl": 219},
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "clone3": 435},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "clone3": 435},
 }
+CLONE_INTO_CGROUP = 0x200000000
+SIGCHLD = 17
 
 
 def _check(result, filename=None):
@@ -108,6 +110,31 @@ def setdomainname(name):
 def join_session_keyring(name):
     """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a fresh session keyring named `name`."""
     _syscall("keyctl", ctypes.c_long(1), _bytes(name))
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+        "tls", "set_tid", "set_tid_size", "cgroup")]
+
+
+def fork_into_cgroup(cgroup_fd):
+    """os.fork(), but the child starts in the cgroup `cgroup_fd` names (clone3 with
+    CLONE_INTO_CGROUP). Moving a process into a new cgroup afterwards waits for an RCU
+    grace period (~15 ms); being born there does not. Python's own fork bookkeeping is
+    done around the system call exactly as os.fork does it."""
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, cgroup=cgroup_fd)
+    ctypes.pythonapi.PyOS_BeforeFork()
+    try:
+        pid = _syscall("clone3", ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    except OSError:
+        ctypes.pythonapi.PyOS_AfterFork_Parent()
+        raise
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+    else:
+        ctypes.pythonapi.PyOS_AfterFork_Parent()
+    return pid
 
 
 class _CapHeader(ctypes.Structure):

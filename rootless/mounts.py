@@ -168,14 +168,12 @@ def remount(path, flags, cleared=0):
 # --- the rootfs -------------------------------------------------------------------------
 
 class RootfsBuilder:
-    def __init__(self, spec, rootfs, bundle, private_netns, private_cgroupns,
-                 enter_cgroupns=lambda: None):
+    def __init__(self, spec, rootfs, bundle, private_netns, private_cgroupns):
         self.spec = spec
         self.root = rootfs                 # a real path: symlinks resolved by the parent
         self.bundle = bundle
         self.private_netns = private_netns
         self.private_cgroupns = private_cgroupns
-        self.enter_cgroupns = enter_cgroupns      # called before the first cgroup mount
 
     def build(self):
         """Everything up to pivot_root (which `enter` does)."""
@@ -242,7 +240,6 @@ class RootfsBuilder:
         """A private cgroup2 mount where the host is unified and the container has its own
         cgroup namespace (it then shows the container's own subtree); otherwise a
         read-only rbind of the host's /sys/fs/cgroup."""
-        self.enter_cgroupns()
         host_unified = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
         if self.private_cgroupns and (host_unified or mount.type == "cgroup2"):
             target = make_in_root(self.root, mount.destination)

@@ -131,3 +131,38 @@ def test_stats_in_runcs_shape(tree):
         {"major": 8, "minor": 0, "op": "Write", "value": 200}]
     assert data["hugetlb"] == {"2MB": {"usage": 0, "max": 0, "failcnt": 0}}
     assert cgroups.oom_kills(leaf) == 1
+
+
+def _child_exits_with_its_cgroup():
+    with open("/proc/self/cgroup") as f:
+        own = [line[3:].strip() for line in f if line.startswith("0::")][0]
+    os.write(1, own.encode())
+    os._exit(0)
+
+
+def test_fork_falls_back_when_clone3_cannot_place_the_child(tmp_path):
+    from rootless import container
+    pid, born = container._fork(cgroups.Cgroup(str(tmp_path)))      # not a cgroup
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert born is False
+
+
+@pytest.mark.skipif(cgroups.delegated_root() is None, reason="no delegated cgroup v2 subtree "
+                    "here (scripts/test delegates one to the test user)")
+def test_fork_is_born_in_the_cgroup(tmp_path):
+    from rootless import container
+    leaf = cgroups.Cgroup(os.path.join(cgroups.delegated_root(), "handcar", "clone3-test"))
+    leaf.create(cgroups.delegated_root(), set())
+    read_end, write_end = os.pipe()
+    pid, born = container._fork(leaf)
+    if pid == 0:
+        os.dup2(write_end, 1)
+        _child_exits_with_its_cgroup()
+    os.close(write_end)
+    seen = os.read(read_end, 4096).decode()
+    os.waitpid(pid, 0)
+    leaf.remove()
+    assert born is True
+    assert cgroups.cgroup2_mount() + seen == leaf.path
