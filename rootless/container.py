@@ -608,8 +608,8 @@ class _ForwardingSignals:
 def _wait_foreground(pid, channel, console):
     """Wait for the process, proxying its terminal if we hold one; its exit status, 128+N
     when killed by signal N. Reports an exec failure the child sends on the channel."""
-    from . import terminal
     if console.master is not None:
+        from . import terminal
         wait_status = terminal.proxy(console.master, lambda block=False: _reap(pid, block))
         console.master = None
     else:

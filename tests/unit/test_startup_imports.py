@@ -1,0 +1,32 @@
+"""What each hot verb imports: the start-up budget (issue 9) in a form a test can hold.
+
+These are not timings (a benchmark measures those: scripts/bench); they pin down which
+expensive modules a verb must not load, so that a stray import cannot slip back in.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+EXPENSIVE = ("click", "re", "enum", "json", "socket", "subprocess", "signal", "shutil",
+             "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs")
+
+# The verb runs against a state root with nothing in it: it fails (no such container)
+# after parsing, opening the store and importing what its implementation needs.
+VERBS = [["state", "x"], ["start", "x"], ["kill", "x", "KILL"], ["delete", "x"],
+         ["list", "-q"], ["create", "-b", "/nonexistent", "x"], ["run", "-b", "/nonexistent", "x"],
+         ["exec", "x", "true"]]
+
+
+@pytest.mark.parametrize("argv", VERBS, ids=" ".join)
+def test_hot_verbs_do_not_import_expensive_modules(argv, tmp_path):
+    code = ("import sys\n"
+            "from rootless.main import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {EXPENSIVE!r} if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-S", "-c", code, "--root", str(tmp_path), *argv],
+                            capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stderr
