@@ -7,13 +7,10 @@ Sections that only cgroup v1 has (kernel memory, swappiness, network classes, re
 cpu) and device rules (eBPF, which needs privilege) are not turned into files.
 """
 
-import re
-
 from . import reader as k
 
-_UNIFIED_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_.]+$")
 _ALLOWED_CGROUP_KEYS = ("cgroup.max.depth", "cgroup.max.descendants")
-_HUGEPAGE_SIZE = re.compile(r"^\d+[KMG]B$")
+_KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.")
 int64 = k.integer(-2**63, 2**63 - 1)
 
 
@@ -94,7 +91,7 @@ def cgroup_v2_settings(r, data, where="linux.resources"):
     for i, item in enumerate(r.field(data, "hugepageLimits", where, k.list_of(k.raw_object), ())):
         path = f"{where}.hugepageLimits[{i}]"
         size = r.field(item, "pageSize", path, k.string, "", required=True)
-        if size and not _HUGEPAGE_SIZE.match(size):
+        if size and not _hugepage_size(size):
             r.fail(f"{path}.pageSize", f"must look like 2MB or 1GB, not {size!r}")
             continue
         value = r.field(item, "limit", path, k.uint64, None, required=True)
@@ -116,13 +113,26 @@ def cgroup_v2_settings(r, data, where="linux.resources"):
 
     unified = r.field(data, "unified", where, k.string_map, {})
     for key, value in unified.items():
-        if not _UNIFIED_KEY.match(key) or (key.startswith("cgroup.")
+        if not _interface_file(key) or (key.startswith("cgroup.")
                                           and key not in _ALLOWED_CGROUP_KEYS):
             r.fail(f"{where}.unified.{key}", "is not a cgroup v2 interface file "
                                             "handcar lets a config write")
             continue
         settings[key] = value
     return settings
+
+
+def _hugepage_size(size):
+    """2MB, 1GB, 64KB: digits and a unit."""
+    return len(size) > 2 and size[:-2].isdigit() and size[-2:] in ("KB", "MB", "GB")
+
+
+def _interface_file(key):
+    """controller.file: lower-case letters, digits, '_' and '.', no '/' (and so no way
+    out of the cgroup's directory)."""
+    controller, dot, rest = key.partition(".")
+    return (bool(dot) and bool(rest) and controller[:1].isalpha()
+            and _KEY_CHARACTERS.issuperset(key))
 
 
 def _block_io(r, data, where, settings):
