@@ -650,23 +650,21 @@ def _require_cgroup(record, what):
 
 
 def pause(store, container_id):
-    record = store.open(container_id)
-    try:
-        status = record.status()
-        if status != "running":
-            raise WrongStatus(f"cannot pause container {container_id}: it is {status}")
-        _require_cgroup(record, "pause").freeze(True)
-    finally:
-        record.unlock()
+    _freeze(store, container_id, True)
 
 
 def resume(store, container_id):
+    _freeze(store, container_id, False)
+
+
+def _freeze(store, container_id, frozen):
+    verb, wanted = ("pause", "running") if frozen else ("resume", "paused")
     record = store.open(container_id)
     try:
         status = record.status()
-        if status != "paused":
-            raise WrongStatus(f"cannot resume container {container_id}: it is {status}")
-        _require_cgroup(record, "resume").freeze(False)
+        if status != wanted:
+            raise WrongStatus(f"cannot {verb} container {container_id}: it is {status}")
+        _require_cgroup(record, verb).freeze(frozen)
     finally:
         record.unlock()
 

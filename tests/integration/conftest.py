@@ -4,7 +4,6 @@ Every test gets its own state root; whatever containers it leaves are force-dele
 the test fails if any of their processes outlive that.
 """
 
-import json
 import time
 
 import pytest
@@ -27,12 +26,7 @@ def rootfs_template(tmp_path_factory):
 def handcar(tmp_path):
     runner = Handcar(tmp_path / "state", tmp_path / "handcar.log")
     yield runner
-    leftover_pids = []
-    for container_id in runner("list", "-q").stdout.split():
-        state = json.loads(runner("state", container_id).stdout or "{}")
-        if state.get("pid"):
-            leftover_pids.append(state["pid"])
-        runner("delete", "--force", container_id)
+    leftover_pids = runner.delete_all()
     deadline = time.monotonic() + 5
     while not all(process_gone(pid) for pid in leftover_pids) and time.monotonic() < deadline:
         time.sleep(0.02)

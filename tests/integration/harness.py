@@ -141,6 +141,23 @@ class Handcar:
         assert result.returncode == 0, f"handcar {' '.join(args)}: {result.stderr}"
         return result
 
+    def with_fd3(self, path, *args, env=""):
+        """handcar with `path` open as fd 3 (and shell assignments `env` before it;
+        $$ is handcar's own pid there, the shell execs it)."""
+        return subprocess.run(
+            ["sh", "-c", f'fd="$1"; shift; {env} exec "$0" "$@" 3<"$fd"', HANDCAR, str(path),
+             "--root", str(self.root), *args], capture_output=True, text=True, timeout=30)
+
+    def delete_all(self):
+        """Force-delete every container; the pids their inits had."""
+        pids = []
+        for container_id in self("list", "-q").stdout.split():
+            state = self("state", container_id).stdout
+            if state:
+                pids.append(json.loads(state)["pid"])
+            self("delete", "--force", container_id)
+        return [pid for pid in pids if pid]
+
     def state(self, container_id):
         return json.loads(self.ok("state", container_id).stdout)
 

@@ -90,13 +90,10 @@ def test_exec_refuses_a_stopped_container(handcar, bundle):
 
 
 def test_exec_passes_preserved_fds(handcar, running, tmp_path):
-    import subprocess
-    from harness import HANDCAR
     data = tmp_path / "data"
     data.write_text("through fd 3\n")
-    result = subprocess.run(["sh", "-c", 'exec "$0" --root "$1" exec --preserve-fds 1 "$2" '
-                             'sh -c "cat <&3" 3<"$3"', HANDCAR, str(handcar.root), running,
-                             str(data)], capture_output=True, text=True, timeout=30)
+    result = handcar.with_fd3(data, "exec", "--preserve-fds", "1", running, "sh", "-c",
+                              "cat <&3")
     assert result.stdout == "through fd 3\n", result.stderr
 
 

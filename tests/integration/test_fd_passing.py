@@ -2,9 +2,7 @@
 
 import os
 import socket
-import subprocess
 
-from harness import HANDCAR
 
 
 def test_listen_fds_are_passed_on(handcar, bundle, tmp_path):
@@ -12,10 +10,8 @@ def test_listen_fds_are_passed_on(handcar, bundle, tmp_path):
     activated.write_text("socket-activated\n")
     path = bundle.sh('echo "$LISTEN_FDS $LISTEN_PID"; cat <&3').write()
     # LISTEN_PID names the process systemd handed the fds to: handcar itself, after exec.
-    result = subprocess.run(
-        ["sh", "-c", 'LISTEN_FDS=1 LISTEN_PID=$$ exec "$0" --root "$1" run -b "$2" act 3<"$3"',
-         HANDCAR, str(handcar.root), path, str(activated)],
-        capture_output=True, text=True, timeout=30)
+    result = handcar.with_fd3(activated, "run", "-b", path, "act",
+                              env="LISTEN_FDS=1 LISTEN_PID=$$")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "1 1\nsocket-activated\n"
 

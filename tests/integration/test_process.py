@@ -1,8 +1,7 @@
 """The container's process: identity, capabilities, limits, environment, fds."""
 
-import subprocess
 
-from harness import HANDCAR, needs_subids
+from harness import needs_subids
 
 
 def run(handcar, bundle, script, name="p", **kwargs):
@@ -63,10 +62,7 @@ def test_only_stdio_and_preserved_fds_reach_the_process(handcar, bundle, tmp_pat
     passed = tmp_path / "passed"
     passed.write_text("passed along\n")
     path = bundle.sh("ls /proc/self/fd; cat <&3").write()
-    result = subprocess.run(
-        ["sh", "-c", 'exec "$0" --root "$1" run --preserve-fds 1 -b "$2" fds 3<"$3"',
-         HANDCAR, str(handcar.root), path, str(passed)],
-        capture_output=True, text=True, timeout=30)
+    result = handcar.with_fd3(passed, "run", "--preserve-fds", "1", "-b", path, "fds")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     fds = sorted(int(fd) for fd in lines[:-1])

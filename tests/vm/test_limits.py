@@ -28,8 +28,7 @@ def rootfs(tmp_path_factory):
 def handcar(tmp_path):
     runner = Handcar(tmp_path / "state", tmp_path / "handcar.log")
     yield runner
-    for container_id in runner("list", "-q").stdout.split():
-        runner("delete", "--force", container_id)
+    runner.delete_all()
 
 
 @pytest.fixture
