@@ -1,15 +1,17 @@
 """The runtime-spec `features` document (what `handcar features` prints)."""
 
 from .linux import CAPABILITIES, NAMESPACES
+from . import seccomp
 from .mounts import FLAGS, PROPAGATION
 from .spec import HOOK_KINDS
 from .state import OCI_VERSION
 
 
-def features_document(last_cap, namespaces, version, cgroup_v2):
+def features_document(last_cap, namespaces, version, cgroup_v2, seccomp_available):
     """`last_cap`: the kernel's highest capability number; `namespaces`: the namespace
     kinds this kernel has; `version`: handcar's; `cgroup_v2`: whether this host mounts
-    cgroup2. Only what this build does is claimed."""
+    cgroup2; `seccomp_available`: whether libseccomp loads. Only what this build does is
+    claimed."""
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
@@ -21,11 +23,25 @@ def features_document(last_cap, namespaces, version, cgroup_v2):
                              if number <= last_cap],
             "cgroup": {"v1": False, "v2": cgroup_v2, "systemd": False, "systemdUser": False,
                        "rdma": False},
-            "seccomp": {"enabled": False},
+            "seccomp": _seccomp(seccomp_available),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
         },
         "annotations": {"io.github.handcar.version": version},
+    }
+
+
+def _seccomp(available):
+    if not available:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        # SCMP_ACT_NOTIFY (a listener socket) is not implemented yet
+        "actions": [a for a in seccomp.ACTIONS if a != "SCMP_ACT_NOTIFY"],
+        "operators": list(seccomp.OPERATORS),
+        "archs": list(seccomp.ARCHES),
+        "knownFlags": list(seccomp.FLAGS),
+        "supportedFlags": list(seccomp.FLAGS),
     }

@@ -1,7 +1,7 @@
 """config.json as immutable records, loaded with every problem reported together.
 
-Sections the engine does not model yet (linux.resources, linux.seccomp) are kept as plain
-JSON objects so that nothing in a config is silently dropped.
+linux.resources is kept as JSON beside the cgroup v2 settings made of it; linux.seccomp
+becomes an oci.seccomp.Filter.
 """
 
 from . import jsonio
@@ -11,6 +11,7 @@ from .linux import NAMESPACES, RLIMITS, ROOTFS_PROPAGATIONS, sysctl_namespace
 from .reader import Reader
 from .record import Record
 from .resources import cgroup_v2_settings
+from .seccomp import filter_from_json
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
@@ -129,7 +130,7 @@ class Linux(Record):
         "resources": {},
         "cgroup_settings": {},  # cgroup v2 file -> value
         "rootfs_propagation": "",
-        "seccomp": None,
+        "seccomp": None,  # oci.seccomp.Filter
         "sysctl": {},
         "masked_paths": (),
         "readonly_paths": (),
@@ -392,7 +393,8 @@ def _linux(r, data):
         cgroup_settings=cgroup_v2_settings(r, resources),
         rootfs_propagation=r.field(data, "rootfsPropagation", "linux",
                                    k.one_of(*ROOTFS_PROPAGATIONS), ""),
-        seccomp=r.field(data, "seccomp", "linux", k.raw_object, None),
+        seccomp=(filter_from_json(r, data["seccomp"]) if data.get("seccomp") is not None
+                 else None),
         sysctl=r.field(data, "sysctl", "linux", k.string_map, {}),
         masked_paths=r.field(data, "maskedPaths", "linux", k.list_of(k.absolute_path), ()),
         readonly_paths=r.field(data, "readonlyPaths", "linux", k.list_of(k.absolute_path), ()),

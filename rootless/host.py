@@ -19,4 +19,14 @@ def host_facts():
                  if os.path.exists(f"/proc/self/ns/{name}")}
     from .cgroups import cgroup2_mount
     return {"last_cap": last_cap(), "namespaces": available, "version": __version__,
-            "cgroup_v2": cgroup2_mount() is not None}
+            "cgroup_v2": cgroup2_mount() is not None, "seccomp_available": _has_libseccomp()}
+
+
+def _has_libseccomp():
+    from .errors import SetupError
+    from .seccomp import library
+    try:
+        library()
+        return True
+    except SetupError:
+        return False

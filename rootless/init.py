@@ -24,6 +24,7 @@ from oci.spec import DEFAULT_PATH, env_value
 from . import host, libc, mounts
 
 hooks = terminal = None          # imported by _import_what_the_child_needs when needed
+seccomp_filter = None            # built by it, loaded just before exec or before setuid
 from .errors import HandcarError, SetupError, os_error_message
 from .mounts import step
 
@@ -138,11 +139,14 @@ def intermediate(channel, launch):
 def _import_what_the_child_needs(launch):
     """handcar imports lazily, but after pivot_root (or setns into the container's mount
     namespace) its own files are out of reach: import now what will be needed there."""
-    global hooks, terminal
+    global hooks, terminal, seccomp_filter
     if any(launch.spec.hooks.values()):
         from . import hooks
     if launch.spec.process.terminal:
         from . import terminal
+    if launch.spec.linux.seccomp is not None:
+        from . import seccomp      # libseccomp is loaded from the host's filesystem
+        seccomp_filter = seccomp.Filter(launch.spec.linux.seccomp)
 
 
 def _join(fds, kind):
@@ -193,7 +197,8 @@ def container_init(channel, launch):
         raise
     os.write(fifo, b"0")
     os.close(fifo)
-    exec_process(channel, path, spec.process.args, env, launch.pass_fds)
+    exec_process(channel, path, spec.process.args, env, launch.pass_fds,
+                 spec.process.no_new_privileges)
 
 
 def exec_init(channel, launch):
@@ -202,7 +207,8 @@ def exec_init(channel, launch):
     _attach_console(launch)
     path, env = _prepare_process(channel, launch, last_cap)
     _wait_for_go(channel)
-    exec_process(channel, path, launch.spec.process.args, env, launch.pass_fds)
+    exec_process(channel, path, launch.spec.process.args, env, launch.pass_fds,
+                 launch.spec.process.no_new_privileges)
 
 
 def _start_session(channel, launch):
@@ -229,6 +235,8 @@ def _prepare_process(channel, launch, last_cap):
             resource.setrlimit(getattr(resource, limit.type), (limit.soft, limit.hard))
     if process.oom_score_adj is not None:
         _set_oom_score_adj(channel, process.oom_score_adj)
+    if seccomp_filter and not process.no_new_privileges:
+        seccomp_filter.load()     # without no_new_privs, only while still privileged
     set_identity(channel, process, last_cap)
     with step(f"changing to the working directory {process.cwd}"):
         os.chdir(process.cwd)
@@ -246,7 +254,7 @@ def _wait_for_go(channel):
     return message
 
 
-def exec_process(channel, path, args, env, preserve_fds):
+def exec_process(channel, path, args, env, preserve_fds, no_new_privileges):
     """Hand the process only fds 0-2 and the preserved ones, default signal handling, and
     exec it. On failure, say why on the channel (the parent of a `run` is listening)."""
     for signum in _signal.valid_signals():
@@ -257,6 +265,8 @@ def exec_process(channel, path, args, env, preserve_fds):
                 pass
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     _limit_fds(3 + preserve_fds, keep=channel.fileno())
+    if seccomp_filter and no_new_privileges:
+        seccomp_filter.load()     # as close to execve as can be: it filters what follows
     try:
         os.execve(path, list(args), dict(item.split("=", 1) for item in env))
     except OSError as err:
