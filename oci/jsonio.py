@@ -30,8 +30,10 @@ def _error(message, text, position):
     return ValueError(f"{message}: line {line} column {column} (char {position})")
 
 
-def loads(text):
-    """A JSON document (str or UTF-8 bytes) as Python values; ValueError if it is not."""
+def loads(text, explain=True):
+    """A JSON document (str or UTF-8 bytes) as Python values; ValueError if it is not.
+    explain=False: no import of the json package for a precise message (a child after
+    pivot_root cannot import anything)."""
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8")
     if _json is None:
@@ -45,6 +47,8 @@ def loads(text):
     except SystemError:
         # The accelerator reports most errors through json.decoder, which it expects to
         # be imported already: on this (rare) path, let the json package say it.
+        if not explain:
+            raise ValueError("not valid JSON") from None
         import json
         return json.loads(text)
     if text[end:].strip(_WHITESPACE):

@@ -60,7 +60,7 @@ def delegated_root(mount=None, own=None):
         return None
     found = None
     current = os.path.normpath(mount + own)
-    while _inside(mount, current) and _manageable(current):
+    while inside(mount, current) and _manageable(current):
         found = current
         if current == mount:
             break
@@ -68,7 +68,7 @@ def delegated_root(mount=None, own=None):
     return found
 
 
-def _inside(top, path):
+def inside(top, path):
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
@@ -107,7 +107,7 @@ def plan_leaf(cgroups_path, container_id, needed, root=None):
         slice_name, prefix, name = (relative.split(":") + ["", ""])[:3]
         relative = f"{slice_name}/{prefix}-{name}.scope" if prefix else f"{slice_name}/{name}"
     leaf = os.path.normpath(os.path.join(root, relative))
-    if not _inside(root, leaf) or leaf == root:
+    if not inside(root, leaf) or leaf == root:
         raise CgroupError(f"linux.cgroupsPath {cgroups_path!r} leaves your delegated "
                           f"cgroup {root}")
     return root, leaf
@@ -195,9 +195,13 @@ class Cgroup:
                 pass
 
     def remove(self, timeout=5):
-        """Kill what is left in the leaf, then remove it (and an empty default parent)."""
+        """Kill what is left in the leaf, then remove it, its own child cgroups first (and
+        an empty default parent)."""
         if not self.exists():
             return
+        for entry in os.scandir(self.path):       # cgroups made inside the container
+            if entry.is_dir(follow_symlinks=False):
+                Cgroup(entry.path).remove(timeout)
         deadline = time.monotonic() + timeout
         while True:
             if self.pids():

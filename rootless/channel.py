@@ -1,7 +1,8 @@
 """Parent <-> child messages over a SOCK_SEQPACKET socketpair: one JSON object per packet.
 
-A child reports failure as {"type": "error", "msg": ...}; the parent's `expect` turns that
-(or the child's silent death, seen as end-of-file) into a SetupError.
+A process reports failure as {"type": "error", "msg": ...}; `expect` (and the parent's
+message loop in container._spawn) turn that, or the other side's silent death (end of
+file), into a SetupError.
 """
 
 import _socket   # socket's C half: socket.py imports enum, a start-up cost create pays
@@ -34,12 +35,15 @@ class Channel:
         """The next message, or None at end-of-file (the other side is gone)."""
         self.sock.settimeout(timeout)
         try:
-            data = self.sock.recv(MAX_MESSAGE)
+            data, _, flags, _ = self.sock.recvmsg(MAX_MESSAGE)
         except TimeoutError:
             raise SetupError("timed out waiting for the container's init") from None
         except ConnectionResetError:
             return None
-        return jsonio.loads(data) if data else None
+        if flags & _socket.MSG_TRUNC:
+            raise SetupError(f"a message between handcar's processes exceeded {MAX_MESSAGE} "
+                             "bytes")
+        return jsonio.loads(data, explain=False) if data else None
 
     def expect(self, kind, what, timeout=None):
         """Wait for a message of `kind`; `what` describes the step for error messages."""

@@ -68,7 +68,7 @@ def _parse_user(text):
     """-u UID[:GID] (numbers, as runc takes them)."""
     uid, _, gid = text.partition(":")
     try:
-        return int(uid), int(gid) if gid else 0
+        return int(uid), int(gid) if gid else None   # None: the process's own gid
     except ValueError:
         raise UsageError(f"{text!r}: expected UID[:GID] as numbers") from None
 

@@ -13,7 +13,7 @@ from .errors import HandcarError, NotFound, SetupError, SpecError, WrongStatus
 from .store import process_start_time, user_name, write_atomic
 
 # start, kill and delete are hot verbs that need little of this module: what only create,
-# run and exec need (fork machinery, hooks, terminals, subprocess) is imported where used.
+# run and exec need (fork machinery, hooks, terminals) is imported where it is used.
 
 CHILD_TIMEOUT = 60          # seconds a child may take for one step before we give up
 STOP_TIMEOUT = 10           # seconds to wait for a killed init to disappear
@@ -54,6 +54,16 @@ def load_bundle(bundle):
     except OSError as err:
         raise HandcarError(f"reading {path}: {err.strerror}") from None
     return text, oci_spec.loads(text, source=path)
+
+
+def _check_preserved_fds(count):
+    """--preserve-fds N passes fds 3..3+N-1: they must be the caller's, not whatever of
+    ours would take their numbers."""
+    for fd in range(3, 3 + count):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise HandcarError(f"--preserve-fds {count}: fd {fd} is not open") from None
 
 
 def _check_runnable(spec, bundle):
@@ -139,6 +149,7 @@ def create(store, container_id, bundle, options, foreground=False):
     from .init import Launch
     bundle = os.path.realpath(bundle)
     store.path(container_id)                       # refuse a bad id before anything else
+    _check_preserved_fds(options.preserve_fds)
     text, spec = load_bundle(bundle)
     rootfs = _check_runnable(spec, bundle)
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
@@ -152,7 +163,7 @@ def create(store, container_id, bundle, options, foreground=False):
         console.close()
         raise
     init_pid = fifo_fd = 0
-    cgroup = None
+    cgroup = None                 # once made, _discard finds it through the record
     try:
         record.save(rootfs=rootfs, hooks=sorted(kind for kind, hs in spec.hooks.items() if hs))
         if placement:
@@ -188,19 +199,30 @@ def create(store, container_id, bundle, options, foreground=False):
         record.save(status="created", pid=init_pid, start_time=process_start_time(init_pid))
         if options.pid_file:
             write_atomic(os.path.abspath(options.pid_file), f"{init_pid}", 0o644)
-        channel.send("go", state=record.state("created").to_json())
+        channel.send("go", state=record.state("created").to_json()
+                     if spec.hooks.get("startContainer") else None)
         return record, channel, console
     except BaseException:
-        if init_pid:
-            _kill_quietly(init_pid)
-        if cgroup:
-            cgroup.remove()
-        record.remove()
+        _discard(record, init_pid)
         console.close()
         raise
     finally:
         if fifo_fd:
             os.close(fifo_fd)
+
+
+def _discard(record, pid):
+    """Undo a container that failed to come up: its process, cgroup and state. Never
+    raises: the failure that brought us here is the one the user needs to see."""
+    if pid:
+        _send_signal(pid, cgroups.SIGKILL)
+    cgroup = cgroup_of(record)
+    if cgroup:
+        try:
+            cgroup.remove()
+        except HandcarError as err:
+            log.warning(f"left cgroup {cgroup.path} behind: {err}")
+    record.remove()
 
 
 def _make_cgroup(record, placement, settings):
@@ -209,8 +231,8 @@ def _make_cgroup(record, placement, settings):
     cgroup = cgroups.Cgroup(leaf)
     if cgroup.exists() and cgroup.pids():
         raise cgroups.CgroupError(f"cgroup {leaf} is in use by other processes")
+    record.save(cgroup=leaf)                      # before anything of it exists: see _discard
     cgroup.create(root, controllers(settings))
-    record.save(cgroup=leaf)
     cgroup.apply(settings)
     return cgroup
 
@@ -236,6 +258,7 @@ def _spawn(launch, on_hooks=None, cgroup=None):
         run_child(child_end, intermediate, launch)
     child_end.close()
     init_pid = 0
+    hooks_asked = False           # init may ask before the intermediate names its pid
     try:
         ready = False
         while not (ready and init_pid):
@@ -254,6 +277,9 @@ def _spawn(launch, on_hooks=None, cgroup=None):
                 os.waitpid(pid, 0)
                 pid = 0
             elif kind == "hooks":
+                hooks_asked = True
+            if hooks_asked and init_pid:
+                hooks_asked = False
                 parent_end.send("hooks-done", state=on_hooks(init_pid))
             elif kind == "ready":
                 ready = True
@@ -267,7 +293,7 @@ def _spawn(launch, on_hooks=None, cgroup=None):
     except BaseException:
         for child in (pid, init_pid):
             if child:
-                _kill_quietly(child)
+                _send_signal(child, cgroups.SIGKILL)
         if pid:
             os.waitpid(pid, 0)
         parent_end.close()
@@ -290,13 +316,6 @@ def _fork(cgroup):
         finally:
             os.close(fd)
     return os.fork(), False
-
-
-def _kill_quietly(pid):
-    try:
-        os.kill(pid, cgroups.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def start(store, container_id):
@@ -469,9 +488,9 @@ def run(store, container_id, bundle, options, detach=False, keep=False):
         try:
             _start(record)
         except BaseException:
-            _kill_quietly(record.pid)
-            record.remove()
+            _discard(record, record.pid)
             console.close()
+            channel.close()
             raise
         finally:
             record.unlock()
@@ -494,7 +513,8 @@ def process_for_exec(base, args, env=(), user=None, additional_gids=(), cwd=None
     changes = {"args": tuple(args), "terminal": tty, "console_size": None,
                "env": tuple(base.env) + tuple(env)}
     if user is not None or additional_gids:
-        uid, gid = user if user is not None else (base.user.uid, base.user.gid)
+        uid, gid = user if user is not None else (base.user.uid, None)
+        gid = base.user.gid if gid is None else gid
         changes["user"] = base.user.replace(
             uid=uid, gid=gid, additional_gids=tuple(additional_gids) or base.user.additional_gids)
     if cwd:
@@ -530,12 +550,16 @@ def _namespaces_of(pid):
     from oci.linux import NAMESPACES
     joined = []
     for kind, name in NAMESPACES.items():
-        path = f"/proc/{pid}/ns/{name}"
         try:
-            if os.readlink(path) != os.readlink(f"/proc/self/ns/{name}"):
-                joined.append(oci_spec.Namespace(kind, path))
+            own = os.readlink(f"/proc/self/ns/{name}")
         except FileNotFoundError:
             continue                      # a namespace kind this kernel does not have
+        path = f"/proc/{pid}/ns/{name}"
+        try:
+            if os.readlink(path) != own:
+                joined.append(oci_spec.Namespace(kind, path))
+        except FileNotFoundError:
+            raise WrongStatus("cannot exec: the container's init has exited") from None
     return tuple(joined)
 
 
@@ -543,6 +567,7 @@ def exec_(store, container_id, process, options):
     """Run `process` in a running container; its exit status, or 0 when detached."""
     from . import libc
     from .init import Launch
+    _check_preserved_fds(options.preserve_fds)
     record = store.open(container_id, lock=False)
     status = record.status()
     if status == "paused" and not options.ignore_paused:
@@ -566,7 +591,7 @@ def exec_(store, container_id, process, options):
             if options.pid_file:
                 write_atomic(os.path.abspath(options.pid_file), f"{pid}", 0o644)
         except BaseException:
-            _kill_quietly(pid)
+            _send_signal(pid, cgroups.SIGKILL)
             raise
         channel.send("go")
     except BaseException:
@@ -679,7 +704,7 @@ def update(store, container_id, settings):
             raise WrongStatus(f"cannot update container {container_id}: it is {status}")
         cgroup = _require_cgroup(record, "update")
         root = cgroups.delegated_root()
-        if root is None or not cgroup.path.startswith(root):
+        if root is None or not cgroups.inside(root, cgroup.path):
             raise cgroups.CgroupError(f"cannot update container {container_id}: its cgroup "
                                       f"{cgroup.path} is not in a subtree delegated to you")
         needed = controllers(settings)

@@ -1,4 +1,5 @@
-"""The child side of create: the intermediate process and the container's init.
+"""The child side of create and exec: the intermediate process, then the container's
+init (create) or the exec'd process.
 
     parent ──fork──▶ intermediate: joins/unshares the user namespace and asks the parent
                      to map it, becomes root there, joins/unshares the other namespaces,
@@ -52,7 +53,8 @@ class Launch(Record):
         "pass_fds": 0,  # fds 3..3+N-1 reach the process
         "no_pivot": False,
         "no_new_keyring": False,
-        "pause_for_hooks": False,  # stop before pivot_root for createRuntime hooks
+        # stop before pivot_root for the prestart, createRuntime and createContainer hooks
+        "pause_for_hooks": False,
     }
 
     def kept_fds(self):
@@ -231,8 +233,14 @@ def _prepare_process(channel, launch, last_cap):
     """Limits, identity, working directory and environment; returns (program, env)."""
     process = launch.spec.process
     for limit in process.rlimits:
-        with step(f"setting {limit.type}"):
-            resource.setrlimit(getattr(resource, limit.type), (limit.soft, limit.hard))
+        # 2**64-1 (what podman writes for "unlimited") and above 2**63 mean infinity
+        soft, hard = (resource.RLIM_INFINITY if value >= 2**63 else value
+                      for value in (limit.soft, limit.hard))
+        try:
+            resource.setrlimit(getattr(resource, limit.type), (soft, hard))
+        except (OSError, ValueError) as err:
+            raise SetupError(f"setting {limit.type} to {limit.soft}/{limit.hard}: "
+                             f"{getattr(err, 'strerror', None) or err}") from None
     if process.oom_score_adj is not None:
         _set_oom_score_adj(channel, process.oom_score_adj)
     if seccomp_filter and not process.no_new_privileges:

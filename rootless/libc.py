@@ -1,5 +1,6 @@
-"""The one place that calls libc through ctypes: the system calls Python's os module lacks
-(in 3.11). Every wrapper raises OSError with errno and a filename, like the os module does."""
+"""libc through ctypes: the system calls Python's os module lacks (in 3.11), and a fork
+into a cgroup. Every wrapper raises OSError with errno and a filename, as os does.
+(libseccomp has its own binding, in seccomp.py.)"""
 
 import ctypes
 import os

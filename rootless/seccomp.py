@@ -1,5 +1,5 @@
 """linux.seccomp through libseccomp, bound with ctypes; imported only for a config with a
-filter (libseccomp is then required, and its absence a clear error).
+filter (libseccomp is then required, and its absence a clear error) and by `features`.
 
 The filter is built in the child while it still sees the host's filesystem (libseccomp is
 loaded from there), and loaded as late as the spec allows: just before execve with

@@ -117,7 +117,12 @@ class Store:
         self._check_root()
 
     def _check_root(self):
-        st = os.stat(self.root)
+        """Refuse a state root that is not the caller's alone: anyone who could write
+        there could make handcar signal pids or run hooks of their choosing."""
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            return
         if st.st_uid != os.geteuid():
             raise HandcarError(f"state root {self.root} belongs to uid {st.st_uid}, not to you "
                                f"(uid {os.geteuid()}); refusing to use it")
@@ -148,6 +153,7 @@ class Store:
     def open(self, container_id, lock=True):
         """The Record of an existing container, locked unless lock=False."""
         path = self.path(container_id)
+        self._check_root()
         record = Record(path, container_id)
         if lock:
             try:
@@ -162,6 +168,7 @@ class Store:
         return record
 
     def ids(self):
+        self._check_root()
         try:
             names = sorted(os.listdir(self.root))
         except FileNotFoundError:
@@ -198,9 +205,21 @@ class Record:
         return self.data.get("pid", 0)
 
     def lock(self):
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        self._lock_fd = fd
+        while True:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # While we waited, the directory may have been deleted (and a new container of
+            # the same id made): a lock on the old one locks nothing.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._lock_fd = fd
+                return
+            os.close(fd)
+            if not os.path.exists(self.path):
+                raise FileNotFoundError(self.path)
 
     def unlock(self):
         if self._lock_fd is not None:
@@ -249,14 +268,9 @@ class Record:
         return "paused" if self._frozen() else "running"
 
     def _frozen(self):
+        from .cgroups import Cgroup
         cgroup = self.data.get("cgroup")
-        if not cgroup:
-            return False
-        try:
-            with open(os.path.join(cgroup, "cgroup.freeze")) as f:
-                return f.read().strip() == "1"
-        except FileNotFoundError:
-            return False
+        return bool(cgroup) and Cgroup(cgroup).frozen()
 
     def state(self, status=None, pid=None):
         """The OCI state; hooks pass the status (and pid) of the moment they run at."""

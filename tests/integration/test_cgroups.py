@@ -142,3 +142,28 @@ def test_a_limit_the_host_cannot_enforce_is_refused(handcar, bundle):
     assert f"the {controller} controller is not available" in result.stderr
     assert handcar("list", "-q").stdout == ""
     assert not os.path.exists(os.path.join(ROOT, "handcar", "limited"))
+
+
+def test_a_limit_that_cannot_be_written_leaves_no_cgroup(handcar, bundle):
+    if "hugetlb" not in AVAILABLE:
+        pytest.skip("this host's cgroup2 has no hugetlb controller")
+    bundle.linux["resources"] = {"unified": {"hugetlb.2MB.max": "not-a-number"}}
+    result = handcar("create", "-b", bundle.args("true").write(), "badvalue")
+    assert result.returncode == 1 and "hugetlb.2MB.max" in result.stderr
+    assert not os.path.exists(os.path.join(ROOT, "handcar", "badvalue"))
+    assert handcar("list", "-q").stdout == ""
+
+
+def test_run_whose_start_fails_leaves_no_cgroup(handcar, bundle):
+    bundle.config["hooks"] = {"startContainer": [{"path": "/bin/false"}]}
+    result = handcar("run", "-b", bundle.args("true").write(), "nostart")
+    assert result.returncode == 1 and "startContainer hook" in result.stderr
+    assert not os.path.exists(os.path.join(ROOT, "handcar", "nostart"))
+    assert handcar("list", "-q").stdout == ""
+
+
+def test_delete_removes_cgroups_made_inside_the_container(handcar, running):
+    leaf = leaf_of(running)
+    os.mkdir(os.path.join(leaf, "made-inside"))     # as a nested runtime or systemd would
+    handcar.ok("delete", "--force", "cg")
+    assert not os.path.exists(leaf)

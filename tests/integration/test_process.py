@@ -106,3 +106,33 @@ def test_missing_program_fails_create_with_podmans_words(handcar, bundle):
 def test_no_new_keyring_is_accepted(handcar, bundle):
     result = handcar("run", "--no-new-keyring", "-b", bundle.args("true").write(), "k2")
     assert result.returncode == 0, result.stderr
+
+
+def test_unlimited_rlimits_as_podman_writes_them(handcar, bundle):
+    import resource
+    if resource.getrlimit(resource.RLIMIT_CORE)[1] != resource.RLIM_INFINITY:
+        pytest.skip("this host limits core dumps: an unlimited hard limit cannot be asked for")
+    bundle.process["rlimits"] = [{"type": "RLIMIT_CORE", "soft": 0,
+                                  "hard": 18446744073709551615}]
+    assert run(handcar, bundle, "ulimit -Hc; ulimit -c").split() == ["unlimited", "0"]
+
+
+def test_a_limit_above_the_callers_is_one_clear_line(handcar, bundle):
+    hard = __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)[1]
+    bundle.process["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": hard + 1}]
+    result = handcar("run", "-b", bundle.args("true").write(), "toohigh")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"handcar: setting RLIMIT_NOFILE to 1024/{hard + 1}: ")
+
+
+@needs_subids
+def test_exec_user_without_a_group_keeps_the_process_group(handcar, bundle):
+    bundle.process["user"] = {"uid": 1000, "gid": 1000}
+    handcar.ok_detached("run", "-d", "-b", bundle.args("sleep", "100").write(), "grp")
+    assert handcar("exec", "-u", "1000", "grp", "id", "-g").stdout == "1000\n"
+    assert handcar("exec", "-u", "0:0", "grp", "id", "-g").stdout == "0\n"
+
+
+def test_preserved_fds_must_be_open(handcar, bundle):
+    result = handcar("run", "--preserve-fds", "40", "-b", bundle.args("true").write(), "nofd")
+    assert result.returncode == 1 and "--preserve-fds 40: fd 3 is not open" in result.stderr

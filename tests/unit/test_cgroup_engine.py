@@ -166,3 +166,13 @@ def test_fork_is_born_in_the_cgroup(tmp_path):
     leaf.remove()
     assert born is True
     assert cgroups.cgroup2_mount() + seen == leaf.path
+
+
+@pytest.mark.skipif(cgroups.delegated_root() is None, reason="no delegated cgroup v2 subtree "
+                    "here (scripts/test delegates one to the test user)")
+def test_remove_takes_child_cgroups_first():
+    leaf = cgroups.Cgroup(os.path.join(cgroups.delegated_root(), "handcar", "nested-test"))
+    leaf.create(cgroups.delegated_root(), set())
+    os.makedirs(os.path.join(leaf.path, "a", "b"))
+    leaf.remove()
+    assert not os.path.exists(leaf.path)

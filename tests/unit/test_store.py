@@ -94,3 +94,24 @@ def test_write_atomic(tmp_path):
 def test_rfc3339_now():
     stamp = st.rfc3339_now()
     assert stamp.endswith("Z") and len(stamp) == len("2024-01-01T00:00:00.123456789Z")
+
+
+def test_every_use_checks_the_root(tmp_path):
+    store = st.Store(str(tmp_path / "root"))
+    store.reserve("c1", "/bundle", {}).unlock()
+    os.chmod(store.root, 0o777)
+    with pytest.raises(HandcarError, match="writable by others"):
+        store.open("c1", lock=False)
+    with pytest.raises(HandcarError, match="writable by others"):
+        store.ids()
+
+
+def test_a_lock_on_a_deleted_directory_is_not_kept(tmp_path):
+    store = st.Store(str(tmp_path / "root"))
+    first = store.reserve("c1", "/bundle", {})
+    first.remove()                         # deleted, then made anew with the same id
+    second = store.reserve("c1", "/other", {})
+    second.unlock()
+    record = store.open("c1")              # locks the new directory, not a dead one
+    assert record.data["bundle"] == "/other"
+    assert os.fstat(record._lock_fd).st_ino == os.stat(record.path).st_ino
