@@ -1,5 +1,6 @@
 """The container's process: identity, capabilities, limits, environment, fds."""
 
+import pytest
 
 from harness import needs_subids
 
