@@ -229,6 +229,8 @@ class RootfsBuilder:
         if extra or parsed.cleared:
             with opened_in_root(self.root, target) as fd_path:
                 remount(fd_path, extra, parsed.cleared)
+            if parsed.flags & opts.REC and extra & opts.RDONLY:
+                _submounts_readonly(target)
 
     def mount_fs(self, mount, parsed):
         target = make_in_root(self.root, mount.destination)
@@ -293,6 +295,17 @@ class RootfsBuilder:
             # Now that the rootfs is "/", give it the propagation the config asks for.
             with step(f"making the rootfs {propagation}"):
                 libc.mount(None, "/", None, opts.PROPAGATION[propagation])
+
+
+def _submounts_readonly(top):
+    """A remount changes one mount: make the rest of a read-only rbind read-only too
+    (/sys and /sys/fs/cgroup from the host would otherwise stay writable below it)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
+    for point in points:
+        if point.startswith(top + "/"):
+            with step(f"making {point} read-only"):
+                remount(point, opts.RDONLY)
 
 
 def finish_rootfs(spec):

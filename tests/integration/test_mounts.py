@@ -107,3 +107,16 @@ def test_rootfs_propagation(handcar, bundle, propagation):
 
 def test_cgroup_mount(handcar, bundle):
     assert run(handcar, bundle, "ls /sys/fs/cgroup | wc -l").strip() != "0"
+
+
+def test_read_only_rbinds_are_read_only_all_the_way_down(handcar, bundle):
+    """/sys from the host has submounts (/sys/fs/cgroup and, on a hybrid host, the
+    user's own delegated cgroup2 tree): none may stay writable."""
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"]
+                               if m["destination"] not in ("/sys", "/sys/fs/cgroup")]
+    bundle.config["mounts"].append({"destination": "/sys", "type": "none", "source": "/sys",
+                                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+    out = run(handcar, bundle, "grep -c ' /sys/' /proc/self/mountinfo; "
+                               "grep ' /sys' /proc/self/mountinfo | grep -c -v ' ro,' || true")
+    submounts, writable = out.split()
+    assert int(submounts) > 0 and writable == "0"
