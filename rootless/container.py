@@ -326,12 +326,17 @@ def start(store, container_id):
             raise WrongStatus(f"cannot start a container that is {status}"
                               if status != "running" else
                               f"container {container_id} is already running")
-        _start(record)
+        wait_until_ready = _start(record)
     finally:
         record.unlock()
+    if wait_until_ready:
+        wait_until_ready()
 
 
 def _start(record):
+    """Let the process run, and its poststart hooks. Returns what is left to do once the
+    container's lock is released (waiting for READY=1 when the caller set NOTIFY_SOCKET),
+    or None."""
     host_notify = record.data.get("notify_socket")
     if host_notify:
         from . import notify
@@ -342,7 +347,8 @@ def _start(record):
     if "poststart" in record.data.get("hooks", ()):
         _run_warning_hooks(record, "poststart", "running")
     if notify_socket:
-        notify.forward_ready(notify_socket, record, host_notify)
+        return lambda: notify.forward_ready(notify_socket, record, host_notify)
+    return None
 
 
 def _run_warning_hooks(record, kind, status):
@@ -486,7 +492,7 @@ def run(store, container_id, bundle, options, detach=False, keep=False):
                                       foreground=not detach)
     with _ForwardingSignals(record.pid, console):
         try:
-            _start(record)
+            wait_until_ready = _start(record)
         except BaseException:
             _discard(record, record.pid)
             console.close()
@@ -494,6 +500,8 @@ def run(store, container_id, bundle, options, detach=False, keep=False):
             raise
         finally:
             record.unlock()
+        if wait_until_ready:
+            wait_until_ready()
         if detach:
             channel.close()
             console.close()

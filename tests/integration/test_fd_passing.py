@@ -2,7 +2,9 @@
 
 import os
 import socket
+import subprocess
 
+from harness import HANDCAR
 
 
 def test_listen_fds_are_passed_on(handcar, bundle, tmp_path):
@@ -45,3 +47,24 @@ def test_notify_socket_passes_ready_on_with_the_main_pid(handcar, bundle, tmp_pa
     receiver.close()
     out = (handcar.root.parent / "container.out").read_text()
     assert out.splitlines()[0] == "/run/notify/notify.sock"
+
+
+def test_waiting_for_ready_does_not_hold_the_container(handcar, bundle, tmp_path):
+    """A container that never says READY=1 keeps `start` waiting, not the other verbs."""
+    import time
+    host_socket = tmp_path / "never.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(host_socket))
+    env = {**os.environ, "NOTIFY_SOCKET": str(host_socket)}
+    handcar.ok_detached("create", "-b", bundle.args("sleep", "1000").write(), "mute", env=env)
+    starter = subprocess.Popen([HANDCAR, "--root", str(handcar.root), "start", "mute"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while handcar.state("mute")["status"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        handcar.ok("delete", "--force", "mute", timeout=10)   # not blocked by start's wait
+        assert starter.wait(timeout=10) == 0                   # which ends with the container
+    finally:
+        starter.kill()
+        receiver.close()
