@@ -10,11 +10,16 @@ keep these tests few and to the point.
 """
 
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+# The busybox bundle and handcar fixtures are the integration tier's (tests/integration/harness.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
+from harness import bundle, handcar, rootfs_template  # noqa: E402,F401 - fixtures
 
 HERE = Path(__file__).resolve().parent
 CGROUP_ROOT = Path("/sys/fs/cgroup")

@@ -5,37 +5,11 @@ Python is slow under software emulation, so each test makes few handcar calls.
 
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "integration"))
-from harness import Bundle, Handcar, make_busybox_rootfs  # noqa: E402
-
-from rootless import cgroups  # noqa: E402
+from rootless import cgroups
 
 ROOT = cgroups.delegated_root()
-
-
-@pytest.fixture(scope="module")
-def rootfs(tmp_path_factory):
-    return make_busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
-
-
-@pytest.fixture
-def handcar(tmp_path):
-    runner = Handcar(tmp_path / "state", tmp_path / "handcar.log")
-    yield runner
-    runner.delete_all()
-
-
-@pytest.fixture
-def bundle(tmp_path, rootfs):
-    path = tmp_path / "bundle"
-    path.mkdir()
-    return Bundle(path, rootfs)
 
 
 def leaf(container_id):
