@@ -162,7 +162,7 @@ def remount(path, flags, cleared=0):
     kept = locked_flags(path) & ~cleared
     if flags & opts.ATIME_FLAGS:
         kept &= ~opts.ATIME_FLAGS
-    libc.mount(None, path, None, libc.MS_BIND | libc.MS_REMOUNT | kept | flags)
+    libc.mount(None, path, None, opts.BIND | opts.REMOUNT | kept | flags)
 
 
 # --- the rootfs -------------------------------------------------------------------------
@@ -185,7 +185,7 @@ class RootfsBuilder:
             if propagation & opts.SHARED:
                 # pivot_root refuses a new root whose parent mount is shared.
                 libc.mount(None, _mount_point_of(self.root), None, opts.PRIVATE)
-            libc.mount(self.root, self.root, None, libc.MS_BIND | libc.MS_REC)
+            libc.mount(self.root, self.root, None, opts.BIND | opts.REC)
         for mount in self.spec.mounts:
             self.mount(mount)
         if any(os.path.normpath(m.destination) == "/dev" for m in self.spec.mounts):
@@ -262,7 +262,7 @@ class RootfsBuilder:
         with step(f"binding device {container_path}"):
             target = make_in_root(self.root, container_path, directory=False)
             with opened_in_root(self.root, target) as fd_path:
-                libc.mount(host_path, fd_path, None, libc.MS_BIND)
+                libc.mount(host_path, fd_path, None, opts.BIND)
 
     def populate_dev(self):
         for name in DEFAULT_DEVICES:
@@ -327,7 +327,7 @@ def mask_path(path):
         if os.path.isdir(target):
             libc.mount("tmpfs", target, "tmpfs", opts.RDONLY, None)
         else:
-            libc.mount("/dev/null", target, None, libc.MS_BIND)
+            libc.mount("/dev/null", target, None, opts.BIND)
 
 
 def make_readonly(path):
@@ -335,5 +335,5 @@ def make_readonly(path):
     if not os.path.exists(target):
         return
     with step(f"making {path} read-only"):
-        libc.mount(target, target, None, libc.MS_BIND | libc.MS_REC)
+        libc.mount(target, target, None, opts.BIND | opts.REC)
         remount(target, opts.RDONLY)
