@@ -97,6 +97,14 @@ class Bundle:
         self.config["root"] = {"path": "rootfs", "readonly": False}
         return target
 
+    def bind_writable(self, host_dir, destination):
+        """Bind a fresh host directory, writable by any container user, at `destination`."""
+        host_dir.mkdir()
+        os.chmod(host_dir, 0o777)
+        self.config["mounts"].append({"destination": destination, "type": "bind",
+                                      "source": str(host_dir), "options": ["rbind", "rw"]})
+        return host_dir
+
     def args(self, *argv):
         self.process["args"] = list(argv)
         return self

@@ -154,11 +154,7 @@ def test_uid_map_shows_the_subordinate_range(handcar, bundle):
 
 @needs_subids
 def test_files_of_uid_1000_belong_to_the_subordinate_id(handcar, bundle, tmp_path):
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    os.chmod(shared, 0o777)
-    bundle.config["mounts"].append({"destination": "/shared", "type": "bind",
-                                    "source": str(shared), "options": ["rbind", "rw"]})
+    shared = bundle.bind_writable(tmp_path / "shared", "/shared")
     bundle.process["user"] = {"uid": 1000, "gid": 1000}
     result = handcar("run", "-b", bundle.sh("id -u; echo hi > /shared/file").write(), "u")
     assert result.returncode == 0, result.stderr

@@ -10,11 +10,7 @@ DENY_MKDIR = {"defaultAction": "SCMP_ACT_ALLOW",
 
 
 def test_a_rule_makes_mkdir_fail_and_creates_nothing(handcar, bundle, tmp_path):
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    os.chmod(shared, 0o777)
-    bundle.config["mounts"].append({"destination": "/shared", "type": "bind",
-                                    "source": str(shared), "options": ["rbind", "rw"]})
+    shared = bundle.bind_writable(tmp_path / "shared", "/shared")
     bundle.linux["seccomp"] = DENY_MKDIR
     result = handcar("run", "-b", bundle.sh("mkdir /shared/x").write(), "sc")
     assert result.returncode == 1 and "Operation not permitted" in result.stderr
