@@ -10,7 +10,8 @@ cpu) and device rules (eBPF, which needs privilege) are not turned into files.
 from . import reader as k
 
 _ALLOWED_CGROUP_KEYS = ("cgroup.max.depth", "cgroup.max.descendants")
-_KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.")
+_CONTROLLER_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+_FILE_CHARACTERS = _CONTROLLER_CHARACTERS | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ.")
 int64 = k.integer(-2**63, 2**63 - 1)
 
 
@@ -128,11 +129,12 @@ def _hugepage_size(size):
 
 
 def _interface_file(key):
-    """controller.file: lower-case letters, digits, '_' and '.', no '/' (and so no way
-    out of the cgroup's directory)."""
+    """controller.file: a lower-case controller name, then letters (hugetlb.2MB.max),
+    digits, '_' and '.', and no '/' (so no way out of the cgroup's directory)."""
     controller, dot, rest = key.partition(".")
     return (bool(dot) and bool(rest) and controller[:1].isalpha()
-            and _KEY_CHARACTERS.issuperset(key))
+            and _CONTROLLER_CHARACTERS.issuperset(controller)
+            and _FILE_CHARACTERS.issuperset(rest))
 
 
 def _block_io(r, data, where, settings):

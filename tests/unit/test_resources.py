@@ -37,7 +37,8 @@ def test_every_section():
                     "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 0}]},
         "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
         "rdma": {"mlx4_0": {"hcaHandles": 3, "hcaObjects": 100}},
-        "unified": {"memory.high": "30M", "cgroup.max.depth": "2"},
+        "unified": {"memory.high": "30M", "cgroup.max.depth": "2",
+                    "hugetlb.1GB.rsvd.max": "0"},
     })
     assert got == {
         "memory.max": "33554432", "memory.low": "1048576", "memory.swap.max": "33554432",
@@ -46,7 +47,7 @@ def test_every_section():
         "io.weight": ("default 4950", "8:0 1"),
         "io.max": ("8:0 rbps=1000", "8:16 wiops=max"),
         "hugetlb.2MB.max": "4194304", "rdma.max": ("mlx4_0 hca_handle=3 hca_object=100",),
-        "memory.high": "30M", "cgroup.max.depth": "2",
+        "memory.high": "30M", "cgroup.max.depth": "2", "hugetlb.1GB.rsvd.max": "0",
     }
     assert controllers(got) == {"memory", "cpu", "cpuset", "pids", "io", "hugetlb", "rdma"}
 
@@ -68,7 +69,7 @@ def test_problems_are_reported_with_paths():
         settings({"memory": {"limit": "lots", "swap": 5},
                   "cpu": {"realtimeRuntime": 5, "shares": -3},
                   "hugepageLimits": [{"pageSize": "2M", "limit": 1}],
-                  "unified": {"cgroup.procs": "1", "../../x": "1"},
+                  "unified": {"cgroup.procs": "1", "../../x": "1", "Memory.max": "1"},
                   "blockIO": {"weight": 5}})
     problems = info.value.problems
     for expected in ("linux.resources.memory.limit: must be an integer",
@@ -78,6 +79,7 @@ def test_problems_are_reported_with_paths():
                      "linux.resources.hugepageLimits[0].pageSize: must look like 2MB",
                      "linux.resources.unified.cgroup.procs: is not a cgroup v2 interface",
                      "linux.resources.unified.../../x: is not a cgroup v2 interface",
+                     "linux.resources.unified.Memory.max: is not a cgroup v2 interface",
                      "linux.resources.blockIO.weight: must be between 10 and 1000"):
         assert any(p.startswith(expected) for p in problems), (expected, problems)
 
