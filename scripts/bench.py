@@ -151,8 +151,11 @@ def main():
                  for rt in runtimes}
         report(runtimes, samples, rates, args.rounds)
     finally:
+        # an interrupted run leaves containers: delete them before their state goes
         for rt in (runtimes if "runtimes" in locals() else []):
-            subprocess.run(rt.argv("list", "-q"), capture_output=True)
+            listed = subprocess.run(rt.argv("list", "-q"), capture_output=True, text=True)
+            for container_id in listed.stdout.split():
+                subprocess.run(rt.argv("delete", "--force", container_id), capture_output=True)
         shutil.rmtree(top, ignore_errors=True)
 
 
