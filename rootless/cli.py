@@ -6,7 +6,7 @@ import sys
 import click
 
 from . import __version__, commands
-from .verbs import GLOBAL_OPTIONS, VERBS
+from .verbs import GLOBAL_OPTIONS, VERBS, mark_double_dash
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -43,13 +43,21 @@ def _click_argument(arg):
                           nargs=-1 if arg.variadic else 1)
 
 
+class _MarkingDoubleDash(click.Command):
+    """A verb that needs to see the "--" that ends its options (see verbs.DASHES)."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, mark_double_dash(args, VERBS[self.name].options))
+
+
 def _command(verb):
     def callback(**values):
         return commands.handler(verb.name)(click.get_current_context().obj, **values)
     settings = dict(CONTEXT)
     if not verb.interspersed:
-        settings.update(allow_interspersed_args=False, ignore_unknown_options=True)
-    return click.Command(verb.name, callback=callback, help=verb.help,
+        settings.update(allow_interspersed_args=False)
+    command_class = _MarkingDoubleDash if verb.marks_double_dash else click.Command
+    return command_class(verb.name, callback=callback, help=verb.help,
                          context_settings=settings,
                          params=[_click_option(o) for o in verb.options]
                          + [_click_argument(a) for a in verb.args])
@@ -78,6 +86,18 @@ def click_main(argv):
         return done.exit_code
     except click.ClickException as err:
         err.show()
-        return err.exit_code
+        return 125 if _friendly_command_line(argv) else err.exit_code
     except click.exceptions.Abort:
         return 130
+
+
+def _friendly_command_line(argv):
+    """Whether a command line click refused was meant for a friendly verb (which exits
+    with docker's 125 for a usage error): a friendly verb, or `run` without runc's flags."""
+    from .verbs import RUNC_RUN_ONLY
+    verb = next((token for token in argv if token in VERBS), None)
+    if verb in ("logs", "stop", "rm", "pull", "images", "rmi"):
+        return True
+    runc_names = {name for opt in VERBS["run"].options if opt.dest in RUNC_RUN_ONLY
+                  for name in opt.names}
+    return verb == "run" and not any(token.split("=")[0] in runc_names for token in argv)

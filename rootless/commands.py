@@ -56,12 +56,59 @@ def start(g, container_id):
     container.start(g.store(), container_id)
 
 
-def run(g, container_id, bundle, detach, keep, no_subreaper, **flags):  # noqa: ARG001
-    """Create and start a container; without -d, wait and return its exit status."""
-    from . import container
-    g.warn_about_systemd()
-    return container.run(g.store(), container_id, bundle, _options(**flags),
-                         detach=detach, keep=keep)
+def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, no_pivot,
+        no_new_keyring, preserve_fds, **friendly_flags):
+    """runc's run (create + start, and wait) or the friendly run; see verbs.RUN_HELP."""
+    from .verbs import DASHES, FRIENDLY_RUN_OPTIONS, RUNC_RUN_ONLY
+    runc_flags = dict(bundle=bundle, keep=keep, no_subreaper=no_subreaper, pid_file=pid_file,
+                      console_socket=console_socket, no_pivot=no_pivot,
+                      no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
+    runc_given = [_flag_name(name) for name in RUNC_RUN_ONLY
+                  if runc_flags[name] not in (None, False, 0, ".", ())]
+    friendly_given = [_flag_name(o.dest) for o in FRIENDLY_RUN_OPTIONS
+                      if friendly_flags[o.dest] not in (None, False, ())]
+    host_sandbox = bool(args) and args[0] == DASHES
+    args = [("--" if arg == DASHES else arg) for arg in args[1 if host_sandbox else 0:]]
+    if runc_given and (friendly_given or host_sandbox):
+        raise UsageError(f"{runc_given[0]} is a runc-mode flag and "
+                         f"{friendly_given[0] if friendly_given else '--'} a friendly-mode "
+                         "one: use one mode (handcar run --help)")
+    friendly = not runc_given and (friendly_given or host_sandbox or len(args) != 1
+                                   or not _runc_bundle_here(args[0], bundle))
+    if not friendly:
+        if len(args) != 1:
+            raise UsageError("runc mode takes exactly one container ID")
+        from . import container
+        g.warn_about_systemd()
+        return container.run(g.store(), args[0], bundle,
+                             _options(pid_file, console_socket, no_pivot, no_new_keyring,
+                                      preserve_fds),
+                             detach=detach, keep=keep)
+    from .errors import use_docker_statuses
+    from . import friendly as friendly_mode
+    use_docker_statuses()
+    if not host_sandbox and not args:
+        raise UsageError("missing IMAGE (or -- and a command to run on the host's system)")
+    image, command = (None, args) if host_sandbox else (args[0], args[1:])
+    if host_sandbox and not command:
+        raise UsageError("missing the command to run after --")
+    return friendly_mode.run(g.store(), image, command,
+                             friendly_mode.RunFlags(detach=detach, **friendly_flags))
+
+
+def _flag_name(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def _runc_bundle_here(argument, bundle):
+    """True when a lone `run ARGUMENT` means runc's `run ID` (./config.json exists), False
+    when it means an image; an argument that could be both is refused."""
+    if not os.path.exists(os.path.join(bundle, "config.json")):
+        return False
+    if argument.startswith(("oci:", "docker-archive:")) or os.path.isdir(argument):
+        raise UsageError(f"{argument!r} could be a container ID for ./config.json or an "
+                         "image: add -b . for runc mode, or --rm for friendly mode")
+    return True
 
 
 def _parse_user(text):
@@ -98,10 +145,14 @@ def exec_(g, container_id, command, process_file, env, user, additional_gids, cw
     return container.exec_(g.store(), container_id, process, options)
 
 
-def ps(g, container_id, fmt, ps_args):
-    """List the processes of a container (`ps` output, or their pids as JSON)."""
+def ps(g, container_id, fmt, ps_args, show_all):
+    """List the processes of a container (`ps` output, or their pids as JSON); without an
+    ID, list the running containers (-a: all), as docker ps does."""
     from oci import jsonio
     from . import container
+    if container_id is None:
+        from . import friendly
+        return friendly.ps(g.store(), show_all)
     record = g.store().open(container_id, lock=False)
     if record.status() in ("stopped", "creating"):
         raise HandcarError(f"container {container_id} is not running")
@@ -277,3 +328,42 @@ def spec(g, bundle, rootless):
             f.write("\n")
     except OSError as err:
         raise HandcarError(f"writing {path}: {err.strerror}") from None
+
+
+# --- the friendly verbs (docker's exit statuses) ----------------------------------------
+
+def _friendly():
+    from .errors import use_docker_statuses
+    from . import friendly
+    use_docker_statuses()
+    return friendly
+
+
+def logs(g, name, follow):
+    """Print the output of a detached container (-f: and follow it)."""
+    _friendly().logs(g.store(), name, follow)
+
+
+def stop(g, names, timeout):
+    """Stop containers: their stop signal, then SIGKILL after the timeout."""
+    _friendly().stop(g.store(), names, timeout)
+
+
+def rm(g, names, force):
+    """Remove containers and their files (-f: running ones too)."""
+    _friendly().rm(g.store(), names, force)
+
+
+def pull(g, source):
+    """Add an image to the store."""
+    _friendly().pull(source)
+
+
+def images(g, quiet):
+    """List the images in the store."""
+    _friendly().images(quiet)
+
+
+def rmi(g, names, force):
+    """Remove images from the store."""
+    _friendly().rmi(g.store(), names, force)

@@ -46,3 +46,25 @@ def os_error_message(err):
     what = err.filename if err.filename is not None else ""
     why = err.strerror or str(err)
     return f"{what}: {why}" if what else why
+
+
+# Exit statuses. runc's: 1 for an error, 2 for a usage error. The friendly verbs use
+# docker's: 125 for handcar's own failure, 126 when the command cannot be invoked, 127
+# when it is not found (told by the words runc and podman use for them).
+_statuses = {"docker": False}
+
+
+def use_docker_statuses():
+    _statuses["docker"] = True
+
+
+def exit_status(err):
+    if not _statuses["docker"]:
+        return 2 if isinstance(err, UsageError) else 1
+    text = str(err)
+    if "exec:" in text and ("executable file not found" in text
+                            or "no such file or directory" in text):
+        return 127
+    if "exec:" in text and ("permission denied" in text or "operation not permitted" in text):
+        return 126
+    return 125

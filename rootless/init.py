@@ -28,6 +28,7 @@ hooks = terminal = None          # imported by _import_what_the_child_needs when
 seccomp_filter = None            # built by it, loaded just before exec or before setuid
 from .errors import HandcarError, SetupError, os_error_message
 from .mounts import step
+from .userns import maps_root
 
 # setns order: user first (it grants the rights to join the rest), mount last (after it,
 # the other namespace paths would be looked up in the container's filesystem).
@@ -111,7 +112,7 @@ def intermediate(channel, launch):
         # rooted where we are then.
         channel.send("prepare")
         channel.expect("prepared", "mapping the user namespace and placing the cgroup")
-        if "user" in fds or launch.mapping:
+        if "user" in fds or launch.mapping and maps_root(launch.mapping.uid_mappings):
             with step("becoming root in the user namespace"):
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)

@@ -1,35 +1,33 @@
 """handcar's entry point: errors become one line and an exit status here, and only here.
 
 Exit statuses: 0 success, 1 runtime error, 2 usage error; `run` and `exec` in the
-foreground return the process's own status (128+N when it was killed by signal N).
+foreground return the process's own status (128+N when it was killed by signal N). The
+friendly verbs use docker's statuses instead (errors.exit_status).
 """
 
 import sys
 
 from . import log
-from .errors import HandcarError, UsageError
+from .errors import HandcarError, exit_status
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         status = _dispatch(argv)
-    except UsageError as err:
-        log.error(str(err))
-        status = 2
     except HandcarError as err:
         log.error(str(err))
-        status = 1
+        status = exit_status(err)
     except KeyboardInterrupt:
         status = 130
     except OSError as err:
         from .errors import os_error_message
         log.error(os_error_message(err))
-        status = 1
+        status = exit_status(err)
     except Exception as err:  # noqa: BLE001 - a bug of ours: still one line, and a way in
         log.debug("".join(__import__("traceback").format_exception(err)))
         log.error(f"internal error: {type(err).__name__}: {err} (run with --debug for more)")
-        status = 1
+        status = exit_status(err)
     sys.exit(status if isinstance(status, int) else 0)
 
 

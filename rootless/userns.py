@@ -59,9 +59,13 @@ def plan(linux, euid, egid, user_name):
     else:
         uid_mappings = _default_mappings(euid, subordinate_ranges(SUBUID, user_name, euid))
         gid_mappings = _default_mappings(egid, subordinate_ranges(SUBGID, user_name, euid))
-    for kind, mappings in (("uid", uid_mappings), ("gid", gid_mappings)):
-        if not any(m.container_id == 0 for m in mappings):
-            raise UsernsError(f"linux.{kind}Mappings: container {kind} 0 must be mapped")
+    for kind, mappings, own in (("uid", uid_mappings, euid), ("gid", gid_mappings, egid)):
+        # Without root inside, the caller must be itself there (keep-id): the process that
+        # made the namespace keeps its capabilities in it under its own id.
+        if not maps_root(mappings) and not any(m.container_id == own == m.host_id
+                                               for m in mappings):
+            raise UsernsError(f"linux.{kind}Mappings: container {kind} 0, or your own "
+                              f"{kind} {own} as itself, must be mapped")
     if euid == 0:
         return MappingPlan(tuple(uid_mappings), tuple(gid_mappings), direct=True)
     _check_allowed("uid", uid_mappings, euid, SUBUID, user_name, euid)
@@ -71,6 +75,10 @@ def plan(linux, euid, egid, user_name):
     if not only_own:
         check_helpers()
     return MappingPlan(tuple(uid_mappings), tuple(gid_mappings), direct=only_own)
+
+
+def maps_root(mappings):
+    return any(m.container_id == 0 for m in mappings)
 
 
 def _default_mappings(own_id, ranges):
@@ -174,3 +182,59 @@ def _write_proc(pid, name, text):
             f.write(text)
     except OSError as err:
         raise UsernsError(f"writing {path}: {err.strerror}") from None
+
+
+def default_plan(euid, egid, name):
+    """The mapping a container gets when its config names no mappings (and what image
+    layers are unpacked with, so their owners come out the same inside)."""
+    from oci.spec import Linux, Namespace
+    return plan(Linux(namespaces=(Namespace("user"),)), euid, egid, name)
+
+
+def keep_id_mappings(own_id, ranges):
+    """podman's --userns=keep-id: the caller's id is itself inside, the ids around it come
+    from the first subordinate range. Without a range, only the caller's own id."""
+    mappings = [IDMapping(own_id, own_id, 1)]
+    if ranges and ranges[0][1] > own_id:
+        start, count = ranges[0]
+        if own_id:
+            mappings.insert(0, IDMapping(0, start, own_id))
+        mappings.append(IDMapping(own_id + 1, start + own_id, count - own_id))
+    return tuple(mappings)
+
+
+def run_in_userns(mapping_plan, function, *args):
+    """Run function(*args) in a child process that is root in a new user (and mount)
+    namespace mapped by `mapping_plan`: how files owned by a container's ids are made,
+    copied and removed. Raises what the child reported."""
+    import sys
+    from .channel import Channel
+    from .init import run_child
+    parent_end, child_end = Channel.pair()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        parent_end.close()
+        run_child(child_end, _userns_child, function, args)
+    child_end.close()
+    try:
+        parent_end.expect("prepare", "entering a user namespace", timeout=30)
+        apply(mapping_plan, pid)
+        parent_end.send("prepared")
+        parent_end.expect("done", "working in the user namespace")
+    finally:
+        parent_end.close()
+        os.waitpid(pid, 0)
+
+
+def _userns_child(channel, function, args):
+    from . import libc
+    libc.prctl(libc.PR_SET_PDEATHSIG, 9)
+    libc.unshare(libc.CLONE_NEWUSER | libc.CLONE_NEWNS)
+    channel.send("prepare")
+    channel.expect("prepared", "mapping the user namespace")
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    function(*args)
+    channel.send("done")

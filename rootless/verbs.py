@@ -36,6 +36,7 @@ class Verb(Record):
         "options": (),
         "args": (),
         "interspersed": True,   # options may follow arguments (False: all is passed on)
+        "marks_double_dash": False,   # a "--" ending the options reaches the verb (DASHES)
     }
 
 
@@ -68,19 +69,75 @@ CREATE_OPTIONS = (
         metavar="N", help="Pass N extra fds (3 to 3+N-1) to the process."),
 )
 
+# The friendly run mode (docker's and podman's flags); see commands.run for the rule.
+FRIENDLY_RUN_OPTIONS = (
+    Opt(("--name",), "name", "value", metavar="NAME", help="The container's name (its id)."),
+    Opt(("--rm",), "rm", help="Remove the container when it exits."),
+    Opt(("-i", "--interactive"), "interactive", help="Keep stdin open to the container."),
+    Opt(("-t", "--tty"), "tty", help="Give the container a pty."),
+    Opt(("-e", "--env"), "env", "multiple", metavar="KEY[=VALUE]",
+        help="Set a variable (KEY alone: the host's value)."),
+    Opt(("--env-file",), "env_file", "multiple", metavar="FILE",
+        help="Read KEY=VALUE lines from FILE."),
+    Opt(("-w", "--workdir"), "workdir", "value", metavar="DIR", help="Working directory."),
+    Opt(("-u", "--user"), "user", "value", metavar="USER[:GROUP]",
+        help="Run as this user (a name or a number)."),
+    Opt(("-v", "--volume"), "volume", "multiple", metavar="SRC:DST[:ro|rw]",
+        help="Bind a host path into the container."),
+    Opt(("--tmpfs",), "tmpfs", "multiple", metavar="DST[:OPTIONS]", help="Mount a tmpfs."),
+    Opt(("--read-only",), "read_only", help="Make the container's root read-only."),
+    Opt(("-p", "--publish"), "publish", "multiple", metavar="[IP:]HOSTPORT:PORT[/PROTO]",
+        help="Forward a host port to the container (slirp4netns)."),
+    Opt(("--network",), "network", "value", metavar="MODE",
+        help="slirp4netns[:OPTS] (default for images), none, host (default for --), "
+             "ns:PATH, pasta[:OPTS]."),
+    Opt(("--hostname",), "hostname", "value", metavar="NAME", help="The container's hostname."),
+    Opt(("-m", "--memory"), "memory", "value", metavar="SIZE", help="Memory limit (64m, 1g)."),
+    Opt(("--cpus",), "cpus", "value", metavar="N", help="CPU limit (1.5 = one and a half)."),
+    Opt(("--pids-limit",), "pids_limit", "value", type=int, minimum=1, metavar="N",
+        help="Maximum number of processes."),
+    Opt(("--init",), "init", help="Run an init as PID 1 that reaps zombies and passes "
+                                  "signals on (catatonit or tini)."),
+    Opt(("--cap-add",), "cap_add", "multiple", metavar="CAP", help="Add a capability."),
+    Opt(("--cap-drop",), "cap_drop", "multiple", metavar="CAP",
+        help="Drop a capability (ALL: every one)."),
+    Opt(("--security-opt",), "security_opt", "multiple", metavar="OPT",
+        help="seccomp=unconfined|FILE, no-new-privileges."),
+    Opt(("--entrypoint",), "entrypoint", "value", metavar="PROGRAM",
+        help="Run PROGRAM instead of the image's entrypoint."),
+)
+RUNC_RUN_ONLY = ("bundle", "pid_file", "console_socket", "no_pivot", "no_new_keyring",
+                 "preserve_fds", "keep", "no_subreaper")
+DASHES = "\0--"   # stands for a "--" that ended the options (argv cannot hold a NUL)
+RUN_HELP = """Run a container.
+
+runc mode: `run [-b BUNDLE] ID` creates and starts the bundle's container (without -d,
+waits and returns its exit status). Friendly mode: `run [OPTIONS] IMAGE [CMD]...` runs an
+image (oci:DIR[:TAG], docker-archive:FILE[:TAG], a pulled image's name, or a rootfs
+directory), and `run [OPTIONS] -- CMD...` runs CMD in a sandbox of the host's own
+read-only system with the current directory writable.
+
+The rule: runc mode when --bundle or another runc-only flag is given, or when the only
+argument is an ID and ./config.json exists; friendly mode otherwise. A lone argument that
+could be either (./config.json exists and the argument is a directory or an oci: or
+docker-archive: image) is refused: add -b . for runc mode or --rm for friendly mode."""
+
+NAMES = Arg("names", "NAME...", variadic=True)
+
 FORMAT = Opt(("-f", "--format"), "fmt", "value", default="table", choices=("table", "json"),
              help="Output format.")
 
 VERBS = {verb.name: verb for verb in (
     Verb("create", "Create a container; its process waits for `start`.", CREATE_OPTIONS, (ID,)),
     Verb("start", "Start the process of a created container.", (), (ID,)),
-    Verb("run", "Create and start a container; without -d, wait and return its exit status.",
-         CREATE_OPTIONS + (
-             Opt(("-d", "--detach"), "detach", help="Do not wait for the container."),
-             Opt(("--keep",), "keep", help="Keep the container's state after it exits."),
-             Opt(("--no-subreaper",), "no_subreaper", hidden=True,
-                 help="Accepted for runc compatibility."),
-         ), (ID,)),
+    Verb("run", RUN_HELP, CREATE_OPTIONS + (
+        Opt(("-d", "--detach"), "detach", help="Do not wait for the container."),
+        Opt(("--keep",), "keep", help="runc mode: keep the container's state after it exits."),
+        Opt(("--no-subreaper",), "no_subreaper", hidden=True,
+            help="Accepted for runc compatibility."),
+    ) + FRIENDLY_RUN_OPTIONS, (Arg("args", "[ID | IMAGE [CMD]... | -- CMD...]",
+                                   required=False, variadic=True),),
+        interspersed=False, marks_double_dash=True),
     Verb("exec", "Run a process in a running container; returns its exit status.", (
         Opt(("-t", "--tty"), "tty", help="Give the process a pty."),
         Opt(("-d", "--detach"), "detach", help="Do not wait for the process."),
@@ -113,9 +170,30 @@ VERBS = {verb.name: verb for verb in (
     Verb("list", "List containers.", (
         FORMAT, Opt(("-q", "--quiet"), "quiet", help="Print only the ids."),
     )),
-    Verb("ps", "List the processes of a container (`ps` output, or their pids as JSON).",
-         (FORMAT,), (ID, Arg("ps_args", "[PS OPTIONS]...", required=False, variadic=True)),
+    Verb("ps", "List the processes of a container (`ps` output, or their pids as JSON); "
+         "without an ID, list the running containers (-a: all), as docker ps does.",
+         (FORMAT, Opt(("-a", "--all"), "show_all", help="Without an ID: stopped ones too.")),
+         (Arg("container_id", "[ID]", required=False),
+          Arg("ps_args", "[PS OPTIONS]...", required=False, variadic=True)),
          interspersed=False),
+    Verb("logs", "Print the output of a detached container (-f: and follow it).", (
+        Opt(("-f", "--follow"), "follow", help="Keep printing until the container stops."),
+    ), (Arg("name", "NAME"),)),
+    Verb("stop", "Stop containers: their stop signal, then SIGKILL after the timeout.", (
+        Opt(("-t", "--time"), "timeout", "value", type=int, default=10, minimum=0,
+            metavar="SECONDS", help="Seconds to wait before SIGKILL."),
+    ), (NAMES,)),
+    Verb("rm", "Remove containers and their files (-f: running ones too).", (
+        Opt(("-f", "--force"), "force", help="Kill running containers first."),
+    ), (NAMES,)),
+    Verb("pull", "Add an image to the store from oci:DIR[:TAG] or docker-archive:FILE[:TAG].",
+         (), (Arg("source", "SOURCE"),)),
+    Verb("images", "List the images in the store.", (
+        Opt(("-q", "--quiet"), "quiet", help="Print only the ids."),
+    )),
+    Verb("rmi", "Remove images from the store.", (
+        Opt(("-f", "--force"), "force", help="Remove the containers using them too."),
+    ), (Arg("names", "IMAGE...", variadic=True),)),
     Verb("pause", "Freeze every process of a container (through its cgroup).", (), (ID,)),
     Verb("resume", "Thaw a paused container.", (), (ID,)),
     Verb("events", "Print the container's stats (and OOM events) as JSON lines, as runc does.", (
@@ -165,7 +243,9 @@ def parse(argv):
         if not rest or rest[0] not in VERBS:
             return None
         verb = VERBS[rest[0]]
-        values, _ = _parse(rest[1:], verb.options, verb.args,
+        tokens = mark_double_dash(rest[1:], verb.options) if verb.marks_double_dash \
+            else rest[1:]
+        values, _ = _parse(tokens, verb.options, verb.args,
                            stop_at_argument=not verb.interspersed)
         return global_values, verb, values
     except Unusual:
@@ -207,6 +287,8 @@ def _parse(tokens, options, args, stop_at_argument):
         values[opt.dest] = values[opt.dest] + (value,) if opt.kind == "multiple" else value
     for arg in args:
         if arg.variadic:
+            if arg.required and not positional:
+                raise Unusual(arg.dest)
             values[arg.dest], positional = tuple(positional), []
         elif positional:
             values[arg.dest] = positional.pop(0)
@@ -217,6 +299,21 @@ def _parse(tokens, options, args, stop_at_argument):
     if positional:
         raise Unusual(positional[0])
     return values, []
+
+
+def mark_double_dash(tokens, options):
+    """The tokens with a "--" that ends the options replaced by DASHES, so that the verb
+    can tell `run -- CMD` from `run IMAGE CMD` (both parsers drop a plain "--")."""
+    takes_value = {name for opt in options if opt.kind != "flag" for name in opt.names}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token == "--":
+            return tokens[:i] + [DASHES] + tokens[i + 1:]
+        if not token.startswith("-") or token == "-":
+            break                                  # the first argument: options are over
+        i += 2 if token in takes_value else 1
+    return list(tokens)
 
 
 def _convert(opt, text):

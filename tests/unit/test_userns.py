@@ -73,7 +73,7 @@ def test_mapping_without_a_subuid_entry_says_what_to_do(subids):
 
 def test_container_root_must_be_mapped(subids):
     maps = (M(1, 1000, 1),)
-    with pytest.raises(UsernsError, match="container uid 0 must be mapped"):
+    with pytest.raises(UsernsError, match="container uid 0, or your own"):
         userns.plan(linux(maps, maps), 1000, 1000, "alice")
 
 

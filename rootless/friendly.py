@@ -1,0 +1,644 @@
+"""The friendly verbs: `run IMAGE [CMD]` / `run -- CMD`, logs, ps -a, stop, rm, pull,
+images and rmi, the way docker and podman users expect them.
+
+A friendly container is an ordinary container of the engine (same store, same verbs)
+whose bundle handcar writes itself, in DATA/containers/NAME/ (DATA: the XDG data dir):
+
+    config.json        built by oci.runspec from the flags and the image
+    rootfs/            root.path: the overlay's mount point, a copy of the image, or (host
+                       sandbox) an empty root holding the host's directories' mount points
+    upper/ work/       the container's writable layer, when overlayfs is used
+    etc/               hostname, hosts, resolv.conf, bound into the container
+    ctr.log            stdout and stderr of a detached container
+
+Nothing watches a detached container: `--rm -d` containers are removed by the next
+friendly command that finds them stopped, and a detached container's exit status is
+not kept.
+"""
+
+import os
+import sys
+import time
+
+from oci import jsonio
+from oci.runspec import (HOST_DIRS, ImageConfig, Layout, RunError, RunRequest, build_spec,
+                         network_kind, parse_cpus, parse_env_file, parse_size, parse_user,
+                         parse_volume)
+from . import log
+from .errors import AlreadyExists, HandcarError, NotFound
+from .settings import settings
+from .store import check_id, write_atomic
+
+ADJECTIVES = ("brisk", "steady", "quiet", "eager", "nimble", "sturdy", "swift", "plucky",
+              "jolly", "gentle", "bold", "humble", "keen", "lively", "merry", "proud")
+NOUNS = ("caboose", "boxcar", "tender", "coupler", "signal", "switch", "trestle", "handcar",
+         "drawbar", "sleeper", "railyard", "turntable", "lantern", "whistle", "piston", "bogie")
+INIT_PROGRAMS = ("catatonit", "tini-static", "/usr/libexec/podman/catatonit")
+
+
+# --- where things are -------------------------------------------------------------------
+
+def containers_dir():
+    return os.path.join(settings().storage, "containers")
+
+
+def bundle_of(name):
+    return os.path.join(containers_dir(), name)
+
+
+def image_store():
+    from .images import ImageStore
+    return ImageStore(settings().storage)
+
+
+def container_mapping():
+    """How a container from an image or rootfs directory is mapped (and its files made)."""
+    from . import userns
+    from .store import user_name
+    return userns.default_plan(os.geteuid(), os.getegid(), user_name(os.geteuid()))
+
+
+# --- run ----------------------------------------------------------------------------------
+
+class RunFlags:
+    """The friendly `run` flags as the command line gave them (see verbs.py)."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+def run(store, image_text, command, flags):
+    """Make and run a friendly container; the command's exit status (0 when detached)."""
+    collect_garbage(store)
+    name = flags.name or _generated_name(store)
+    try:
+        check_id(name)
+    except HandcarError as err:
+        raise RunError(f"--name {name}: {err}") from None
+    if name in store.ids():
+        raise AlreadyExists(f"the name {name} is already in use (handcar rm {name})")
+    bundle = bundle_of(name)
+    os.makedirs(containers_dir(), mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(bundle, 0o700)
+    except FileExistsError:
+        raise AlreadyExists(f"the name {name} is already in use (handcar rm {name})") from None
+    created = False
+    try:
+        request, image_config, layout = _prepare(bundle, name, image_text, command, flags)
+        write_atomic(os.path.join(bundle, "config.json"),
+                     jsonio.dumps(build_spec(request, image_config, layout), indent=2))
+        created = True
+        status = _run_container(store, name, bundle, flags)
+    except BaseException:
+        if not created or not os.path.exists(store.path(name)):
+            remove_bundle(bundle)
+        raise
+    if flags.rm and not flags.detach:
+        remove_container(store, name)
+    elif flags.detach:
+        print(name)
+    return status
+
+
+def _prepare(bundle, name, image_text, command, flags):
+    """(RunRequest, ImageConfig or None, Layout) for this run."""
+    config = settings()
+    network = flags.network or config.network
+    image, layout = None, Layout()
+    if image_text is None:
+        layout = _host_sandbox(bundle)
+        network = network or "host"
+    else:
+        os.mkdir(os.path.join(bundle, "etc"), 0o755)    # marks the bundle as an image's
+        image, layout = _image_layout(bundle, image_text)
+        network = network or _default_network()
+    kind = network_kind(network)
+    if flags.publish and kind not in ("slirp4netns", "pasta"):
+        raise RunError(f"-p needs --network slirp4netns or pasta (not {network})")
+    cwd = os.getcwd()
+    user = _user(flags.user, image, layout, bundle)
+    if image_text is not None:
+        layout = layout.replace(etc_files=_etc_files(bundle, flags.hostname or name, kind))
+    if flags.init or config.init:
+        layout = layout.replace(init_binary=_init_binary())
+    request = RunRequest(
+        name=name, image=image_text, command=tuple(command), entrypoint=flags.entrypoint,
+        env=tuple(_environment(flags)), workdir=flags.workdir, user=user,
+        volumes=tuple(parse_volume(v, cwd) for v in flags.volume), tmpfs=tuple(flags.tmpfs),
+        read_only=flags.read_only, ports=tuple(flags.publish), network=network,
+        hostname=flags.hostname,
+        memory=parse_size(flags.memory, "--memory") if flags.memory else None,
+        cpus=parse_cpus(flags.cpus) if flags.cpus else None, pids_limit=flags.pids_limit,
+        init=bool(layout.init_binary), cap_add=tuple(flags.cap_add),
+        cap_drop=tuple(flags.cap_drop), seccomp=_seccomp(flags.security_opt, config),
+        tty=flags.tty, interactive=flags.interactive, remove=flags.rm,
+        stop_signal=image.stop_signal if image else "",
+        no_new_privileges="no-new-privileges" in flags.security_opt)
+    for volume in request.volumes:
+        if not os.path.exists(volume["source"]):
+            raise RunError(f"-v: {volume['source']} does not exist")
+    return request, image, layout
+
+
+def _default_network():
+    from .userns import _which
+    if _which("slirp4netns"):
+        return "slirp4netns"
+    log.warning("slirp4netns is not installed, so the container has no network "
+                "(install slirp4netns, or pass --network host or none)")
+    return "none"
+
+
+def _host_sandbox(bundle):
+    """The host's own system, read-only, with the current directory read-write."""
+    import pwd
+    from . import userns
+    from .store import user_name
+    cwd = os.getcwd()
+    if cwd == "/":
+        raise RunError("the host sandbox binds the current directory read-write: "
+                       "run it from a project directory, not /")
+    rootfs = os.path.join(bundle, "rootfs")
+    os.mkdir(rootfs, 0o755)
+    host_dirs = []
+    for path in HOST_DIRS:
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), rootfs + path)    # /bin -> usr/bin stays a link
+        elif os.path.isdir(path):
+            host_dirs.append(path)
+    try:
+        home = pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
+        home = None
+    mapping = host_sandbox_mapping()
+    return Layout(rootfs="rootfs", host_dirs=tuple(host_dirs), cwd=cwd,
+                  home=home if home and home != "/" else None,
+                  uid_mappings=_as_json(mapping.uid_mappings),
+                  gid_mappings=_as_json(mapping.gid_mappings))
+
+
+def host_sandbox_mapping():
+    """keep-id: the caller is itself inside, its subordinate ids around it."""
+    from . import userns
+    from .store import user_name
+    uid, gid = os.geteuid(), os.getegid()
+    name = user_name(uid)
+    uids = userns.keep_id_mappings(uid, userns.subordinate_ranges(userns.SUBUID, name, uid))
+    gids = userns.keep_id_mappings(gid, userns.subordinate_ranges(userns.SUBGID, name, uid))
+    return userns.MappingPlan(uids, gids, direct=len(uids) == 1 and len(gids) == 1)
+
+
+def _as_json(mappings):
+    return tuple({"containerID": m.container_id, "hostID": m.host_id, "size": m.size}
+                 for m in mappings)
+
+
+def _image_layout(bundle, image_text):
+    """(ImageConfig, Layout) for an image or a rootfs directory."""
+    from oci.image import ImageError, parse_reference
+    reference = parse_reference(image_text, os.path.exists, os.path.isdir)
+    if reference.kind == "dir":
+        if not os.path.isdir(reference.path):
+            raise ImageError(f"{image_text}: no such directory")
+        lower, image = os.path.realpath(reference.path), ImageConfig()
+    else:
+        store = image_store()
+        found = store.find(str(reference)) if reference.kind != "name" else \
+            store.find(reference.path)
+        if found is None and reference.kind != "name":
+            found = store.pull(image_text, container_mapping())
+        if found is None:
+            raise ImageError(f"no such image {image_text!r} (handcar images lists them; "
+                             "handcar pull oci:DIR or docker-archive:FILE adds one)")
+        lower, image = found.rootfs, found.config()
+    rootfs = os.path.join(bundle, "rootfs")
+    os.mkdir(rootfs, 0o755)
+    if _overlay_works():
+        upper, work = os.path.join(bundle, "upper"), os.path.join(bundle, "work")
+        os.mkdir(upper, 0o755)
+        os.mkdir(work, 0o700)
+        for path in (lower, upper, work):
+            if set(path) & set(",:"):
+                raise RunError(f"{path}: overlayfs cannot use a path with ',' or ':'")
+        return image, Layout(rootfs="rootfs", overlay=(lower, upper, work))
+    from . import userns
+    log.debug("overlayfs is not available here: copying the image")
+    userns.run_in_userns(container_mapping(), copy_tree, lower, rootfs)
+    return image, Layout(rootfs="rootfs")
+
+
+def _user(text, image, layout, bundle):
+    """(uid, gid, additional gids) the process runs as."""
+    if layout.cwd is not None:                  # host sandbox: the caller, unless -u
+        if not text:
+            return os.geteuid(), os.getegid(), ()
+        passwd, group = _read("/etc/passwd"), _read("/etc/group")
+        uid, gid, _extra = parse_user(text, passwd, group)
+        return uid, gid, ()
+    text = text or (image.user if image else "")
+    if not text:
+        return 0, 0, ()
+    root = _lower_root(layout, bundle)
+    return parse_user(text, _read(os.path.join(root, "etc/passwd")),
+                      _read(os.path.join(root, "etc/group")))
+
+
+def _lower_root(layout, bundle):
+    return layout.overlay[0] if layout.overlay else os.path.join(bundle, layout.rootfs)
+
+
+def _read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _environment(flags):
+    entries = []
+    for path in flags.env_file:
+        try:
+            with open(path, errors="replace") as f:
+                entries += parse_env_file(f.read(), path)
+        except OSError as err:
+            raise RunError(f"--env-file {path}: {err.strerror}") from None
+    entries += flags.env
+    resolved = []
+    for item in entries:
+        if "=" in item:
+            resolved.append(item)
+        elif item in os.environ:              # -e NAME: the host's value, as docker does
+            resolved.append(f"{item}={os.environ[item]}")
+    return resolved
+
+
+def _etc_files(bundle, hostname, network_kind_):
+    """/etc/hostname, /etc/hosts and /etc/resolv.conf of an image container: files of
+    ours bound over the image's (never written into it)."""
+    etc = os.path.join(bundle, "etc")
+    hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    if network_kind_ in ("slirp4netns", "pasta"):
+        hosts += f"10.0.2.100\t{hostname}\n10.0.2.2\thost.containers.internal\n"
+    else:
+        hosts += f"127.0.1.1\t{hostname}\n"
+    if network_kind_ == "slirp4netns":
+        resolv = "nameserver 10.0.2.3\n"
+    else:
+        resolv = "".join(line for line in _read("/etc/resolv.conf").splitlines(True)
+                         if not line.startswith("nameserver 127."))
+    files = {"/etc/hostname": f"{hostname}\n", "/etc/hosts": hosts,
+             "/etc/resolv.conf": resolv}
+    for destination, text in files.items():
+        path = os.path.join(etc, os.path.basename(destination))
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+    return {destination: os.path.join(etc, os.path.basename(destination))
+            for destination in files}
+
+
+def _init_binary():
+    from .userns import _which
+    for program in INIT_PROGRAMS:
+        path = program if program.startswith("/") else _which(program)
+        if path and os.access(path, os.X_OK):
+            return os.path.realpath(path)
+    raise RunError("--init needs catatonit or tini installed (apt install catatonit)")
+
+
+def _seccomp(security_opts, config):
+    """The linux.seccomp document: the default profile, none, or a file's."""
+    choice = config.seccomp_profile
+    for option in security_opts:
+        key, _, value = option.partition("=")
+        if key == "seccomp":
+            choice = value
+        elif option in ("no-new-privileges", "label=disable", "apparmor=unconfined"):
+            continue
+        else:
+            raise RunError(f"--security-opt {option}: supported are seccomp=unconfined|FILE, "
+                           "no-new-privileges, label=disable")
+    if choice == "unconfined":
+        return None
+    if choice == "default":
+        from oci.profiles import default_seccomp
+        return default_seccomp()
+    try:
+        with open(choice, "rb") as f:
+            return jsonio.loads(f.read())
+    except OSError as err:
+        raise RunError(f"seccomp profile {choice}: {err.strerror}") from None
+    except ValueError as err:
+        raise RunError(f"seccomp profile {choice}: not valid JSON: {err}") from None
+
+
+def _run_container(store, name, bundle, flags):
+    from .container import CreateOptions, run as run_container
+    options = CreateOptions()
+    if not flags.detach:
+        if not flags.interactive and not flags.tty:
+            _redirect(0, os.open(os.devnull, os.O_RDONLY))
+        return run_container(store, name, bundle, options, keep=True)
+    log_fd = os.open(os.path.join(bundle, "ctr.log"),
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    null_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    saved = [os.dup(fd) for fd in (0, 1, 2)]            # not inheritable
+    saved_stdout, saved_stderr = sys.stdout, sys.stderr
+    try:
+        # The container's stdio is the log; ours goes on reaching the caller.
+        sys.stdout = open(saved[1], "w", closefd=False)
+        sys.stderr = open(saved[2], "w", closefd=False)
+        for target, source in ((0, null_fd), (1, log_fd), (2, log_fd)):
+            os.dup2(source, target)
+        return run_container(store, name, bundle, options, detach=True)
+    finally:
+        for target, source in zip((0, 1, 2), saved):
+            os.dup2(source, target)
+            os.close(source)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved_stdout, saved_stderr
+        os.close(log_fd)
+        os.close(null_fd)
+
+
+def _redirect(target, source):
+    os.dup2(source, target)
+    os.close(source)
+
+
+def _generated_name(store):
+    import random
+    taken = set(store.ids())
+    for attempt in range(100):
+        name = f"{random.choice(ADJECTIVES)}_{random.choice(NOUNS)}"
+        if attempt > 20:
+            name += f"{random.randrange(100)}"
+        if name not in taken and not os.path.exists(bundle_of(name)):
+            return name
+    raise HandcarError("cannot find a free container name: give one with --name")
+
+
+# --- overlayfs, copies and removal ------------------------------------------------------
+
+def _overlay_works():
+    """Whether this kernel mounts overlayfs in a user namespace (5.11 and later do);
+    found out once per kernel release and remembered."""
+    marker = os.path.join(settings().storage, f".overlay-{os.uname().release}")
+    try:
+        with open(marker) as f:
+            return f.read().strip() == "yes"
+    except OSError:
+        pass
+    from . import userns
+    probe = os.path.join(settings().storage, f".overlay-probe-{os.getpid()}")
+    os.makedirs(probe)
+    try:
+        for part in ("lower", "upper", "work", "merged"):
+            os.mkdir(os.path.join(probe, part))
+        try:
+            userns.run_in_userns(container_mapping(), _mount_overlay, probe)
+            works = True
+        except HandcarError as err:
+            log.debug(f"overlayfs in a user namespace: {err}")
+            works = False
+    finally:
+        from .images import remove_owned_tree
+        remove_owned_tree(probe, None)
+    write_atomic(marker, "yes\n" if works else "no\n", 0o644)
+    return works
+
+
+def _mount_overlay(probe):
+    from . import libc
+    libc.mount("overlay", os.path.join(probe, "merged"), "overlay", 0,
+               f"lowerdir={probe}/lower,upperdir={probe}/upper,workdir={probe}/work")
+
+
+def copy_tree(source, destination):
+    """Copy a rootfs keeping owners, modes, times and links (run in the user namespace)."""
+    import shutil
+    for directory, subdirs, files in os.walk(source):
+        target_dir = os.path.join(destination, os.path.relpath(directory, source))
+        for name in subdirs + files:
+            src, dst = os.path.join(directory, name), os.path.join(target_dir, name)
+            st = os.lstat(src)
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+            elif name in subdirs:
+                os.mkdir(dst)
+            elif os.path.isfile(src):
+                shutil.copyfile(src, dst, follow_symlinks=False)
+            else:
+                continue                      # device nodes and sockets: not without root
+            os.lchown(dst, st.st_uid, st.st_gid)
+            if not os.path.islink(dst):
+                os.chmod(dst, st.st_mode & 0o7777)
+                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
+
+
+def remove_bundle(bundle):
+    """A friendly container's directory, with its writable layer (owned by its ids)."""
+    from .images import remove_owned_tree
+    if not os.path.exists(bundle):
+        return
+    # an image's bundle has its /etc files; a host sandbox's has none
+    from_image = os.path.exists(os.path.join(bundle, "etc"))
+    remove_owned_tree(bundle, container_mapping() if from_image else host_sandbox_mapping())
+
+
+def remove_container(store, name):
+    from .container import delete
+    delete(store, name, force=True)
+    remove_bundle(bundle_of(name))
+
+
+def collect_garbage(store):
+    """Remove the stopped containers that were run with --rm -d."""
+    try:
+        names = os.listdir(containers_dir())
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            record = store.open(name, lock=False)
+        except HandcarError:
+            continue
+        annotations = record.data.get("annotations") or {}
+        if annotations.get("handcar.rm") == "true" and record.status() == "stopped":
+            try:
+                remove_container(store, name)
+            except HandcarError as err:
+                log.warning(f"removing {name} (--rm): {err}")
+
+
+# --- the other friendly verbs -----------------------------------------------------------
+
+def _open_friendly(store, name):
+    try:
+        return store.open(name, lock=False)
+    except NotFound:
+        raise NotFound(f"no such container {name}") from None
+
+
+def logs(store, name, follow):
+    path = os.path.join(bundle_of(name), "ctr.log")
+    record = _open_friendly(store, name)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise HandcarError(f"container {name} has no log: only detached containers (-d) "
+                           "keep one") from None
+    out = sys.stdout.buffer
+    with f:
+        while True:
+            data = f.read(65536)
+            if data:
+                out.write(data)
+                out.flush()
+                continue
+            if not follow or record.status() == "stopped":
+                if follow:
+                    out.write(f.read())       # what it wrote just before it stopped
+                    out.flush()
+                return
+            time.sleep(0.1)
+
+
+def ps(store, show_all):
+    collect_garbage(store)
+    rows = [("NAME", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS")]
+    for name in store.ids():
+        try:
+            record = store.open(name, lock=False)
+            status = record.status()
+        except HandcarError:
+            continue
+        if status == "stopped" and not show_all:
+            continue
+        annotations = record.data.get("annotations") or {}
+        try:
+            args = record.load_spec().process.args
+        except (OSError, HandcarError):
+            args = ()
+        command = " ".join(args)
+        rows.append((name, annotations.get("handcar.image") or "-",
+                     command if len(command) <= 30 else command[:27] + "...",
+                     _ago(record.data.get("created", "")),
+                     "exited" if status == "stopped" else status,
+                     annotations.get("handcar.ports", "")))
+    _print_table(rows)
+
+
+def _ago(rfc3339):
+    import calendar
+    try:
+        then = calendar.timegm(time.strptime(rfc3339[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return rfc3339
+    seconds = max(0, int(time.time() - then))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count > 1 else ''} ago"
+    return f"{seconds} seconds ago"
+
+
+def _print_table(rows):
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+
+
+def stop(store, names, timeout):
+    from .container import STOP_TIMEOUT, kill, parse_signal
+    for name in names:
+        record = _open_friendly(store, name)
+        if record.status() in ("running", "created", "paused"):
+            stop_signal = (record.data.get("annotations") or {}).get("handcar.stop-signal")
+            if record.status() == "paused":
+                from .container import resume
+                resume(store, name)
+            kill(store, name, parse_signal(stop_signal or "SIGTERM"))
+            deadline = time.monotonic() + timeout
+            while record.init_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if record.init_alive():
+                kill(store, name, parse_signal("SIGKILL"), all_processes=True)
+                deadline = time.monotonic() + STOP_TIMEOUT
+                while record.init_alive() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        print(name)
+
+
+def rm(store, names, force):
+    for name in names:
+        bundle = bundle_of(name)
+        try:
+            record = store.open(name, lock=False)
+        except NotFound:
+            if not os.path.exists(bundle):
+                raise NotFound(f"no such container {name}") from None
+            remove_bundle(bundle)             # its state is gone (runc delete): the rest
+            print(name)
+            continue
+        if record.status() in ("running", "paused", "created") and not force:
+            raise HandcarError(f"container {name} is {record.status()}: stop it first, or "
+                               "use rm -f")
+        remove_container(store, name)
+        print(name)
+
+
+def pull(source):
+    image = image_store().pull(source, container_mapping())
+    print(image.id)
+
+
+def images(quiet):
+    rows = [("NAME", "ID", "CREATED", "SIZE")]
+    for image in image_store().images():
+        if quiet:
+            print(image.id[:12])
+            continue
+        for name in image.names or ("<none>",):
+            rows.append((name, image.id[:12], image.created, _size(image.size)))
+    if not quiet:
+        _print_table(rows)
+
+
+def _size(count):
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return str(count)
+
+
+def rmi(store, names, force):
+    images_ = image_store()
+    for name in names:
+        image = images_.find(name)
+        if image is None:
+            raise NotFound(f"no such image {name}")
+        users = [cid for cid in store.ids() if _uses_image(store, cid, image)]
+        if users and not force:
+            raise HandcarError(f"image {name} is used by container {', '.join(users)} "
+                               "(handcar rm them first, or rmi -f)")
+        for cid in users:
+            remove_container(store, cid)
+        images_.remove(image, container_mapping())
+        print(f"Deleted: {image.id}")
+
+
+def _uses_image(store, container_id, image):
+    try:
+        spec = store.open(container_id, lock=False).load_spec()
+    except (OSError, HandcarError):
+        return False
+    for mount in spec.mounts:
+        if mount.type == "overlay" and f"lowerdir={image.rootfs}" in mount.options:
+            return True
+    return False
