@@ -43,7 +43,7 @@ def create(g, container_id, bundle, **flags):
     """Create a container; its process waits for `start`."""
     from . import container
     g.warn_about_systemd()
-    record, channel, console = container.create(g.store(), container_id, bundle,
+    record, channel, console = container.create(g.store(), container_id, bundle or ".",
                                                 _options(**flags))
     channel.close()
     console.close()
@@ -64,7 +64,7 @@ def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, n
                       console_socket=console_socket, no_pivot=no_pivot,
                       no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
     runc_given = [_flag_name(name) for name in RUNC_RUN_ONLY
-                  if runc_flags[name] not in (None, False, 0, ".", ())]
+                  if runc_flags[name] not in (None, False, 0)]
     friendly_given = [_flag_name(o.dest) for o in FRIENDLY_RUN_OPTIONS
                       if friendly_flags[o.dest] not in (None, False, ())]
     host_sandbox = bool(args) and args[0] == DASHES
@@ -74,13 +74,13 @@ def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, n
                          f"{friendly_given[0] if friendly_given else '--'} a friendly-mode "
                          "one: use one mode (handcar run --help)")
     friendly = not runc_given and (friendly_given or host_sandbox or len(args) != 1
-                                   or not _runc_bundle_here(args[0], bundle))
+                                   or not _runc_bundle_here(args[0]))
     if not friendly:
         if len(args) != 1:
             raise UsageError("runc mode takes exactly one container ID")
         from . import container
         g.warn_about_systemd()
-        return container.run(g.store(), args[0], bundle,
+        return container.run(g.store(), args[0], bundle or ".",
                              _options(pid_file, console_socket, no_pivot, no_new_keyring,
                                       preserve_fds),
                              detach=detach, keep=keep)
@@ -100,10 +100,10 @@ def _flag_name(dest):
     return "--" + dest.replace("_", "-")
 
 
-def _runc_bundle_here(argument, bundle):
+def _runc_bundle_here(argument):
     """True when a lone `run ARGUMENT` means runc's `run ID` (./config.json exists), False
     when it means an image; an argument that could be both is refused."""
-    if not os.path.exists(os.path.join(bundle, "config.json")):
+    if not os.path.exists("config.json"):
         return False
     if argument.startswith(("oci:", "docker-archive:")) or os.path.isdir(argument):
         raise UsageError(f"{argument!r} could be a container ID for ./config.json or an "

@@ -58,8 +58,8 @@ GLOBAL_OPTIONS = (
 )
 
 CREATE_OPTIONS = (
-    Opt(("-b", "--bundle"), "bundle", "value", default=".", metavar="DIR",
-        help="Bundle directory (holds config.json)."),
+    Opt(("-b", "--bundle"), "bundle", "value", metavar="DIR",
+        help="Bundle directory (holds config.json); default: the current directory."),
     Opt(("--pid-file",), "pid_file", "value", metavar="FILE", help="Write the init's pid to FILE."),
     Opt(("--console-socket",), "console_socket", "value", metavar="PATH",
         help="Unix socket that receives the pty master (process.terminal)."),

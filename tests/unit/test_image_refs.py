@@ -1,0 +1,84 @@
+"""Image references and documents (oci.image)."""
+
+import pytest
+
+from oci.image import (ImageError, Reference, check_digest, choose_manifest,
+                       docker_archive_entry, image_config, parse_reference)
+
+D1 = "sha256:" + "a" * 64
+D2 = "sha256:" + "b" * 64
+
+
+def ref(text, existing=()):
+    return parse_reference(text, lambda p: p in existing, lambda p: p in existing)
+
+
+def test_references():
+    assert ref("oci:/img/layout") == Reference("oci", "/img/layout", "")
+    assert ref("oci:/img/layout:v1") == Reference("oci", "/img/layout", "v1")
+    assert ref("oci:/img/a:b", existing={"/img/a:b"}) == Reference("oci", "/img/a:b", "")
+    assert ref("docker-archive:/x/busybox.tar") == Reference("docker-archive",
+                                                             "/x/busybox.tar", "")
+    assert ref("docker-archive:/x/b.tar:busybox:1") == Reference("docker-archive",
+                                                                 "/x/b.tar:busybox", "1")
+    assert ref("./rootfs").kind == "dir" and ref("/srv/rootfs").kind == "dir"
+    assert ref("rootfs", existing={"rootfs"}).kind == "dir"
+    assert ref("busybox:latest") == Reference("name", "busybox:latest")
+    assert str(ref("oci:/l:v1")) == "oci:/l:v1"
+    with pytest.raises(ImageError):
+        ref("oci:")
+
+
+def test_digests():
+    assert check_digest(D1, "here") == "a" * 64
+    for bad in ("sha512:" + "a" * 128, "sha256:xyz", "sha256:" + "A" * 64, None):
+        with pytest.raises(ImageError, match="here"):
+            check_digest(bad, "here")
+
+
+def manifest(digest, tag=None, arch=None):
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest}
+    if tag:
+        entry["annotations"] = {"org.opencontainers.image.ref.name": tag}
+    if arch:
+        entry["platform"] = {"architecture": arch, "os": "linux"}
+    return entry
+
+
+def test_choosing_a_manifest():
+    index = {"manifests": [manifest(D1, "v1"), manifest(D2, "v2")]}
+    assert choose_manifest(index, "v2", "x86_64", "l")["digest"] == D2
+    with pytest.raises(ImageError, match="name one with :TAG"):
+        choose_manifest(index, "", "x86_64", "l")
+    with pytest.raises(ImageError, match="v1, v2"):
+        choose_manifest(index, "v3", "x86_64", "l")
+    multi = {"manifests": [manifest(D1, arch="arm64"), manifest(D2, arch="amd64")]}
+    assert choose_manifest(multi, "", "x86_64", "l")["digest"] == D2
+    with pytest.raises(ImageError, match="linux/s390x"):
+        choose_manifest(multi, "", "s390x", "l")
+
+
+def test_docker_archive_manifest():
+    entries = [{"Config": "c.json", "Layers": ["1/layer.tar"], "RepoTags": ["busybox:1"]},
+               {"Config": "d.json", "Layers": [], "RepoTags": ["alpine:3"]}]
+    assert docker_archive_entry(entries, "alpine:3", "a")[0] == "d.json"
+    assert docker_archive_entry(entries, "1", "a")[0] == "c.json"
+    with pytest.raises(ImageError, match="holds 2 images"):
+        docker_archive_entry(entries, "", "a")
+    with pytest.raises(ImageError):
+        docker_archive_entry({}, "", "a")
+
+
+def test_image_config():
+    config, diff_ids = image_config({
+        "rootfs": {"type": "layers", "diff_ids": [D1]},
+        "config": {"Entrypoint": ["/e"], "Env": ["A=1"], "WorkingDir": "/w", "User": "1:2",
+                   "ExposedPorts": {"80/tcp": {}}, "StopSignal": "SIGQUIT"}}, "cfg")
+    assert diff_ids == [D1]
+    assert (config.entrypoint, config.cmd, config.env) == (("/e",), (), ("A=1",))
+    assert (config.workdir, config.user, config.stop_signal) == ("/w", "1:2", "SIGQUIT")
+    assert config.exposed_ports == ("80/tcp",)
+    with pytest.raises(ImageError, match="diff_ids"):
+        image_config({"rootfs": {"diff_ids": ["md5:x"]}}, "cfg")
+    with pytest.raises(ImageError, match="Cmd"):
+        image_config({"rootfs": {"diff_ids": []}, "config": {"Cmd": "ls"}}, "cfg")

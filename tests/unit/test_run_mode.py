@@ -1,0 +1,50 @@
+"""`handcar run`: which mode a command line means (the rule in `run --help`)."""
+
+import pytest
+
+from rootless import commands, container, friendly, verbs
+from rootless.errors import UsageError
+
+
+@pytest.fixture
+def calls(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(container, "run", lambda store, cid, bundle, options, **kw:
+                        seen.append(("runc", cid)) or 0)
+    monkeypatch.setattr(friendly, "run", lambda store, image, command, flags:
+                        seen.append(("friendly", image, tuple(command))) or 0)
+    monkeypatch.chdir(tmp_path)
+    return seen
+
+
+def run(argv):
+    global_values, verb, values = verbs.parse(["run", *argv])
+    return commands.run(commands.Globals(**global_values), **values)
+
+
+def test_the_rule(calls, tmp_path):
+    run(["-b", "/bundle", "box"])
+    run(["--rm", "busybox"])
+    run(["busybox", "echo", "hi"])
+    run(["--", "make", "--", "test"])
+    run(["busybox"])                                  # no ./config.json: an image
+    (tmp_path / "config.json").write_text("{}")
+    run(["box"])                                      # ./config.json: runc's run ID
+    assert calls == [("runc", "box"), ("friendly", "busybox", ()),
+                     ("friendly", "busybox", ("echo", "hi")),
+                     ("friendly", None, ("make", "--", "test")),
+                     ("friendly", "busybox", ()), ("runc", "box")]
+
+
+def test_ambiguity_and_mixtures_are_refused(calls, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "rootfs").mkdir()
+    with pytest.raises(UsageError, match="add -b . for runc mode"):
+        run(["rootfs"])
+    with pytest.raises(UsageError, match="--pid-file is a runc-mode flag"):
+        run(["--pid-file", "/p", "--rm", "img"])
+    with pytest.raises(UsageError, match="exactly one container ID"):
+        run(["-b", ".", "a", "b"])
+    with pytest.raises(UsageError, match="after --"):
+        run(["--"])
+    assert calls == []
