@@ -283,3 +283,35 @@ def test_runc_mode_still_runs_a_bundle(friendly, bundle):
     inside = friendly.handcar("run", "c2", cwd=path)
     assert inside.stdout == "runc-mode\n", inside.stderr
     assert json.loads(friendly.handcar("list", "-f", "json").stdout) == []
+
+
+def test_stdin_reaches_the_container_only_with_i(friendly):
+    assert friendly.ok("run", "--rm", "-i", "--", "cat", input="piped\n").stdout == "piped\n"
+    assert friendly.ok("run", "--rm", "--", "cat", input="piped\n").stdout == ""
+
+
+def test_it_gives_the_container_the_callers_terminal(friendly):
+    import pty
+    from harness import HANDCAR
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(friendly.work)
+        os.execve(HANDCAR, [HANDCAR, "--root", str(friendly.handcar.root), "run", "--rm",
+                            "-it", "--", "sh", "-c", "tty; read a; echo got:$a; exit 3"],
+                  friendly.env)
+    output = b""
+    while b"/dev/pts/" not in output:
+        output += os.read(fd, 1024)
+    os.write(fd, b"typed\n")
+    try:
+        while True:
+            chunk = os.read(fd, 1024)
+            if not chunk:
+                break
+            output += chunk
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert b"got:typed" in output
+    assert os.waitstatus_to_exitcode(status) == 3
