@@ -301,6 +301,22 @@ def _stop_systemd_unit(record):
             manager.close()
 
 
+def _join_scope(cgroup, unit, pid):
+    """Move exec's process into the container's scope; from outside the user's systemd
+    tree (a login session's scope) only systemd may, as runc asks it to."""
+    try:
+        cgroup.add(pid)
+    except cgroups.CgroupError:
+        from . import systemd
+        manager = systemd.connect(f"the process cannot join {unit}")
+        if manager is None:
+            raise
+        try:
+            manager.attach(unit, pid)
+        finally:
+            manager.close()
+
+
 def cgroup_of(record):
     """The container's Cgroup, or None when it runs without one of its own."""
     path = record.data.get("cgroup")
@@ -310,7 +326,8 @@ def cgroup_of(record):
 def _spawn(launch, on_hooks=None, cgroup=None, place=None):
     """Fork the intermediate, answer it and the process it forks, and return
     (channel, pid of that process) once the process is ready. The intermediate is forked
-    into `cgroup`, or `place(pid)` puts it where it belongs (systemd's scope)."""
+    into `cgroup` where it can be; otherwise `place(pid)` puts it where it belongs, or
+    else it is moved into `cgroup`."""
     from . import userns
     from .channel import Channel
     from .init import intermediate, run_child
@@ -334,10 +351,10 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None):
             elif kind == "prepare":
                 if launch.mapping:
                     userns.apply(launch.mapping, pid)
-                if cgroup and not born_in_cgroup:
-                    cgroup.add(pid)
-                elif place:
+                if place and not born_in_cgroup:
                     place(pid)
+                elif cgroup and not born_in_cgroup:
+                    cgroup.add(pid)
                 parent_end.send("prepared")
             elif kind == "init":
                 init_pid = message["pid"]
@@ -661,7 +678,10 @@ def exec_(store, container_id, process, options):
         launch = Launch(container_id=container_id, spec=launch_spec,
                         bundle=record.data["bundle"], parent_pid=os.getpid(), exec_into=True,
                         console_fd=console.child_fd, pass_fds=options.preserve_fds)
-        channel, pid = _spawn(launch, cgroup=cgroup_of(record))
+        unit = record.data.get("systemd_unit")
+        cgroup = cgroup_of(record)
+        channel, pid = _spawn(launch, cgroup=cgroup, place=unit and cgroup and (
+            lambda child: _join_scope(cgroup, unit, child)))
         try:
             console.child_started()
             if options.pid_file:

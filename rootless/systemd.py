@@ -133,6 +133,11 @@ class Manager:
             self._call(f"updating {unit}", "SetUnitProperties", "sba(sv)", unit, True,
                        properties)
 
+    def attach(self, unit, pid):
+        """Move `pid` into `unit`'s cgroup (systemd >= 238 may, where we may not)."""
+        self._call(f"moving process {pid} into {unit}", "AttachProcessesToUnit", "ssau",
+                   unit, "", [pid])
+
     def _call(self, what, method, signature, *args):
         from jeepney import new_method_call
         from jeepney.wrappers import DBusErrorResponse, unwrap_msg

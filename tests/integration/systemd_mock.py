@@ -6,8 +6,9 @@
 StartTransientUnit makes DELEGATED_ROOT/<slice path>/<unit> (a-b.slice is a.slice/a-b.slice),
 enables the controllers on the way down (as Delegate=yes does), moves the PIDs in, replies
 with a job and emits JobRemoved(id, job, unit, "done"). StopUnit kills what is left in the
-unit's cgroup and removes it. Every call is logged to LOG as one JSON line. `--fail start`
-refuses StartTransientUnit with a D-Bus error; `--fail job` lets its job fail.
+unit's cgroup and removes it; AttachProcessesToUnit moves pids into a unit. Every call is
+logged to LOG as one JSON line. `--fail start` refuses StartTransientUnit with a D-Bus
+error; `--fail job` lets its job fail.
 Prints "ready" once it owns org.freedesktop.systemd1.
 """
 
@@ -91,6 +92,23 @@ class Mock:
             return
         remove_cgroup(path)
         self.reply_job(message, unit, "done")
+
+    def AttachProcessesToUnit(self, message, unit, subcgroup, pids):
+        if unit not in self.units:
+            self.no_such_unit(message, unit)
+            return
+        # systemd may move processes where its clients may not (the tests take the right
+        # away with a read-only cgroup.procs): the mock, with a client's rights, lifts it
+        procs = os.path.join(self.units[unit], subcgroup, "cgroup.procs")
+        mode = os.stat(procs).st_mode
+        os.chmod(procs, 0o644)
+        try:
+            for pid in pids:
+                with open(procs, "w") as f:
+                    f.write(str(pid))
+        finally:
+            os.chmod(procs, mode)
+        self.connection.send(new_method_return(message))
 
     def ResetFailedUnit(self, message, _unit):
         self.connection.send(new_method_return(message))

@@ -165,6 +165,24 @@ def test_pause_resume_kill_all_and_delete_go_through_the_scope(handcar, bundle, 
     assert handcar("list", "-q").stdout == ""
 
 
+def test_exec_that_may_not_join_the_scope_itself_asks_systemd(handcar, bundle, systemd):
+    handcar.ok_detached("--systemd-cgroup", "run", "-d", "-b",
+                        bundle.args("sleep", "100").write(), "sdx", env=systemd.env)
+    scope = cgroups.Cgroup(scope_path("handcar-sdx.scope"))
+    # as for a caller in a login session's scope under real systemd: only systemd may
+    procs = scope.file("cgroup.procs")
+    mode = os.stat(procs).st_mode
+    os.chmod(procs, 0o444)
+    try:
+        result = handcar("exec", "sdx", "cat", "/proc/self/cgroup", env=systemd.env)
+    finally:
+        os.chmod(procs, mode)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "0::/"          # in the scope, not beside it
+    (call,) = systemd.calls("AttachProcessesToUnit")
+    assert call[:2] == ["handcar-sdx.scope", ""]
+
+
 def test_the_bus_is_found_in_xdg_runtime_dir_and_a_default_scope_is_named(handcar, bundle,
                                                                          systemd):
     env = dict(NO_BUS, XDG_RUNTIME_DIR=systemd.runtime_dir)
