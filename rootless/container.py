@@ -172,8 +172,6 @@ def create(store, container_id, bundle, options, foreground=False):
         record.save(rootfs=rootfs, hooks=sorted(kind for kind, hs in spec.hooks.items() if hs))
         if placement:
             cgroup = _make_cgroup(record, placement, settings)
-        elif scope:
-            record.save(systemd_unit=scope.unit)    # before it exists: see _discard
         write_atomic(record.config_path, text)
         os.mkfifo(record.fifo_path, 0o622)
         os.chmod(record.fifo_path, 0o622)         # writable by the container's user
@@ -258,8 +256,15 @@ class _Scope:
         """Have systemd put `pid` in the scope, then limit the scope's cgroup as any
         other container cgroup."""
         from oci.resources import controllers
-        self.manager.start_scope(self.unit, self.slice, pid, f"handcar container {record.id}",
-                                 self.settings)
+        from .systemd import BusError
+        record.save(systemd_unit=self.unit)       # before asking: _discard stops it
+        try:
+            self.manager.start_scope(self.unit, self.slice, pid,
+                                     f"handcar container {record.id}", self.settings)
+        except BusError as err:
+            if err.name:          # refused: none of ours to stop (it may be another's)
+                record.save(systemd_unit=None)
+            raise
         leaf = cgroups.process_cgroup(pid)
         if os.path.basename(leaf) != self.unit:
             raise cgroups.CgroupError(f"systemd started {self.unit} but process {pid} is in "

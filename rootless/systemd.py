@@ -104,8 +104,17 @@ class Manager:
         into it; returns once the job is done."""
         properties = scope_properties(slice_name, pid, description) + \
             resource_properties(settings)
-        result = self._run_job(f"starting {unit}", "StartTransientUnit", "ssa(sv)a(sa(sv))",
-                               unit, "replace", properties, [])
+        start = (f"starting {unit}", "StartTransientUnit", "ssa(sv)a(sa(sv))", unit,
+                 "replace", properties, [])
+        try:
+            result = self._run_job(*start)
+        except BusError as err:
+            if err.name != NAME + ".UnitExists":
+                raise
+            # a failed scope of that name (an OOM-killed container never deleted, say)
+            # stays until reset; as runc, reset it and ask once more
+            self._reset_failed(unit)
+            result = self._run_job(*start)
         if result != "done":
             raise CgroupError(f"systemd: starting {unit}: the job {result}")
 
@@ -121,6 +130,9 @@ class Manager:
                 log.warning(str(err))
         except CgroupError as err:
             log.warning(str(err))
+        self._reset_failed(unit)
+
+    def _reset_failed(self, unit):
         try:
             self._call(f"resetting {unit}", "ResetFailedUnit", "s", unit)
         except CgroupError:

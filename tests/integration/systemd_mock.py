@@ -1,14 +1,15 @@
 """A stand-in for systemd's user manager, served on a private D-Bus for the
 --systemd-cgroup tests: the part of org.freedesktop.systemd1.Manager handcar uses.
 
-    python systemd_mock.py BUS_ADDRESS DELEGATED_ROOT LOG [--fail start|job]
+    python systemd_mock.py BUS_ADDRESS DELEGATED_ROOT LOG [--fail start|job|UNIT]
 
 StartTransientUnit makes DELEGATED_ROOT/<slice path>/<unit> (a-b.slice is a.slice/a-b.slice),
 enables the controllers on the way down (as Delegate=yes does), moves the PIDs in, replies
 with a job and emits JobRemoved(id, job, unit, "done"). StopUnit kills what is left in the
 unit's cgroup and removes it; AttachProcessesToUnit moves pids into a unit. Every call is
 logged to LOG as one JSON line. `--fail start` refuses StartTransientUnit with a D-Bus
-error; `--fail job` lets its job fail.
+error; `--fail job` lets its job fail; `--fail UNIT` starts with UNIT failed (it exists
+until ResetFailedUnit).
 Prints "ready" once it owns org.freedesktop.systemd1.
 """
 
@@ -29,6 +30,7 @@ class Mock:
     def __init__(self, connection, root, log_path, fail):
         self.connection, self.root, self.log_path, self.fail = connection, root, log_path, fail
         self.units = {}                   # unit -> its cgroup directory
+        self.failed = {fail} if fail and fail.endswith(".scope") else set()
         self.jobs = 0
 
     def serve(self):
@@ -69,7 +71,7 @@ class Mock:
         if self.fail == "job":
             self.reply_job(message, unit, "failed")
             return
-        if unit in self.units:
+        if unit in self.units or unit in self.failed:
             self.connection.send(new_error(message, NAME + ".UnitExists", "s",
                                            (f"Unit {unit} already exists.",)))
             return
@@ -110,7 +112,8 @@ class Mock:
             os.chmod(procs, mode)
         self.connection.send(new_method_return(message))
 
-    def ResetFailedUnit(self, message, _unit):
+    def ResetFailedUnit(self, message, unit):
+        self.failed.discard(unit)
         self.connection.send(new_method_return(message))
 
     def SetUnitProperties(self, message, unit, _runtime, _properties):

@@ -219,11 +219,14 @@ def test_a_bad_systemd_cgroups_path_is_refused(handcar, bundle, systemd):
     assert systemd.calls() == [] and handcar("list", "-q").stdout == ""
 
 
-@pytest.mark.parametrize("fail, why", [
-    ("start", "org.freedesktop.DBus.Error.AccessDenied: the mock was told to refuse"),
-    ("job", "the job failed"),
+@pytest.mark.parametrize("fail, why, cleaned_up", [
+    # refused: systemd made nothing, and is asked to stop nothing
+    ("start", "org.freedesktop.DBus.Error.AccessDenied: the mock was told to refuse", []),
+    # a failed job may leave a failed unit: stopped, and systemd told to forget it
+    ("job", "the job failed", [["handcar-sdf.scope"]]),
 ])
-def test_a_manager_that_fails_leaves_nothing_behind(handcar, bundle, start_systemd, fail, why):
+def test_a_manager_that_fails_leaves_nothing_behind(handcar, bundle, start_systemd, fail, why,
+                                                    cleaned_up):
     systemd = start_systemd(fail)
     ours = cgroups.Cgroup(leaf_of(os.getpid()))
     before = set(ours.pids())
@@ -237,8 +240,31 @@ def test_a_manager_that_fails_leaves_nothing_behind(handcar, bundle, start_syste
     while not set(ours.pids()) <= before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert set(ours.pids()) <= before                # no process left behind
-    # what a failed job may have left, systemd is told to forget
-    assert ["handcar-sdf.scope"] in systemd.calls("ResetFailedUnit")
+    assert systemd.calls("ResetFailedUnit") == cleaned_up
+    assert [call[:1] for call in systemd.calls("StopUnit")] == cleaned_up
+
+
+def test_a_failed_scope_of_the_same_name_is_reset_first(handcar, bundle, start_systemd):
+    systemd = start_systemd("handcar-sdr.scope")
+    handcar.ok_detached("--systemd-cgroup", "run", "-d", "-b",
+                        bundle.args("sleep", "100").write(), "sdr", env=systemd.env)
+    assert leaf_of(handcar.state("sdr")["pid"]) == scope_path("handcar-sdr.scope")
+    assert systemd.calls("ResetFailedUnit") == [["handcar-sdr.scope"]]
+    assert len(systemd.calls("StartTransientUnit")) == 2
+
+
+def test_a_scope_name_in_use_is_refused_and_left_alone(handcar, bundle, systemd):
+    bundle.linux["cgroupsPath"] = "user.slice:handcar:same"
+    handcar.ok_detached("--systemd-cgroup", "run", "-d", "-b",
+                        bundle.args("sleep", "100").write(), "first", env=systemd.env)
+    result = handcar("--systemd-cgroup", "create", "-b", bundle.write(), "second",
+                     env=systemd.env)
+    assert result.returncode == 1
+    assert result.stderr == ("handcar: systemd: starting handcar-same.scope: org.freedesktop."
+                             "systemd1.UnitExists: Unit handcar-same.scope already exists.\n")
+    assert handcar("list", "-q").stdout == "first\n"
+    assert systemd.calls("StopUnit") == []                 # the first one's scope is not ours
+    assert leaf_of(handcar.state("first")["pid"]) == scope_path("handcar-same.scope")
 
 
 def test_update_tells_systemd_the_limits_it_has_properties_for(handcar, bundle, systemd):
