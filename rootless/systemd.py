@@ -6,7 +6,8 @@ manager (the user's systemd through the session bus, root's through the system b
 StartTransientUnit a `prefix-name.scope` in the slice, with Delegate=yes and that pid,
 and waits for the job's JobRemoved signal. systemd moves the process into the scope's
 cgroup; handcar reads where that is from /proc/PID/cgroup and uses it like any other
-container cgroup (limits, freeze, kill, stats); delete stops the unit.
+container cgroup (limits, freeze, kill, stats, exec, which systemd moves in where handcar
+may not); delete stops the unit.
 
 D-Bus is spoken through jeepney (pure Python, blocking, no threads): an optional
 dependency (`pip install 'handcar[systemd]'`), imported only here. Without a bus or without
@@ -24,7 +25,7 @@ NAME = "org.freedesktop.systemd1"
 PATH = "/org/freedesktop/systemd1"
 INTERFACE = "org.freedesktop.systemd1.Manager"
 JOB_TIMEOUT = 30              # seconds to wait for a job (and a reply), as runc waits
-AUTH_TIMEOUT = 5             # seconds for the bus to let us in
+AUTH_TIMEOUT = 5              # seconds for the bus to let us in
 SYSTEM_BUS = "/run/dbus/system_bus_socket"
 UINT64_MAX = 2**64 - 1        # systemd's "infinity"
 
@@ -75,7 +76,8 @@ def connect(instead):
 
 
 class BusError(CgroupError):
-    """systemd (or the bus) answered a call with a D-Bus error, named `name`."""
+    """A call failed: systemd (or the bus) answered with the D-Bus error `name`, or the
+    connection broke (`name` is None)."""
 
     def __init__(self, what, err):
         self.name = getattr(err, "name", None)
