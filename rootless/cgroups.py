@@ -103,14 +103,59 @@ def plan_leaf(cgroups_path, container_id, needed, root=None):
     check_controllers(root, needed)
     relative = cgroups_path.strip("/") if cgroups_path else f"{DEFAULT_PARENT}/{container_id}"
     if ":" in relative and not cgroups_path.startswith("/"):
-        # systemd's slice:prefix:name, without a systemd to ask: a cgroupfs path of it
-        slice_name, prefix, name = (relative.split(":") + ["", ""])[:3]
-        relative = f"{slice_name}/{prefix}-{name}.scope" if prefix else f"{slice_name}/{name}"
+        # systemd's slice:prefix:name, without a systemd to ask: where systemd would put it
+        slice_name, unit = systemd_unit(cgroups_path, container_id)
+        relative = f"{expand_slice(slice_name)}/{unit}".strip("/")
     leaf = os.path.normpath(os.path.join(root, relative))
     if not inside(root, leaf) or leaf == root:
         raise CgroupError(f"linux.cgroupsPath {cgroups_path!r} leaves your delegated "
                           f"cgroup {root}")
     return root, leaf
+
+
+def systemd_unit(cgroups_path, container_id, default_slice="user.slice"):
+    """(slice, scope unit) of a systemd cgroupsPath, `slice:prefix:name`, read as runc
+    reads it: an empty path is default_slice:handcar:ID, an empty slice the default one,
+    and the scope is prefix-name.scope (name.scope without a prefix)."""
+    parts = cgroups_path.split(":") if cgroups_path else ["", "handcar", container_id]
+    if len(parts) != 3 or not parts[2]:
+        raise CgroupError(f"linux.cgroupsPath {cgroups_path!r}: systemd cgroups need the "
+                          "form slice:prefix:name (e.g. user.slice:handcar:ID)")
+    slice_name, prefix, name = parts
+    slice_name = slice_name or default_slice
+    expand_slice(slice_name)                      # checks it
+    if name.endswith(".slice") or "/" in prefix + name:
+        raise CgroupError(f"linux.cgroupsPath {cgroups_path!r}: {name!r} must name a scope "
+                          "(handcar asks systemd for a scope, not a slice)")
+    return slice_name, f"{prefix}-{name}.scope" if prefix else f"{name}.scope"
+
+
+def expand_slice(slice_name):
+    """The cgroup path systemd gives a slice, relative to its manager's: a-b.slice is
+    /a.slice/a-b.slice, and -.slice (the root slice) is ''."""
+    if slice_name == "-.slice":
+        return ""
+    stem = slice_name[:-len(".slice")]
+    components = stem.split("-")
+    if (not slice_name.endswith(".slice") or "/" in slice_name or not stem
+            or "" in components):
+        raise CgroupError(f"{slice_name!r} is not a systemd slice name (like user.slice "
+                          "or user-handcar.slice)")
+    return "".join(f"/{'-'.join(components[:i + 1])}.slice" for i in range(len(components)))
+
+
+def process_cgroup(pid):
+    """The host path of the cgroup v2 a process is in."""
+    mount = cgroup2_mount()
+    if mount is None:
+        raise CgroupError("no cgroup2 mount in /proc/self/mountinfo")
+    try:
+        own = own_cgroup(f"/proc/{pid}/cgroup")
+    except FileNotFoundError:
+        raise CgroupError(f"process {pid} exited") from None
+    if own is None:
+        raise CgroupError(f"process {pid} is in no cgroup v2")
+    return os.path.normpath(mount + own)
 
 
 class Cgroup:
@@ -197,9 +242,11 @@ class Cgroup:
     def remove(self, timeout=5):
         """Kill what is left in the leaf, then remove it, its own child cgroups first (and
         an empty default parent)."""
-        if not self.exists():
-            return
-        for entry in os.scandir(self.path):       # cgroups made inside the container
+        try:
+            entries = list(os.scandir(self.path))
+        except FileNotFoundError:
+            return                        # (systemd may remove a scope's cgroup meanwhile)
+        for entry in entries:             # cgroups made inside the container
             if entry.is_dir(follow_symlinks=False):
                 Cgroup(entry.path).remove(timeout)
         deadline = time.monotonic() + timeout
@@ -208,6 +255,8 @@ class Cgroup:
                 self.kill()
             try:
                 os.rmdir(self.path)
+                break
+            except FileNotFoundError:
                 break
             except OSError as err:
                 if err.errno != errno.EBUSY or time.monotonic() > deadline:

@@ -18,11 +18,6 @@ class Globals:
         self.root = root
         self.systemd = systemd_cgroup or cgroup_manager == "systemd"
 
-    def warn_about_systemd(self):
-        if self.systemd:
-            log.warning("--systemd-cgroup: handcar does not ask systemd for a scope yet; "
-                        "the container's cgroup is made directly in your delegated subtree")
-
     def store(self):
         from .store import Store
         return Store(self.root)
@@ -33,18 +28,18 @@ def handler(verb_name):
     return globals().get(verb_name) or globals()[verb_name + "_"]
 
 
-def _options(pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
+def _options(g, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
     from .container import CreateOptions
     return CreateOptions(pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
-                         no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
+                         no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                         systemd=g.systemd)
 
 
 def create(g, container_id, bundle, **flags):
     """Create a container; its process waits for `start`."""
     from . import container
-    g.warn_about_systemd()
     record, channel, console = container.create(g.store(), container_id, bundle or ".",
-                                                _options(**flags))
+                                                _options(g, **flags))
     channel.close()
     console.close()
     record.unlock()
@@ -79,9 +74,8 @@ def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, n
         if len(args) != 1:
             raise UsageError("runc mode takes exactly one container ID")
         from . import container
-        g.warn_about_systemd()
         return container.run(g.store(), args[0], bundle or ".",
-                             _options(pid_file, console_socket, no_pivot, no_new_keyring,
+                             _options(g, pid_file, console_socket, no_pivot, no_new_keyring,
                                       preserve_fds),
                              detach=detach, keep=keep)
     from .errors import use_docker_statuses

@@ -29,6 +29,7 @@ class CreateOptions(Record):
         "no_pivot": False,
         "no_new_keyring": False,
         "preserve_fds": 0,
+        "systemd": False,         # --systemd-cgroup: ask systemd for a scope
     }
 
 
@@ -154,8 +155,11 @@ def create(store, container_id, bundle, options, foreground=False):
     rootfs = _check_runnable(spec, bundle)
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
     settings = spec.linux.cgroup_settings
-    placement = cgroups.plan_leaf(spec.linux.cgroups_path, container_id,
-                                  controllers(settings))
+    scope, cgroups_path = None, spec.linux.cgroups_path
+    if options.systemd:
+        scope, cgroups_path = _systemd_scope(cgroups_path, container_id, settings)
+    placement = None if scope else cgroups.plan_leaf(cgroups_path, container_id,
+                                                     controllers(settings))
     console = Console.open(spec.process, options.console_socket, foreground)
     try:
         record = store.reserve(container_id, bundle, spec.annotations)
@@ -194,7 +198,8 @@ def create(store, container_id, bundle, options, foreground=False):
             hooks.run(spec.hooks, "createRuntime", state)
             return state
 
-        channel, init_pid = _spawn(launch, run_create_hooks, cgroup)
+        channel, init_pid = _spawn(launch, run_create_hooks, cgroup,
+                                   place=scope and (lambda pid: scope.start(record, pid)))
         console.child_started()
         record.save(status="created", pid=init_pid, start_time=process_start_time(init_pid))
         if options.pid_file:
@@ -209,6 +214,8 @@ def create(store, container_id, bundle, options, foreground=False):
     finally:
         if fifo_fd:
             os.close(fifo_fd)
+        if scope:
+            scope.manager.close()
 
 
 def _discard(record, pid):
@@ -216,6 +223,7 @@ def _discard(record, pid):
     raises: the failure that brought us here is the one the user needs to see."""
     if pid:
         _send_signal(pid, cgroups.SIGKILL)
+    _stop_systemd_unit(record)
     cgroup = cgroup_of(record)
     if cgroup:
         try:
@@ -237,15 +245,94 @@ def _make_cgroup(record, placement, settings):
     return cgroup
 
 
+class _Scope:
+    """--systemd-cgroup: the scope systemd is to make for the container, once its first
+    process exists (systemd makes a scope for running processes)."""
+
+    def __init__(self, manager, slice_name, unit, settings):
+        self.manager, self.slice, self.unit, self.settings = manager, slice_name, unit, settings
+
+    def start(self, record, pid):
+        """Have systemd put `pid` in the scope, then limit the scope's cgroup as any
+        other container cgroup."""
+        from oci.resources import controllers
+        from .systemd import BusError
+        record.save(systemd_unit=self.unit)       # before asking: _discard stops it
+        try:
+            self.manager.start_scope(self.unit, self.slice, pid,
+                                     f"handcar container {record.id}", self.settings)
+        except BusError as err:
+            if err.name:          # refused: none of ours to stop (it may be another's)
+                record.save(systemd_unit=None)
+            raise
+        leaf = cgroups.process_cgroup(pid)
+        if os.path.basename(leaf) != self.unit:
+            raise cgroups.CgroupError(f"systemd started {self.unit} but process {pid} is in "
+                                      f"{leaf}, not in it")
+        record.save(cgroup=leaf)
+        cgroups.check_controllers(leaf, controllers(self.settings))
+        cgroups.Cgroup(leaf).apply(self.settings)
+
+
+def _systemd_scope(cgroups_path, container_id, settings):
+    """(the _Scope to ask systemd for, None), or (None, the cgroupsPath to make directly
+    instead, where systemd would have put it) when systemd cannot be reached (warned)."""
+    from . import systemd
+    slice_name, unit = cgroups.systemd_unit(cgroups_path, container_id,
+                                            systemd.default_slice())
+    manager = systemd.connect("making the container's cgroup directly in your delegated "
+                              f"subtree, as {slice_name}/{unit}")
+    if manager:
+        return _Scope(manager, slice_name, unit, settings), None
+    return None, f"{cgroups.expand_slice(slice_name)}/{unit}"
+
+
+def _stop_systemd_unit(record):
+    """Stop the container's scope, if systemd made one. Warns rather than raises: the
+    cgroup is removed directly after this."""
+    unit = record.data.get("systemd_unit")
+    if not unit:
+        return
+    from . import systemd
+    try:
+        manager = systemd.connect(f"removing the cgroup of {unit} directly")
+    except HandcarError as err:
+        log.warning(str(err))
+        return
+    if manager:
+        try:
+            manager.stop(unit)
+        finally:
+            manager.close()
+
+
+def _join_scope(cgroup, unit, pid):
+    """Move exec's process into the container's scope; from outside the user's systemd
+    tree (a login session's scope) only systemd may, as runc asks it to."""
+    try:
+        cgroup.add(pid)
+    except cgroups.CgroupError:
+        from . import systemd
+        manager = systemd.connect(f"the process cannot join {unit}")
+        if manager is None:
+            raise
+        try:
+            manager.attach(unit, pid)
+        finally:
+            manager.close()
+
+
 def cgroup_of(record):
     """The container's Cgroup, or None when it runs without one of its own."""
     path = record.data.get("cgroup")
     return cgroups.Cgroup(path) if path else None
 
 
-def _spawn(launch, on_hooks=None, cgroup=None):
+def _spawn(launch, on_hooks=None, cgroup=None, place=None):
     """Fork the intermediate, answer it and the process it forks, and return
-    (channel, pid of that process) once the process is ready."""
+    (channel, pid of that process) once the process is ready. The intermediate is forked
+    into `cgroup` where it can be; otherwise `place(pid)` puts it where it belongs, or
+    else it is moved into `cgroup`."""
     from . import userns
     from .channel import Channel
     from .init import intermediate, run_child
@@ -269,7 +356,9 @@ def _spawn(launch, on_hooks=None, cgroup=None):
             elif kind == "prepare":
                 if launch.mapping:
                     userns.apply(launch.mapping, pid)
-                if cgroup and not born_in_cgroup:
+                if place and not born_in_cgroup:
+                    place(pid)
+                elif cgroup and not born_in_cgroup:
                     cgroup.add(pid)
                 parent_end.send("prepared")
             elif kind == "init":
@@ -456,6 +545,7 @@ def delete(store, container_id, force=False):
                               f"{status} (use --force)")
         if status != "stopped":
             _stop(record)
+        _stop_systemd_unit(record)
         cgroup = cgroup_of(record)
         if cgroup:
             cgroup.remove()
@@ -593,7 +683,10 @@ def exec_(store, container_id, process, options):
         launch = Launch(container_id=container_id, spec=launch_spec,
                         bundle=record.data["bundle"], parent_pid=os.getpid(), exec_into=True,
                         console_fd=console.child_fd, pass_fds=options.preserve_fds)
-        channel, pid = _spawn(launch, cgroup=cgroup_of(record))
+        unit = record.data.get("systemd_unit")
+        cgroup = cgroup_of(record)
+        channel, pid = _spawn(launch, cgroup=cgroup, place=unit and cgroup and (
+            lambda child: _join_scope(cgroup, unit, child)))
         try:
             console.child_started()
             if options.pid_file:
@@ -711,16 +804,34 @@ def update(store, container_id, settings):
         if status not in ("created", "running", "paused"):
             raise WrongStatus(f"cannot update container {container_id}: it is {status}")
         cgroup = _require_cgroup(record, "update")
-        root = cgroups.delegated_root()
-        if root is None or not cgroups.inside(root, cgroup.path):
-            raise cgroups.CgroupError(f"cannot update container {container_id}: its cgroup "
-                                      f"{cgroup.path} is not in a subtree delegated to you")
         needed = controllers(settings)
-        cgroups.check_controllers(root, needed)
-        cgroup.create(root, needed)       # enables what the new limits need
+        unit = record.data.get("systemd_unit")
+        if unit:
+            # the controllers systemd enabled for the scope (Delegate=yes) are all it gets
+            cgroups.check_controllers(cgroup.path, needed)
+            _tell_systemd(unit, settings)
+        else:
+            root = cgroups.delegated_root()
+            if root is None or not cgroups.inside(root, cgroup.path):
+                raise cgroups.CgroupError(f"cannot update container {container_id}: its "
+                                          f"cgroup {cgroup.path} is not in a subtree "
+                                          "delegated to you")
+            cgroups.check_controllers(root, needed)
+            cgroup.create(root, needed)   # enables what the new limits need
         cgroup.apply(settings)
     finally:
         record.unlock()
+
+
+def _tell_systemd(unit, settings):
+    """Give systemd a scope's new limits, so that it keeps them."""
+    from . import systemd
+    manager = systemd.connect(f"writing the new limits to the cgroup of {unit} only")
+    if manager:
+        try:
+            manager.set_properties(unit, settings)
+        finally:
+            manager.close()
 
 
 def stats(store, container_id):

@@ -19,7 +19,14 @@ def host_facts():
                  if os.path.exists(f"/proc/self/ns/{name}")}
     from .cgroups import cgroup2_mount
     return {"last_cap": last_cap(), "namespaces": available, "version": __version__,
-            "cgroup_v2": cgroup2_mount() is not None, "seccomp_available": _has_libseccomp()}
+            "cgroup_v2": cgroup2_mount() is not None, "seccomp_available": _has_libseccomp(),
+            "systemd_available": _has_jeepney()}
+
+
+def _has_jeepney():
+    """Whether --systemd-cgroup can reach systemd (the optional jeepney package)."""
+    from importlib.util import find_spec
+    return find_spec("jeepney") is not None
 
 
 def _has_libseccomp():

@@ -50,11 +50,13 @@ GLOBAL_OPTIONS = (
         help="Format of the --log file."),
     Opt(("--debug",), "debug", help="Log debug messages."),
     Opt(("--systemd-cgroup",), "systemd_cgroup",
-        help="Accepted for runc compatibility (cgroups are made through cgroupfs)."),
+        help="Ask systemd (over D-Bus) for a transient scope as the container's cgroup; "
+             "cgroupsPath is slice:prefix:name."),
     Opt(("--rootless",), "rootless", "value", default="auto", choices=("true", "false", "auto"),
         help="Accepted for runc compatibility: handcar is always rootless-capable."),
     Opt(("--cgroup-manager",), "cgroup_manager", "value", default="cgroupfs",
-        choices=("cgroupfs", "systemd", "disabled"), help="crun's spelling; accepted."),
+        choices=("cgroupfs", "systemd", "disabled"),
+        help="crun's spelling: systemd is --systemd-cgroup; disabled is accepted."),
 )
 
 CREATE_OPTIONS = (

@@ -8,7 +8,8 @@
 
 HANDCAR_TEST_USER=${HANDCAR_TEST_USER:-handcar-test}
 HANDCAR_WORK=${HANDCAR_WORK:-/var/tmp/handcar-ci}
-APT_PACKAGES="uidmap busybox-static python3-venv rsync"
+# dbus-daemon: the --systemd-cgroup tests serve a mock systemd on a private bus
+APT_PACKAGES="uidmap busybox-static python3-venv rsync dbus-daemon"
 
 say() { printf '== %s\n' "$*" >&2; }
 

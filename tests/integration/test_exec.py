@@ -104,6 +104,8 @@ def test_features(handcar):
     assert "CAP_SYS_ADMIN" in doc["linux"]["capabilities"]
     assert "rbind" in doc["mountOptions"]
     assert doc["linux"]["cgroup"]["v2"] is True and doc["linux"]["cgroup"]["v1"] is False
+    # the test extra installs jeepney, which --systemd-cgroup talks to systemd with
+    assert doc["linux"]["cgroup"]["systemdUser"] is True
     assert doc["linux"]["seccomp"]["enabled"] is True
     assert "SCMP_CMP_MASKED_EQ" in doc["linux"]["seccomp"]["operators"]
     assert "SCMP_ACT_NOTIFY" not in doc["linux"]["seccomp"]["actions"]

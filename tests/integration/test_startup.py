@@ -7,7 +7,8 @@ import sys
 from harness import HANDCAR
 
 EXPENSIVE = {"click", "re", "enum", "json", "socket", "subprocess", "signal", "shutil",
-             "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs"}
+             "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs",
+             "jeepney", "rootless.systemd"}
 
 
 def imported(handcar, *argv):

@@ -87,11 +87,3 @@ def test_runc_and_crun_global_flags_are_accepted(tmp_path, flags):
 def test_exec_needs_a_command_or_a_process_file(tmp_path):
     result = handcar("--root", str(tmp_path), "exec", "box")
     assert result.returncode == 2 and "missing the command" in result.stderr
-
-
-def test_systemd_cgroup_says_it_falls_back_to_cgroupfs(tmp_path):
-    result = handcar("--systemd-cgroup", "--root", str(tmp_path), "create", "-b",
-                     str(tmp_path / "nobundle"), "x")
-    assert result.returncode == 1
-    assert result.stderr.startswith("handcar: warning: --systemd-cgroup: handcar does not ask "
-                                    "systemd for a scope yet")

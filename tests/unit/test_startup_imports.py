@@ -11,7 +11,8 @@ import sys
 import pytest
 
 EXPENSIVE = ("click", "re", "enum", "json", "socket", "subprocess", "signal", "shutil",
-             "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs")
+             "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs",
+             "jeepney", "rootless.systemd")
 
 # The verb runs against a state root with nothing in it: it fails (no such container)
 # after parsing, opening the store and importing what its implementation needs.
