@@ -64,8 +64,9 @@ def friendly(handcar, storage, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     runner = Friendly(handcar, storage, work)
+    before = set(runner.bundles())
     yield runner
-    leftovers = [name for name in runner.bundles() if name.startswith(tmp_path.name[:20])]
+    leftovers = sorted(set(runner.bundles()) - before)
     for name in leftovers:
         runner("rm", "-f", name)
     assert not leftovers, f"containers left behind: {leftovers}"
@@ -315,3 +316,21 @@ def test_it_gives_the_container_the_callers_terminal(friendly):
     os.close(fd)
     assert b"got:typed" in output
     assert os.waitstatus_to_exitcode(status) == 3
+
+
+@needs_subids
+def test_rmi_removes_an_image_unless_a_container_uses_it(friendly, tmp_path, rootfs_template):
+    layout = tmp_path / "own-image"
+    digest = imagebuild.write_oci_layout(layout, rootfs_template, greeting=tmp_path.name)
+    friendly.ok("pull", f"oci:{layout}")
+    image_dir = friendly.storage / "images" / digest[7:]
+    assert (image_dir / "rootfs" / "srv" / "owned-by-33").exists()
+    name = name_for(friendly, "user")
+    friendly.ok("run", "--name", name, f"oci:{layout}", "true")
+    refused = friendly("rmi", f"oci:{layout}")
+    assert refused.returncode == 125 and name in refused.stderr
+    friendly.ok("rm", name)
+    friendly.ok("rmi", digest[7:19])
+    assert digest[7:19] not in friendly.ok("images").stdout
+    assert not image_dir.exists()
+    assert friendly("rmi", digest[7:19]).returncode == 125
