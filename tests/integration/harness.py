@@ -178,6 +178,37 @@ class Handcar:
             time.sleep(0.02)
 
 
+def run_in_pty(argv, wait_for, answer, env=None, cwd=None, window=None):
+    """Run argv on a new pty (as a user's terminal would): wait for `wait_for` in its
+    output, type `answer`, read to the end. (output, exit status)."""
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:
+        if cwd:
+            os.chdir(cwd)
+        os.execve(argv[0], argv, env or os.environ)
+    if window:
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *window, 0, 0))
+    output = b""
+    while wait_for not in output:
+        output += os.read(fd, 1024)
+    os.write(fd, answer)
+    try:
+        while True:
+            chunk = os.read(fd, 1024)
+            if not chunk:
+                break
+            output += chunk
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return output.decode(errors="replace"), os.waitstatus_to_exitcode(status)
+
+
 def process_gone(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:

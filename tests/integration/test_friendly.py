@@ -292,30 +292,13 @@ def test_stdin_reaches_the_container_only_with_i(friendly):
 
 
 def test_it_gives_the_container_the_callers_terminal(friendly):
-    import pty
-    from harness import HANDCAR
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(friendly.work)
-        os.execve(HANDCAR, [HANDCAR, "--root", str(friendly.handcar.root), "run", "--rm",
-                            "-it", "--", "sh", "-c", "tty; read a; echo got:$a; exit 3"],
-                  friendly.env)
-    output = b""
-    while b"/dev/pts/" not in output:
-        output += os.read(fd, 1024)
-    os.write(fd, b"typed\n")
-    try:
-        while True:
-            chunk = os.read(fd, 1024)
-            if not chunk:
-                break
-            output += chunk
-    except OSError:
-        pass
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert b"got:typed" in output
-    assert os.waitstatus_to_exitcode(status) == 3
+    from harness import HANDCAR, run_in_pty
+    output, status = run_in_pty(
+        [HANDCAR, "--root", str(friendly.handcar.root), "run", "--rm", "-it", "--",
+         "sh", "-c", "tty; read a; echo got:$a; exit 3"], b"/dev/pts/", b"typed\n",
+        env=friendly.env, cwd=friendly.work)
+    assert "got:typed" in output
+    assert status == 3
 
 
 @needs_subids

@@ -1,13 +1,12 @@
 """process.terminal: the pty goes to a --console-socket, or a foreground run proxies it."""
 
 import os
-import pty
 import socket
 import threading
 
 import pytest
 
-from harness import HANDCAR
+from harness import HANDCAR, run_in_pty
 
 
 class ConsoleReceiver:
@@ -69,28 +68,10 @@ def test_exec_tty_with_console_socket(handcar, bundle, receiver):
 def test_foreground_run_proxies_the_callers_terminal(handcar, bundle):
     bundle.process["terminal"] = True
     path = bundle.sh("tty; stty size; read answer; echo got:$answer; exit 5").write()
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(HANDCAR, [HANDCAR, "--root", str(handcar.root), "run", "-b", path, "fg"])
-    import fcntl, struct, termios
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 77, 0, 0))
-    output = b""
-    while b"33 77" not in output:
-        output += os.read(fd, 1024)
-    os.write(fd, b"hello\n")
-    try:
-        while True:
-            chunk = os.read(fd, 1024)
-            if not chunk:
-                break
-            output += chunk
-    except OSError:
-        pass
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    text = output.decode()
+    text, status = run_in_pty([HANDCAR, "--root", str(handcar.root), "run", "-b", path, "fg"],
+                              b"33 77", b"hello\n", window=(33, 77))
     assert "/dev/pts/0" in text and "got:hello" in text
-    assert os.waitstatus_to_exitcode(status) == 5
+    assert status == 5
 
 
 def test_detached_terminal_without_a_socket_is_refused(handcar, bundle):
