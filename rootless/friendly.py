@@ -70,19 +70,7 @@ class RunFlags:
 def run(store, image_text, command, flags):
     """Make and run a friendly container; the command's exit status (0 when detached)."""
     collect_garbage(store)
-    name = flags.name or _generated_name(store)
-    try:
-        check_id(name)
-    except HandcarError as err:
-        raise RunError(f"--name {name}: {err}") from None
-    if name in store.ids():
-        raise AlreadyExists(f"the name {name} is already in use (handcar rm {name})")
-    bundle = bundle_of(name)
-    os.makedirs(containers_dir(), mode=0o700, exist_ok=True)
-    try:
-        os.mkdir(bundle, 0o700)
-    except FileExistsError:
-        raise AlreadyExists(f"the name {name} is already in use (handcar rm {name})") from None
+    name, bundle = _claim_name(store, flags.name)
     created = False
     try:
         request, image_config, layout = _prepare(bundle, name, image_text, command, flags)
@@ -369,15 +357,29 @@ def _redirect(target, source):
     os.close(source)
 
 
-def _generated_name(store):
+def _claim_name(store, wanted):
+    """(name, bundle directory) for a new container: the directory is made here, so two
+    runs cannot take one name; without --name, a free generated one."""
     import random
+    os.makedirs(containers_dir(), mode=0o700, exist_ok=True)
+    if wanted:
+        try:
+            check_id(wanted)
+        except HandcarError as err:
+            raise RunError(f"--name {wanted}: {err}") from None
     taken = set(store.ids())
-    for attempt in range(100):
-        name = f"{random.choice(ADJECTIVES)}_{random.choice(NOUNS)}"
-        if attempt > 20:
+    for attempt in range(1 if wanted else 100):
+        name = wanted or f"{random.choice(ADJECTIVES)}_{random.choice(NOUNS)}"
+        if not wanted and attempt > 20:
             name += f"{random.randrange(100)}"
-        if name not in taken and not os.path.exists(bundle_of(name)):
-            return name
+        if name not in taken:
+            try:
+                os.mkdir(bundle_of(name), 0o700)
+                return name, bundle_of(name)
+            except FileExistsError:
+                pass
+        if wanted:
+            raise AlreadyExists(f"the name {name} is already in use (handcar rm {name})")
     raise HandcarError("cannot find a free container name: give one with --name")
 
 
