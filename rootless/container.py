@@ -596,12 +596,14 @@ def exec_(store, container_id, process, options):
         channel, pid = _spawn(launch, cgroup=cgroup_of(record))
         try:
             console.child_started()
+            channel.send("go")
+            _wait_for_execve(channel)
             if options.pid_file:
                 write_atomic(os.path.abspath(options.pid_file), f"{pid}", 0o644)
         except BaseException:
             _send_signal(pid, cgroups.SIGKILL)
+            channel.close()
             raise
-        channel.send("go")
     except BaseException:
         console.close()
         raise
@@ -610,6 +612,18 @@ def exec_(store, container_id, process, options):
         return 0
     with _ForwardingSignals(pid, console):
         return _wait_foreground(pid, channel, console)
+
+
+def _wait_for_execve(channel):
+    """Wait until the process has exec'd its program: its end of the channel is
+    close-on-exec, so end-of-file means it did, a message that it could not. Only then
+    may a pid file name it (conmon waits for that pid) and a detached exec succeed."""
+    while True:
+        message = channel.receive(CHILD_TIMEOUT)
+        if message is None:
+            return
+        if message["type"] == "error":
+            raise SetupError(message["msg"])
 
 
 # --- waiting in the foreground ----------------------------------------------------------
