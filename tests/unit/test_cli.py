@@ -95,3 +95,16 @@ def test_systemd_cgroup_says_it_falls_back_to_cgroupfs(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("handcar: warning: --systemd-cgroup: handcar does not ask "
                                     "systemd for a scope yet")
+
+
+def test_with_a_log_file_warnings_go_there_and_not_to_stderr(tmp_path):
+    # as runc's --log: conmon gives `create` the container's stdio, so a warning on
+    # stderr would land in the container's logs
+    log = tmp_path / "log.json"
+    result = handcar("--systemd-cgroup", "--log", str(log), "--log-format", "json", "--root",
+                     str(tmp_path), "create", "-b", str(tmp_path / "nobundle"), "x")
+    assert result.returncode == 1
+    assert result.stderr == f"handcar: no config.json in bundle {tmp_path / 'nobundle'}\n"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [entry["level"] for entry in entries] == ["warning", "error"]
+    assert entries[0]["msg"].startswith("--systemd-cgroup: handcar does not ask systemd")
