@@ -17,6 +17,7 @@ class Globals:
         log.configure(log_path, log_format, debug)
         self.root = root
         self.systemd = systemd_cgroup or cgroup_manager == "systemd"
+        self.cgroups = cgroup_manager != "disabled"     # crun's: podman --cgroups=disabled
 
     def warn_about_systemd(self):
         if self.systemd:
@@ -33,10 +34,11 @@ def handler(verb_name):
     return globals().get(verb_name) or globals()[verb_name + "_"]
 
 
-def _options(pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
+def _options(g, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
     from .container import CreateOptions
     return CreateOptions(pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
-                         no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
+                         no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
+                         cgroup=g.cgroups)
 
 
 def create(g, container_id, bundle, **flags):
@@ -44,7 +46,7 @@ def create(g, container_id, bundle, **flags):
     from . import container
     g.warn_about_systemd()
     record, channel, console = container.create(g.store(), container_id, bundle,
-                                                _options(**flags))
+                                                _options(g, **flags))
     channel.close()
     console.close()
     record.unlock()
@@ -60,7 +62,7 @@ def run(g, container_id, bundle, detach, keep, no_subreaper, **flags):  # noqa: 
     """Create and start a container; without -d, wait and return its exit status."""
     from . import container
     g.warn_about_systemd()
-    return container.run(g.store(), container_id, bundle, _options(**flags),
+    return container.run(g.store(), container_id, bundle, _options(g, **flags),
                          detach=detach, keep=keep)
 
 

@@ -29,6 +29,7 @@ class CreateOptions(Record):
         "no_pivot": False,
         "no_new_keyring": False,
         "preserve_fds": 0,
+        "cgroup": True,        # False: --cgroup-manager disabled, no cgroup of its own
     }
 
 
@@ -155,7 +156,7 @@ def create(store, container_id, bundle, options, foreground=False):
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
     settings = spec.linux.cgroup_settings
     placement = cgroups.plan_leaf(spec.linux.cgroups_path, container_id,
-                                  controllers(settings))
+                                  controllers(settings), enabled=options.cgroup)
     console = Console.open(spec.process, options.console_socket, foreground)
     try:
         record = store.reserve(container_id, bundle, spec.annotations)
