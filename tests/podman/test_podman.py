@@ -119,6 +119,14 @@ def test_run_interactive_with_a_terminal(podman, image):
     assert b"42done" in output
 
 
+def test_read_only_root_and_tmpfs_mounts(podman, image):
+    # podman asks for its tmpfs mounts with runc's tmpcopyup extension
+    result = podman("run", "--rm", "--read-only", "--tmpfs", "/scratch:size=1m", image, "sh",
+                    "-c", "touch /x 2>/dev/null || echo read-only; echo a > /tmp/a && "
+                          "echo b > /scratch/b && cat /tmp/a /scratch/b")
+    assert (result.returncode, result.stdout) == (0, "read-only\na\nb\n"), result.stderr
+
+
 def test_init_is_catatonit(podman, image):
     result = podman("run", "--rm", "--init", image, "sh", "-c",
                     "tr '\\0' ' ' < /proc/1/cmdline; echo; /run/podman-init --version")
