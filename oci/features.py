@@ -2,7 +2,7 @@
 
 from .linux import CAPABILITIES, NAMESPACES
 from . import seccomp
-from .mounts import FLAGS, PROPAGATION
+from .mounts import COPY_UP, FLAGS, PROPAGATION
 from .spec import HOOK_KINDS
 from .state import OCI_VERSION
 
@@ -18,7 +18,7 @@ def features_document(last_cap, namespaces, version, cgroup_v2, seccomp_availabl
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": list(HOOK_KINDS),
-        "mountOptions": sorted(set(FLAGS) | set(PROPAGATION)),
+        "mountOptions": sorted(set(FLAGS) | set(PROPAGATION) | set(COPY_UP)),
         "linux": {
             "namespaces": sorted(kind for kind in NAMESPACES if kind in namespaces),
             "capabilities": [name for name, number in CAPABILITIES.items()

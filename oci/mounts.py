@@ -45,12 +45,18 @@ PROPAGATION = {
 }
 
 
+# runc's and crun's extensions, which podman writes: tmpcopyup fills a tmpfs with what the
+# image has at its destination (podman asks for it on --tmpfs and --read-only's tmpfs).
+COPY_UP = {"tmpcopyup": True, "notmpcopyup": False}
+
+
 class ParsedOptions(Record):
     FIELDS = {
         "flags": 0,  # flags to set
         "cleared": 0,  # flags the options explicitly clear (rw, suid, dev, exec, ...)
         "propagation": (),
         "data": "",  # filesystem-specific options, comma-joined
+        "copy_up": False,  # tmpcopyup
     }
 
 
@@ -62,8 +68,11 @@ class ParsedOptions(Record):
 def parse_options(options):
     flags = cleared = 0
     propagation, data = [], []
+    copy_up = False
     for option in options:
-        if option in FLAGS:
+        if option in COPY_UP:
+            copy_up = COPY_UP[option]
+        elif option in FLAGS:
             clear, flag = FLAGS[option]
             if clear:
                 flags &= ~flag
@@ -75,4 +84,4 @@ def parse_options(options):
             propagation.append(PROPAGATION[option])
         else:
             data.append(option)
-    return ParsedOptions(flags, cleared, tuple(propagation), ",".join(data))
+    return ParsedOptions(flags, cleared, tuple(propagation), ",".join(data), copy_up)

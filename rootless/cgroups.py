@@ -90,9 +90,15 @@ def check_controllers(root, needed):
             raise CgroupError("linux.resources: " + _missing_controller_help(controller, root))
 
 
-def plan_leaf(cgroups_path, container_id, needed, root=None):
+def plan_leaf(cgroups_path, container_id, needed, root=None, enabled=True):
     """(delegated root, host path of the container's cgroup), or None when it runs
-    without one. Raises CgroupError when the limits asked for cannot be enforced."""
+    without one (none delegated, or not `enabled`: --cgroup-manager disabled). Raises
+    CgroupError when the limits asked for cannot be enforced."""
+    if not enabled:
+        if needed:
+            raise CgroupError(f"linux.resources asks for {', '.join(sorted(needed))} limits, "
+                              "but cgroups are disabled (--cgroup-manager disabled)")
+        return None
     root = root if root is not None else delegated_root()
     if root is None:
         if needed:

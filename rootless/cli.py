@@ -40,7 +40,19 @@ def _click_option(opt):
 
 def _click_argument(arg):
     return click.Argument([arg.dest], metavar=arg.metavar, required=arg.required,
-                          nargs=-1 if arg.variadic else 1)
+                          nargs=-1 if arg.variadic else 1,
+                          shell_complete=_complete_ids if arg.dest == "container_id" else None)
+
+
+def _complete_ids(ctx, _param, incomplete):
+    """Shell completion of a container id: those in the state root (--root if given)."""
+    from .errors import HandcarError
+    from .store import Store
+    try:
+        ids = Store(ctx.find_root().params.get("root")).ids()
+    except (HandcarError, OSError):
+        return []
+    return [container_id for container_id in ids if container_id.startswith(incomplete)]
 
 
 class _MarkingDoubleDash(click.Command):

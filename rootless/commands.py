@@ -17,6 +17,7 @@ class Globals:
         log.configure(log_path, log_format, debug)
         self.root = root
         self.systemd = systemd_cgroup or cgroup_manager == "systemd"
+        self.cgroups = cgroup_manager != "disabled"     # crun's: podman --cgroups=disabled
 
     def store(self):
         from .store import Store
@@ -32,7 +33,7 @@ def _options(g, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds
     from .container import CreateOptions
     return CreateOptions(pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
                          no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
-                         systemd=g.systemd)
+                         systemd=g.systemd, cgroup=g.cgroups)
 
 
 def create(g, container_id, bundle, **flags):

@@ -30,6 +30,7 @@ class CreateOptions(Record):
         "no_new_keyring": False,
         "preserve_fds": 0,
         "systemd": False,         # --systemd-cgroup: ask systemd for a scope
+        "cgroup": True,        # False: --cgroup-manager disabled, no cgroup of its own
     }
 
 
@@ -156,10 +157,11 @@ def create(store, container_id, bundle, options, foreground=False):
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
     settings = spec.linux.cgroup_settings
     scope, cgroups_path = None, spec.linux.cgroups_path
-    if options.systemd:
+    if options.systemd and options.cgroup:
         scope, cgroups_path = _systemd_scope(cgroups_path, container_id, settings)
     placement = None if scope else cgroups.plan_leaf(cgroups_path, container_id,
-                                                     controllers(settings))
+                                                     controllers(settings),
+                                                     enabled=options.cgroup)
     console = Console.open(spec.process, options.console_socket, foreground)
     try:
         record = store.reserve(container_id, bundle, spec.annotations)
@@ -689,12 +691,14 @@ def exec_(store, container_id, process, options):
             lambda child: _join_scope(cgroup, unit, child)))
         try:
             console.child_started()
+            channel.send("go")
+            _wait_for_execve(channel)
             if options.pid_file:
                 write_atomic(os.path.abspath(options.pid_file), f"{pid}", 0o644)
         except BaseException:
             _send_signal(pid, cgroups.SIGKILL)
+            channel.close()
             raise
-        channel.send("go")
     except BaseException:
         console.close()
         raise
@@ -703,6 +707,18 @@ def exec_(store, container_id, process, options):
         return 0
     with _ForwardingSignals(pid, console):
         return _wait_foreground(pid, channel, console)
+
+
+def _wait_for_execve(channel):
+    """Wait until the process has exec'd its program: its end of the channel is
+    close-on-exec, so end-of-file means it did, a message that it could not. Only then
+    may a pid file name it (conmon waits for that pid) and a detached exec succeed."""
+    while True:
+        message = channel.receive(CHILD_TIMEOUT)
+        if message is None:
+            return
+        if message["type"] == "error":
+            raise SetupError(message["msg"])
 
 
 # --- waiting in the foreground ----------------------------------------------------------

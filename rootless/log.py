@@ -1,9 +1,12 @@
 """Messages to the user and to the --log file.
 
-Errors and warnings always reach stderr as one line (`handcar: ...`). With --log they are
-also written to that file, as runc does: text (`time=... level=... msg=...`) or, with
---log-format json, one JSON object per line ({"level","msg","time"}), which podman and
-containerd read back when a verb fails. --debug adds debug lines.
+Errors always reach stderr as one line (`handcar: ...`). With --log they are also written
+to that file, as runc does: text (`time=... level=... msg=...`) or, with --log-format json,
+one JSON object per line ({"level","msg","time"}), which podman and containerd read back
+when a verb fails. Warnings (and, with --debug, debug lines) go to the --log file when
+there is one, else to stderr: as with runc, whose --log replaces stderr for them. The
+stderr of `create` is the container's own (conmon gives it the container's pipes), so a
+warning there would end up in the container's logs.
 """
 
 import sys
@@ -42,12 +45,17 @@ def error(msg):
 
 
 def warning(msg):
-    _write_log("warning", msg)
-    print(f"handcar: warning: {msg}", file=sys.stderr, flush=True)
+    _note("warning", msg)
 
 
 def debug(msg):
     if _settings["debug"]:
-        _write_log("debug", msg)
-        if not _settings["path"]:
-            print(f"handcar: debug: {msg}", file=sys.stderr, flush=True)
+        _note("debug", msg)
+
+
+def _note(level, msg):
+    """A warning or debug line: to the --log file if there is one, else to stderr."""
+    if _settings["path"]:
+        _write_log(level, msg)
+    else:
+        print(f"handcar: {level}: {msg}", file=sys.stderr, flush=True)

@@ -234,6 +234,25 @@ class RootfsBuilder:
 
     def mount_fs(self, mount, parsed):
         target = make_in_root(self.root, mount.destination)
+        if parsed.copy_up and mount.type == "tmpfs":
+            with opened_in_root(self.root, target) as fd_path:
+                # what the tmpfs covers stays reachable through a descriptor opened before
+                covered = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                self._mount_fs_on(target, mount, parsed)
+                with step("copying what the image has there into it (tmpcopyup)"), \
+                        opened_in_root(self.root, target) as fd_path:
+                    tmpfs = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    try:
+                        copy_tree(covered, tmpfs)
+                    finally:
+                        os.close(tmpfs)
+            finally:
+                os.close(covered)
+        else:
+            self._mount_fs_on(target, mount, parsed)
+
+    def _mount_fs_on(self, target, mount, parsed):
         with opened_in_root(self.root, target) as fd_path:
             libc.mount(mount.source or mount.type, fd_path, mount.type,
                        parsed.flags & ~opts.REMOUNT, parsed.data or None)
@@ -295,6 +314,55 @@ class RootfsBuilder:
             # Now that the rootfs is "/", give it the propagation the config asks for.
             with step(f"making the rootfs {propagation}"):
                 libc.mount(None, "/", None, opts.PROPAGATION[propagation])
+
+
+def _open_directory(name, dir_fd):
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   dir_fd=dir_fd)
+
+
+def copy_tree(source_fd, target_fd):
+    """Copy the content of one directory into another (both open descriptors): files,
+    directories, symlinks and fifos, with their owners and modes."""
+    with os.scandir(source_fd) as entries:
+        for entry in entries:
+            _copy_entry(entry.name, entry.stat(follow_symlinks=False), source_fd, target_fd)
+
+
+def _copy_entry(name, st, source_fd, target_fd):
+    if stat.S_ISDIR(st.st_mode):
+        os.mkdir(name, 0o700, dir_fd=target_fd)
+        source, target = _open_directory(name, source_fd), _open_directory(name, target_fd)
+        try:
+            copy_tree(source, target)
+        finally:
+            os.close(source)
+            os.close(target)
+    elif stat.S_ISREG(st.st_mode):
+        _copy_file(name, source_fd, target_fd)
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=source_fd), name, dir_fd=target_fd)
+    elif stat.S_ISFIFO(st.st_mode):
+        os.mkfifo(name, 0o600, dir_fd=target_fd)
+    else:
+        return                            # sockets and devices: not for a tmpfs
+    os.chown(name, st.st_uid, st.st_gid, dir_fd=target_fd, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):      # after chown, which clears setuid bits
+        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=target_fd)
+
+
+def _copy_file(name, source_fd, target_fd):
+    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source_fd)
+    try:
+        target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=target_fd)
+        try:
+            while os.sendfile(target, source, None, 1 << 20):
+                pass
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
 
 
 def _submounts_readonly(top):

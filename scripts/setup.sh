@@ -10,6 +10,9 @@ HANDCAR_TEST_USER=${HANDCAR_TEST_USER:-handcar-test}
 HANDCAR_WORK=${HANDCAR_WORK:-/var/tmp/handcar-ci}
 # dbus-daemon: the --systemd-cgroup tests serve a mock systemd on a private bus
 APT_PACKAGES="uidmap busybox-static python3-venv rsync dbus-daemon"
+# the podman tier (tests/podman): rootless podman with handcar as its runtime; podman only
+# recommends catatonit (--init) and slirp4netns (its rootless network)
+APT_PACKAGES+=" podman catatonit slirp4netns"
 
 say() { printf '== %s\n' "$*" >&2; }
 

@@ -41,6 +41,18 @@ def test_container_gets_its_own_leaf_and_sees_itself_at_the_root(handcar, bundle
     assert len(cgroups.Cgroup(leaf_of(running)).pids()) == 3
 
 
+def test_cgroup_manager_disabled_runs_the_container_where_handcar_is(handcar, bundle):
+    # crun's flag, which podman passes for --cgroups=disabled
+    handcar.ok_detached("--cgroup-manager", "disabled", "run", "-d", "-b",
+                        bundle.args("sleep", "100").write(), "nocg")
+    with open("/proc/self/cgroup") as f:
+        own = [line for line in f if line.startswith("0::")]
+    with open(f"/proc/{handcar.state('nocg')['pid']}/cgroup") as f:
+        assert [line for line in f if line.startswith("0::")] == own
+    assert not os.path.exists(os.path.join(ROOT, "handcar", "nocg"))
+    handcar.ok("delete", "--force", "nocg")
+
+
 def test_cgroups_path_is_taken_under_the_delegated_root(handcar, bundle):
     bundle.linux["cgroupsPath"] = "/custom/place"
     handcar.ok_detached("run", "-d", "-b", bundle.args("sleep", "100").write(), "cp")

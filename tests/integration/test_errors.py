@@ -89,3 +89,18 @@ def test_kill_and_start_of_a_stopped_container(handcar, bundle):
     started = handcar("start", "done")
     assert started.returncode == 1 and "stopped" in started.stderr
     handcar.ok("delete", "done")
+
+
+def test_with_a_log_file_warnings_go_there_and_not_to_stderr(handcar, bundle, tmp_path):
+    # as runc's --log: conmon gives `create` the container's stdio, so a warning on
+    # stderr would land in the container's logs (here: no user bus for --systemd-cgroup)
+    log = tmp_path / "log.json"
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR")}
+    result = handcar.detached("--systemd-cgroup", "--log", str(log), "--log-format", "json",
+                              "create", "-b", bundle.sh("true").write(), "c1", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [entry["level"] for entry in entries] == ["warning"]
+    assert "systemd" in entries[0]["msg"]

@@ -81,6 +81,22 @@ def test_failed_exec_leaves_no_pid_file(handcar, running, tmp_path):
     assert not pid_file.exists()
 
 
+@pytest.mark.parametrize("detach", [False, True])
+def test_a_program_that_fails_execve_fails_exec(handcar, bundle, tmp_path, detach):
+    # /scripts/script passes the checks made before start (it exists and is executable),
+    # but its interpreter is missing: execve itself fails, after a pid file could be written
+    scripts = bundle.bind_writable(tmp_path / "scripts", "/scripts")
+    (scripts / "script").write_text("#!/no/such/shell\n")
+    (scripts / "script").chmod(0o755)
+    handcar.ok_detached("run", "-d", "-b", bundle.args("sleep", "1000").write(), "box")
+    pid_file = tmp_path / "exec.pid"
+    result = handcar.detached("exec", *(["-d"] if detach else []), "--pid-file", str(pid_file),
+                              "box", "/scripts/script")
+    assert result.returncode == 1
+    assert result.stderr == 'handcar: exec: "/scripts/script": no such file or directory\n'
+    assert not pid_file.exists()
+
+
 def test_exec_refuses_a_stopped_container(handcar, bundle):
     handcar("run", "--keep", "-b", bundle.args("true").write(), "gone")
     result = handcar("exec", "gone", "true")

@@ -22,6 +22,25 @@ def test_readonly_root_and_writable_tmpfs(handcar, bundle):
     assert "size=1024k" in lines[4]
 
 
+def test_tmpcopyup_fills_the_tmpfs_with_what_the_image_has_there(handcar, bundle):
+    # podman's --tmpfs and --read-only tmpfs mounts (runc's and crun's extension)
+    rootfs = bundle.own_rootfs()
+    (rootfs / "run" / "lock" / "sub").mkdir(parents=True)
+    (rootfs / "run" / "lock" / "sub" / "file").write_text("from the image\n")
+    (rootfs / "run" / "lock").chmod(0o1777)
+    os.symlink("lock/sub/file", rootfs / "run" / "link")
+    os.mkfifo(rootfs / "run" / "fifo", 0o640)
+    os.chmod(rootfs / "run" / "fifo", 0o640)
+    bundle.config["root"]["readonly"] = True
+    bundle.config["mounts"].append({"destination": "/run", "type": "tmpfs", "source": "tmpfs",
+                                    "options": ["rw", "nosuid", "nodev", "tmpcopyup"]})
+    out = run(handcar, bundle, "cat /run/link; stat -c '%a %F' /run/lock /run/fifo; "
+                               "echo new > /run/lock/sub/file && cat /run/lock/sub/file; "
+                               "grep -c ' /run tmpfs ' /proc/mounts")
+    assert out.splitlines() == ["from the image", "1777 directory", "640 fifo", "new", "1"]
+    assert (rootfs / "run" / "lock" / "sub" / "file").read_text() == "from the image\n"
+
+
 def test_bind_mounts_ro_and_rw(handcar, bundle, tmp_path):
     data = tmp_path / "data"
     data.mkdir()

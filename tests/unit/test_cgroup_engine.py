@@ -58,6 +58,13 @@ def test_plan_leaf(tree):
         cgroups.plan_leaf("/../../escape", "c1", set(), root)
 
 
+def test_cgroup_manager_disabled_makes_no_leaf(tree):
+    root = str(tree / "user.slice" / "u")
+    assert cgroups.plan_leaf("/my/box", "c1", set(), root, enabled=False) is None
+    with pytest.raises(CgroupError, match="asks for memory limits, but cgroups are disabled"):
+        cgroups.plan_leaf("", "c1", {"memory"}, root, enabled=False)
+
+
 def test_missing_controller_is_named_with_how_to_get_it(tree):
     root = str(tree / "user.slice" / "u")
     with pytest.raises(CgroupError, match="the cpu controller is not available in .*Delegate=yes"):
