@@ -3,7 +3,7 @@
 
     handcar.network = slirp4netns[:OPTION=VALUE,...]
         OPTIONs as podman spells them: allow_host_loopback=true|false (false),
-        mtu=N (65520), cidr=A.B.C.D/N (10.0.2.0/24), enable_ipv6=true|false (false).
+        mtu=N (65520), cidr=A.B.C.D/N (10.0.2.0/24), enable_ipv6=true|false (true).
     handcar.ports = [HOSTIP:]HOSTPORT:CTRPORT[/tcp|/udp],...
         published through slirp4netns; HOSTIP defaults to 0.0.0.0 (every address, as in
         podman), the protocol to tcp. Needs handcar.network.
@@ -36,7 +36,7 @@ class Slirp4netns(Record):
         "mtu": 65520,
         "allow_host_loopback": False,
         "cidr": "10.0.2.0/24",
-        "enable_ipv6": False,
+        "enable_ipv6": True,
     }
     mode = "slirp4netns"
 
@@ -117,7 +117,8 @@ def parse_network(text):
             raise ValueError(f"unknown {mode} option {key!r} (handcar knows: {known})")
     network = Slirp4netns(**values)
     if network.enable_ipv6 and network.mtu < MIN_IPV6_MTU:
-        raise ValueError(f"enable_ipv6 needs mtu >= {MIN_IPV6_MTU}, not {network.mtu}")
+        raise ValueError(f"mtu={network.mtu} is below IPv6's minimum of {MIN_IPV6_MTU} "
+                         "(add enable_ipv6=false)")
     return network
 
 

@@ -10,14 +10,14 @@ from oci.network import PortMapping, Slirp4netns
 
 def test_slirp4netns_defaults_are_podmans():
     assert network.parse_network("slirp4netns") == Slirp4netns(
-        mtu=65520, allow_host_loopback=False, cidr="10.0.2.0/24", enable_ipv6=False)
+        mtu=65520, allow_host_loopback=False, cidr="10.0.2.0/24", enable_ipv6=True)
 
 
 def test_slirp4netns_options():
     parsed = network.parse_network(
-        "slirp4netns:allow_host_loopback=true,mtu=1500,cidr=10.1.0.0/16,enable_ipv6=true")
-    assert parsed == Slirp4netns(mtu=1500, allow_host_loopback=True, cidr="10.1.0.0/16",
-                                 enable_ipv6=True)
+        "slirp4netns:allow_host_loopback=true,mtu=1000,cidr=10.1.0.0/16,enable_ipv6=false")
+    assert parsed == Slirp4netns(mtu=1000, allow_host_loopback=True, cidr="10.1.0.0/16",
+                                 enable_ipv6=False)
     assert (parsed.gateway, parsed.dns, parsed.address) == ("10.1.0.2", "10.1.0.3",
                                                             "10.1.0.100")
     assert network.parse_network("slirp4netns").dns == "10.0.2.3"
@@ -30,7 +30,7 @@ def test_slirp4netns_options():
     ("slirp4netns:mtu", "expected OPTION=VALUE"),
     ("slirp4netns:mtu=1500,mtu=1400", "mtu is given twice"),
     ("slirp4netns:mtu=65522", "mtu=65522: expected a number from 68 to 65521"),
-    ("slirp4netns:mtu=67", "expected a number from 68"),
+    ("slirp4netns:mtu=67,enable_ipv6=false", "expected a number from 68"),
     ("slirp4netns:mtu=1e3", "expected a number"),
     ("slirp4netns:mtu=١٥٠٠", "expected a number"),            # digits, but not ASCII ones
     ("slirp4netns:allow_host_loopback=yes", "expected true or false"),
@@ -39,7 +39,7 @@ def test_slirp4netns_options():
     ("slirp4netns:cidr=10.0.2.0/26", "N from 1 to 25"),
     ("slirp4netns:cidr=10.0.256.0/24", "expected A.B.C.D/N"),
     ("slirp4netns:cidr=10.0.2.5/24", "host bits are set (the network is 10.0.2.0/24)"),
-    ("slirp4netns:enable_ipv6=true,mtu=1000", "enable_ipv6 needs mtu >= 1280"),
+    ("slirp4netns:mtu=1000", "mtu=1000 is below IPv6's minimum of 1280 (add enable_ipv6=false)"),
 ])
 def test_bad_network_values(text, why):
     if why is None:
