@@ -94,19 +94,22 @@ class Setup:
         if self.lo_helper:
             pid, channel = self.lo_helper
             self.lo_helper = None
-            channel.close()
             try:
-                os.kill(pid, SIGKILL)
+                os.kill(pid, SIGKILL)         # before it could see the channel close
             except ProcessLookupError:
                 pass
             os.waitpid(pid, 0)
+            channel.close()
 
     def _start_slirp4netns(self, record, init_pid, init_start_time):
         """Spawn slirp4netns and its watcher, record them; the read end of the ready pipe."""
         import subprocess
         network = self.settings.network
+        supported = _supported_flags(self.slirp4netns)
         ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
         exit_read, exit_write = os.pipe2(os.O_CLOEXEC)
+        # The API socket's path is relative to the state directory (slirp4netns's working
+        # directory): an absolute one may exceed the 107 bytes of a unix socket address.
         argv = [self.slirp4netns, "--configure", f"--mtu={network.mtu}",
                 f"--cidr={network.cidr}", f"--api-socket={API_SOCKET}",
                 f"--ready-fd={ready_write}", f"--exit-fd={exit_read}"]
@@ -114,20 +117,21 @@ class Setup:
             argv.append("--disable-host-loopback")
         if network.enable_ipv6:
             argv.append("--enable-ipv6")
-        argv += [flag for flag in ("--enable-sandbox", "--enable-seccomp")
-                 if flag in _supported_flags(self.slirp4netns)]
+        argv += [flag for flag in ("--enable-sandbox", "--enable-seccomp") if flag in supported]
         argv += [str(init_pid), TAP_DEVICE]
         try:
-            with open(os.path.join(record.path, LOG_FILE), "wb") as output:
-                # Its own session: a foreground run's ^C is for the container, not for it.
-                # The API socket's path is relative to the state directory: an absolute
-                # one may exceed the 107 bytes a unix socket address holds.
-                process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
-                                           stderr=output, cwd=record.path,
-                                           pass_fds=(ready_write, exit_read),
-                                           start_new_session=True)
-            os.close(exit_read)
-            os.close(ready_write)
+            try:
+                with open(os.path.join(record.path, LOG_FILE), "wb") as output:
+                    # its own session: a foreground run's ^C is for the container
+                    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                               stdout=output, stderr=output, cwd=record.path,
+                                               pass_fds=(ready_write, exit_read),
+                                               start_new_session=True)
+            except OSError as err:
+                raise SetupError(f"starting {argv[0]}: {err.strerror}") from None
+            finally:
+                os.close(exit_read)               # slirp4netns's ends
+                os.close(ready_write)
             processes = {SLIRP4NETNS: [process.pid, process_start_time(process.pid)]}
             record.save(network=processes)        # from here on, stop() finds it
             watcher = _fork_watcher(init_pid, init_start_time, exit_write)
@@ -137,7 +141,7 @@ class Setup:
             os.close(ready_read)
             raise
         finally:
-            os.close(exit_write)
+            os.close(exit_write)                  # the watcher's, from now on
         return ready_read
 
 
@@ -189,7 +193,7 @@ def _join_namespaces(pid):
 def find_program(name):
     """The path of `name` on PATH, or None (shutil.which without shutil)."""
     for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        candidate = os.path.join(directory or ".", name)
+        candidate = os.path.abspath(os.path.join(directory or ".", name))
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None

@@ -20,10 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from oci.default import default_spec  # noqa: E402
-from rootless.store import user_name  # noqa: E402
-from rootless.userns import SUBGID, SUBUID, subordinate_ranges  # noqa: E402
+from bench import mapped_spec  # scripts/bench.py, beside this file
 
 NETWORK = "slirp4netns:allow_host_loopback=true"
 HOST_FROM_CONTAINER = "10.0.2.2"       # slirp4netns's address for the host's 127.0.0.1
@@ -52,19 +49,11 @@ def make_rootfs(rootfs):
 
 
 def make_bundle(top, rootfs, argv):
-    config = default_spec(rootless=True, uid=os.geteuid(), gid=os.getegid())
+    config = mapped_spec(argv)
     config["root"] = {"path": str(rootfs), "readonly": True}
-    config["process"]["terminal"] = False
-    config["process"]["args"] = argv
     config["process"]["env"].append(TMPDIR)
     config["linux"]["namespaces"].append({"type": "network"})
     config["annotations"] = {"handcar.network": NETWORK}
-    user = user_name(os.geteuid())
-    for key, path in (("uidMappings", SUBUID), ("gidMappings", SUBGID)):
-        ranges = subordinate_ranges(path, user, os.geteuid())
-        if ranges:
-            config["linux"][key].append({"containerID": 1, "hostID": ranges[0][0],
-                                         "size": ranges[0][1]})
     (top / "config.json").write_text(json.dumps(config))
     return str(top)
 
