@@ -244,6 +244,9 @@ def _fork_watcher(init_pid, init_start_time, exit_write):
         pidfd = os.pidfd_open(init_pid)
     except ProcessLookupError:
         raise SetupError("the container's init exited while its network was set up") from None
+    except OSError as err:                # ENOSYS before Linux 5.3
+        raise SetupError(f"watching the container's init: pidfd_open: {err.strerror}") \
+            from None
     try:
         if process_start_time(init_pid) != init_start_time:
             raise SetupError("the container's init exited while its network was set up")
