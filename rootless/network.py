@@ -36,7 +36,6 @@ API_SOCKET = "slirp4netns.sock"        # in the container's state directory
 LOG_FILE = "slirp4netns.log"           # slirp4netns's stdout and stderr, for its errors
 READY_TIMEOUT = 30                     # seconds for slirp4netns or the lo helper
 STOP_TIMEOUT = 5                       # seconds for killed helpers to disappear
-MAX_FD = 1 << 20
 SIGKILL = 9
 
 
@@ -72,18 +71,12 @@ class Setup:
         """Once the container's init waits for start: lo up, slirp4netns ready, ports
         published; slirp4netns's and the watcher's pids saved in the record."""
         if self.lo_helper:
-            self.lo_helper[1].send("netns", pid=init_pid)
-        ready = None
+            channel = self.lo_helper[1]
+            channel.send("netns", pid=init_pid)
+            channel.expect("lo-up", "bringing lo up", timeout=READY_TIMEOUT)
+            self.close()
         if self.settings.network:
             ready = self._start_slirp4netns(record, init_pid, process_start_time(init_pid))
-        if self.lo_helper:
-            pid, channel = self.lo_helper
-            try:
-                channel.expect("lo-up", "bringing lo up", timeout=READY_TIMEOUT)
-            except SetupError as err:
-                raise SetupError(f"bringing lo up: {err}") from None
-            self.close()
-        if ready is not None:
             _wait_until_ready(ready, record)
             for mapping in self.settings.ports:
                 publish(record, mapping)
@@ -167,7 +160,7 @@ def _lo_helper(channel, parent_pid):
         with IPRoute() as netlink:
             netlink.link("set", index=netlink.link_lookup(ifname="lo")[0], state="up")
     except Exception as err:  # noqa: BLE001 - pyroute2's NetlinkError is no OSError
-        raise SetupError(f"netlink: {err}") from None
+        raise SetupError(f"bringing lo up over netlink: {err}") from None
     channel.send("lo-up")
 
 
