@@ -18,7 +18,7 @@ DEFAULT_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CA
 # what the host sandbox shows of the host, read-only, where it exists
 HOST_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 INIT_PATH = "/run/handcar-init"
-NETWORK_MODES = ("slirp4netns", "pasta", "none", "host")
+NETWORK_MODES = ("slirp4netns", "none", "host")
 
 
 class RunError(HandcarError):
@@ -39,7 +39,7 @@ class RunRequest(Record):
         "tmpfs": (),               # --tmpfs DST[:OPTIONS]
         "read_only": False,
         "ports": (),               # -p, passed on to the network engine
-        "network": None,           # slirp4netns[:OPTS] | pasta[:OPTS] | none | host | ns:PATH
+        "network": None,           # slirp4netns[:OPTS] | none | host | ns:PATH
         "hostname": None,
         "memory": None,            # bytes
         "cpus": None,              # a float
@@ -292,7 +292,7 @@ def annotations(request):
     if request.stop_signal:
         items["handcar.stop-signal"] = request.stop_signal
     network = request.network or ""
-    if network.partition(":")[0] in ("slirp4netns", "pasta"):
+    if network.partition(":")[0] == "slirp4netns":
         items["handcar.network"] = network
         if request.ports:
             items["handcar.ports"] = ",".join(request.ports)

@@ -154,6 +154,7 @@ def create(store, container_id, bundle, options, foreground=False):
     _check_preserved_fds(options.preserve_fds)
     text, spec = load_bundle(bundle)
     rootfs = _check_runnable(spec, bundle)
+    network = _network_setup(spec, bundle)
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
     settings = spec.linux.cgroup_settings
     scope, cgroups_path = None, spec.linux.cgroups_path
@@ -200,8 +201,12 @@ def create(store, container_id, bundle, options, foreground=False):
             hooks.run(spec.hooks, "createRuntime", state)
             return state
 
+        if network:
+            network.begin()
         channel, init_pid = _spawn(launch, run_create_hooks, cgroup,
                                    place=scope and (lambda pid: scope.start(record, pid)))
+        if network:
+            network.attach(record, init_pid)
         console.child_started()
         record.save(status="created", pid=init_pid, start_time=process_start_time(init_pid))
         if options.pid_file:
@@ -210,6 +215,8 @@ def create(store, container_id, bundle, options, foreground=False):
                      if spec.hooks.get("startContainer") else None)
         return record, channel, console
     except BaseException:
+        if network:
+            network.close()
         _discard(record, init_pid)
         console.close()
         raise
@@ -232,7 +239,31 @@ def _discard(record, pid):
             cgroup.remove()
         except HandcarError as err:
             log.warning(f"left cgroup {cgroup.path} behind: {err}")
+    try:
+        _stop_network(record)
+    except HandcarError as err:
+        log.warning(str(err))
     record.remove()
+
+
+# --- network (rootless/network.py, imported only for a container that has one) ----------
+
+def _network_setup(spec, bundle):
+    """A network.Setup for a spec with a network namespace of its own or a network
+    annotation (checked before anything is reserved), else None."""
+    from oci.network import settings
+    wanted = settings(spec, os.path.join(bundle, "config.json"))
+    if wanted is None:
+        return None
+    from . import network
+    return network.Setup(wanted)
+
+
+def _stop_network(record):
+    """Stop what runs for the container's network (slirp4netns) if anything does."""
+    if record.data.get("network"):
+        from . import network
+        network.stop(record)
 
 
 def _make_cgroup(record, placement, settings):
@@ -547,6 +578,7 @@ def delete(store, container_id, force=False):
                               f"{status} (use --force)")
         if status != "stopped":
             _stop(record)
+        _stop_network(record)
         _stop_systemd_unit(record)
         cgroup = cgroup_of(record)
         if cgroup:

@@ -101,20 +101,18 @@ def _prepare(bundle, name, image_text, command, flags):
         os.mkdir(os.path.join(bundle, "etc"), 0o755)    # marks the bundle as an image's
         image, layout = _image_layout(bundle, image_text)
         network = network or _default_network()
-    kind = network_kind(network)
-    if flags.publish and kind not in ("slirp4netns", "pasta"):
-        raise RunError(f"-p needs --network slirp4netns or pasta (not {network})")
+    slirp, ports = _network(network, flags.publish, image if flags.publish_all else None)
     cwd = os.getcwd()
     user = _user(flags.user, image, layout, bundle)
     if image_text is not None:
-        layout = layout.replace(etc_files=_etc_files(bundle, flags.hostname or name, kind))
+        layout = layout.replace(etc_files=_etc_files(bundle, flags.hostname or name, slirp))
     if flags.init or config.init:
         layout = layout.replace(init_binary=_init_binary())
     request = RunRequest(
         name=name, image=image_text, command=tuple(command), entrypoint=flags.entrypoint,
         env=tuple(_environment(flags)), workdir=flags.workdir, user=user,
         volumes=tuple(parse_volume(v, cwd) for v in flags.volume), tmpfs=tuple(flags.tmpfs),
-        read_only=flags.read_only, ports=tuple(flags.publish), network=network,
+        read_only=flags.read_only, ports=ports, network=network,
         hostname=flags.hostname,
         memory=parse_size(flags.memory, "--memory") if flags.memory else None,
         cpus=parse_cpus(flags.cpus) if flags.cpus else None, pids_limit=flags.pids_limit,
@@ -127,6 +125,35 @@ def _prepare(bundle, name, image_text, command, flags):
         if not os.path.exists(volume["source"]):
             raise RunError(f"-v: {volume['source']} does not exist")
     return request, image, layout
+
+
+def _network(network, publish, image):
+    """(oci.network.Slirp4netns or None, the ports as handcar.ports spells them) for
+    --network, -p and (-P) the image's exposed ports on free host ports."""
+    from oci.network import parse_network, ports_annotation
+    kind = network_kind(network)
+    slirp = None
+    if kind == "slirp4netns":
+        try:
+            slirp = parse_network(network)
+        except ValueError as err:
+            raise RunError(f"--network {network}: {err}") from None
+    publish = list(publish) + [f"{_free_port()}:{port}" for port in
+                               (image.exposed_ports if image else ())]
+    if publish and not slirp:
+        raise RunError(f"-p needs --network slirp4netns (not {network})")
+    try:
+        return slirp, tuple(ports_annotation(publish).split(",")) if publish else ()
+    except ValueError as err:
+        raise RunError(f"-p: {err}") from None
+
+
+def _free_port():
+    """A host port nothing listens on now, for -P (as docker picks one)."""
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
 
 
 def _default_network():
@@ -262,18 +289,16 @@ def _environment(flags):
     return resolved
 
 
-def _etc_files(bundle, hostname, network_kind_):
+def _etc_files(bundle, hostname, slirp):
     """/etc/hostname, /etc/hosts and /etc/resolv.conf of an image container: files of
     ours bound over the image's (never written into it)."""
     etc = os.path.join(bundle, "etc")
-    hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-    if network_kind_ in ("slirp4netns", "pasta"):
-        hosts += f"10.0.2.100\t{hostname}\n10.0.2.2\thost.containers.internal\n"
+    hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    if slirp:
+        hosts += f"{slirp.address}\t{hostname}\n{slirp.gateway}\thost.containers.internal\n"
+        resolv = f"nameserver {slirp.dns}\n"
     else:
         hosts += f"127.0.1.1\t{hostname}\n"
-    if network_kind_ == "slirp4netns":
-        resolv = "nameserver 10.0.2.3\n"
-    else:
         resolv = "".join(line for line in _read("/etc/resolv.conf").splitlines(True)
                          if not line.startswith("nameserver 127."))
     files = {"/etc/hostname": f"{hostname}\n", "/etc/hosts": hosts,
@@ -531,8 +556,18 @@ def ps(store, show_all):
                      command if len(command) <= 30 else command[:27] + "...",
                      _ago(record.data.get("created", "")),
                      "exited" if status == "stopped" else status,
-                     annotations.get("handcar.ports", "")))
+                     _ports_column(annotations.get("handcar.ports"))))
     _print_table(rows)
+
+
+def _ports_column(annotation):
+    """0.0.0.0:8080->80/tcp, ... as podman ps shows them."""
+    from oci.network import parse_ports
+    try:
+        return ", ".join(str(mapping) for mapping in parse_ports(annotation)) \
+            if annotation else ""
+    except ValueError:
+        return annotation
 
 
 def _ago(rfc3339):

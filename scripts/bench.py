@@ -25,6 +25,21 @@ from rootless.userns import SUBGID, SUBUID, subordinate_ranges  # noqa: E402
 GNU_TIME = "/usr/bin/time"
 
 
+def mapped_spec(args):
+    """`spec --rootless` without a terminal, running `args`, mapped 1 + 65536 ids where
+    the user has a subordinate range (as the tests' bundles are)."""
+    config = default_spec(rootless=True, uid=os.geteuid(), gid=os.getegid())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = args
+    user = user_name(os.geteuid())
+    for key, path in (("uidMappings", SUBUID), ("gidMappings", SUBGID)):
+        ranges = subordinate_ranges(path, user, os.geteuid())
+        if ranges:
+            config["linux"][key].append({"containerID": 1, "hostID": ranges[0][0],
+                                         "size": ranges[0][1]})
+    return config
+
+
 def make_bundle(top):
     rootfs = top / "rootfs"
     (rootfs / "bin").mkdir(parents=True)
@@ -32,15 +47,7 @@ def make_bundle(top):
     shutil.copy2(busybox, rootfs / "bin" / "busybox")
     for applet in ("sh", "true", "sleep"):
         os.symlink("busybox", rootfs / "bin" / applet)
-    config = default_spec(rootless=True, uid=os.geteuid(), gid=os.getegid())
-    config["process"]["terminal"] = False
-    config["process"]["args"] = ["/bin/true"]
-    user = user_name(os.geteuid())
-    for key, path in (("uidMappings", SUBUID), ("gidMappings", SUBGID)):
-        ranges = subordinate_ranges(path, user, os.geteuid())
-        if ranges:
-            config["linux"][key].append({"containerID": 1, "hostID": ranges[0][0],
-                                         "size": ranges[0][1]})
+    config = mapped_spec(["/bin/true"])
     (top / "config.json").write_text(json.dumps(config))
     sleeper = top / "sleeper"
     sleeper.mkdir()

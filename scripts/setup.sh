@@ -93,6 +93,16 @@ build_venv() {  # build_venv SRC VENV
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$src[test]"
 }
 
+build_bench_venv() {  # handcar installed the way users get it (not editable): BENCH_VENV
+    BENCH_VENV="$(dirname "$HANDCAR_VENV")/bench-venv"
+    [ -x "$BENCH_VENV/bin/python" ] || /usr/bin/python3 -m venv "$BENCH_VENV"
+    "$BENCH_VENV/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall \
+        --no-deps "$HANDCAR_SRC" 2>&1 | grep -v "^WARNING: Location" || true
+    "$BENCH_VENV/bin/python" -m pip install -q --disable-pip-version-check "$HANDCAR_SRC" \
+        2>&1 | grep -v "^WARNING: Location" || true
+    if [ "$(id -u)" = 0 ]; then chmod -R a+rX "$BENCH_VENV"; fi
+}
+
 setup_as_root() {
     local repo=$1
     install_packages
