@@ -163,7 +163,7 @@ def create(store, container_id, bundle, options, foreground=False):
         console.close()
         raise
     init_pid = fifo_fd = 0
-    cgroup = None                 # once made, _discard finds it through the record
+    cgroup = listener = None      # once made, _discard finds the cgroup through the record
     try:
         record.save(rootfs=rootfs, hooks=sorted(kind for kind, hs in spec.hooks.items() if hs))
         if placement:
@@ -180,9 +180,11 @@ def create(store, container_id, bundle, options, foreground=False):
             launch_spec = spec.replace(mounts=spec.mounts + (mount,))
             extra_env += env
             record.save(notify_socket=os.environ["NOTIFY_SOCKET"])
+        listener = _seccomp_listener(spec)
         launch = Launch(container_id=container_id, spec=launch_spec, bundle=bundle,
                         parent_pid=os.getpid(), rootfs=rootfs, mapping=mapping,
                         fifo_fd=fifo_fd, console_fd=console.child_fd, extra_env=extra_env,
+                        listener_fd=listener.fileno() if listener else -1,
                         pass_fds=listen_count + options.preserve_fds,
                         no_pivot=options.no_pivot, no_new_keyring=options.no_new_keyring,
                         pause_for_hooks=any(spec.hooks.get(kind) for kind in CREATE_HOOKS))
@@ -199,8 +201,9 @@ def create(store, container_id, bundle, options, foreground=False):
         record.save(status="created", pid=init_pid, start_time=process_start_time(init_pid))
         if options.pid_file:
             write_atomic(os.path.abspath(options.pid_file), f"{init_pid}", 0o644)
-        channel.send("go", state=record.state("created").to_json()
-                     if spec.hooks.get("startContainer") else None)
+        state = record.state("created").to_json()
+        channel.send("go", state=state if spec.hooks.get("startContainer") else None,
+                     listener_state=_listener_state(spec, state, init_pid) if listener else None)
         return record, channel, console
     except BaseException:
         _discard(record, init_pid)
@@ -209,6 +212,25 @@ def create(store, container_id, bundle, options, foreground=False):
     finally:
         if fifo_fd:
             os.close(fifo_fd)
+        if listener:
+            listener.close()
+
+
+def _seccomp_listener(spec):
+    """A connection to the seccomp agent at linux.seccomp.listenerPath, for a filter with
+    SCMP_ACT_NOTIFY (the process sends the notify fd there), or None."""
+    seccomp = spec.linux.seccomp
+    if seccomp is None or not seccomp.uses_notify():
+        return None
+    from .seccomp import connect_listener
+    return connect_listener(seccomp.listener_path)
+
+
+def _listener_state(spec, state, pid):
+    """What the seccomp agent gets with the notify fd of process `pid`, as JSON."""
+    from oci import jsonio
+    from oci.state import process_state
+    return jsonio.dumps(process_state(state, pid, spec.linux.seccomp.listener_metadata))
 
 
 def _discard(record, pid):
@@ -589,10 +611,13 @@ def exec_(store, container_id, process, options):
     console = Console.open(process, options.console_socket, foreground=not options.detach)
     if not options.detach:
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    listener = None
     try:
+        listener = _seccomp_listener(spec)
         launch = Launch(container_id=container_id, spec=launch_spec,
                         bundle=record.data["bundle"], parent_pid=os.getpid(), exec_into=True,
-                        console_fd=console.child_fd, pass_fds=options.preserve_fds)
+                        console_fd=console.child_fd, pass_fds=options.preserve_fds,
+                        listener_fd=listener.fileno() if listener else -1)
         channel, pid = _spawn(launch, cgroup=cgroup_of(record))
         try:
             console.child_started()
@@ -601,10 +626,14 @@ def exec_(store, container_id, process, options):
         except BaseException:
             _send_signal(pid, cgroups.SIGKILL)
             raise
-        channel.send("go")
+        channel.send("go", listener_state=_listener_state(spec, record.state().to_json(), pid)
+                     if listener else None)
     except BaseException:
         console.close()
         raise
+    finally:
+        if listener:
+            listener.close()
     if options.detach:
         channel.close()
         return 0

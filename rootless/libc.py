@@ -136,6 +136,15 @@ class _CapData(ctypes.Structure):
 _CAP_V3 = 0x20080522
 
 
+def capget():
+    """This thread's (effective, permitted, inheritable) capability sets as 64-bit masks."""
+    header = _CapHeader(_CAP_V3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data))
+    return tuple(getattr(data[0], name) | getattr(data[1], name) << 32
+                 for name in ("effective", "permitted", "inheritable"))
+
+
 def capset(effective, permitted, inheritable):
     """Set this thread's capability sets from 64-bit masks."""
     header = _CapHeader(_CAP_V3, 0)

@@ -1,6 +1,12 @@
 """linux.seccomp in real containers."""
 
+import errno
 import os
+
+import pytest
+
+from harness import needs_subids
+from seccomp_agent import Agent
 
 DENY_MKDIR = {"defaultAction": "SCMP_ACT_ALLOW",
               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
@@ -39,9 +45,73 @@ def test_filter_without_no_new_privileges(handcar, bundle):
     assert result.stdout.split() == ["NoNewPrivs:", "0", "Seccomp:", "2"]
 
 
-def test_a_broken_filter_fails_create_cleanly(handcar, bundle):
-    bundle.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x.sock",
+def test_a_missing_seccomp_agent_fails_create_cleanly(handcar, bundle, tmp_path):
+    bundle.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                               "listenerPath": str(tmp_path / "nobody.sock"),
                                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
     result = handcar("create", "-b", bundle.args("true").write(), "bad")
-    assert result.returncode == 1 and "SCMP_ACT_NOTIFY" in result.stderr
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
+    assert "cannot connect to the seccomp agent" in result.stderr
     assert handcar("list", "-q").stdout == ""
+
+
+# What busybox's echo and sleep need, and nothing of handcar's: no socket calls (the
+# exchanges with the parent), no openat or close (exec.fifo), no setresuid, capset or prctl.
+STRICT = {"defaultAction": "SCMP_ACT_ERRNO",
+          "syscalls": [{"names": ["execve", "brk", "arch_prctl", "set_tid_address",
+                                  "set_robust_list", "rseq", "prlimit64", "readlink",
+                                  "getrandom", "mmap", "munmap", "mprotect", "newfstatat",
+                                  "uname", "getpid", "getppid", "getuid", "write", "nanosleep",
+                                  "clock_nanosleep", "restart_syscall", "rt_sigreturn",
+                                  "exit", "exit_group"],
+                        "action": "SCMP_ACT_ALLOW"}]}
+
+
+@pytest.mark.parametrize("no_new_privileges", [True, False])
+def test_the_filter_is_loaded_last_in_run_and_in_exec(handcar, bundle, no_new_privileges):
+    bundle.process["noNewPrivileges"] = no_new_privileges
+    bundle.linux["seccomp"] = STRICT
+    result = handcar("run", "-b", bundle.args("echo", "strict").write(), "strict")
+    assert (result.returncode, result.stdout) == (0, "strict\n"), result.stderr
+    handcar.ok_detached("run", "-d", "-b", bundle.args("sleep", "1000").write(), "sleeper")
+    result = handcar("exec", "sleeper", "echo", "in exec")
+    assert (result.returncode, result.stdout) == (0, "in exec\n"), result.stderr
+
+
+@pytest.mark.parametrize("uid", [0, pytest.param(1000, marks=needs_subids)])
+def test_a_filter_without_no_new_privileges_leaves_the_capabilities_as_configured(
+        handcar, bundle, uid):
+    """init keeps CAP_SYS_ADMIN to load the filter; execve must drop it."""
+    bundle.process["noNewPrivileges"] = False
+    bundle.process["user"] = {"uid": uid, "gid": uid}
+    path = bundle.sh("grep ^Cap /proc/$$/status").write()
+    without = handcar("run", "-b", path, "plain")
+    assert without.returncode == 0, without.stderr
+    bundle.linux["seccomp"] = DENY_MKDIR
+    filtered = handcar("run", "-b", bundle.write(), "filtered")
+    assert filtered.returncode == 0, filtered.stderr
+    assert filtered.stdout == without.stdout
+    assert len(without.stdout.splitlines()) == 5
+
+
+@pytest.mark.parametrize("no_new_privileges", [True, False])
+def test_a_seccomp_agent_gets_the_notify_fd_and_answers(handcar, bundle, tmp_path,
+                                                        no_new_privileges):
+    answers = iter([(0, 0), (0, -errno.EXDEV)])      # a faked success, then an error
+    agent = Agent(tmp_path / "agent.sock", lambda syscall: next(answers))
+    bundle.process["noNewPrivileges"] = no_new_privileges
+    bundle.linux["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(tmp_path / "agent.sock"),
+        "listenerMetadata": "from the test",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+    result = handcar("run", "-b", bundle.sh("mkdir /tmp/a && echo a-made; mkdir /tmp/b; "
+                                            "ls -d /tmp/a /tmp/b 2>&1").write(), "notified")
+    agent.stop()
+    assert result.stdout.splitlines()[0] == "a-made"
+    assert result.stdout.count("No such file or directory") == 2    # nothing was made
+    assert "Invalid cross-device link" in result.stderr
+    assert agent.answered == 2
+    state = agent.state
+    assert state["fds"] == ["seccompFd"] and state["metadata"] == "from the test"
+    assert state["state"]["id"] == "notified" and state["state"]["status"] == "created"
+    assert state["pid"] == state["state"]["pid"] > 0
