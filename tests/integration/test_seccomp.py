@@ -6,6 +6,7 @@ import os
 import pytest
 
 from harness import needs_subids
+from oci.profiles import default_seccomp
 from seccomp_agent import Agent
 
 DENY_MKDIR = {"defaultAction": "SCMP_ACT_ALLOW",
@@ -115,3 +116,22 @@ def test_a_seccomp_agent_gets_the_notify_fd_and_answers(handcar, bundle, tmp_pat
     assert state["fds"] == ["seccompFd"] and state["metadata"] == "from the test"
     assert state["state"]["id"] == "notified" and state["state"]["status"] == "created"
     assert state["pid"] == state["state"]["pid"] > 0
+
+
+def test_the_friendly_modes_default_profile(handcar, bundle):
+    """Podman's allow-list: ordinary work goes on; chroot without CAP_SYS_CHROOT fails
+    with EPERM before the kernel looks at the path (which would give ENOENT)."""
+    bundle.config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+    bundle.sh("grep Seccomp: /proc/self/status; echo hi > /tmp/f && cat /tmp/f; "
+              "mkdir /tmp/d && ls /tmp | wc -l; ps -o pid,comm | grep -c ps; id -u; "
+              "sleep 0 && uname -s && date +%Y | wc -c; chroot /nowhere true 2>&1; true")
+    unfiltered = handcar("run", "-b", bundle.write(), "unfiltered")
+    assert "No such file or directory" in unfiltered.stdout.splitlines()[-1]
+    bounding = bundle.process["capabilities"]["bounding"]
+    bundle.linux["seccomp"] = default_seccomp(os.uname().machine, bounding).to_json()
+    result = handcar("run", "-b", bundle.write(), "default-profile")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["Seccomp:", "2"]
+    assert lines[1:7] == ["hi", "2", "1", "0", "Linux", "5"]
+    assert "Operation not permitted" in lines[7]
