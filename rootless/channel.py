@@ -45,6 +45,13 @@ class Channel:
                              "bytes")
         return jsonio.loads(data, explain=False) if data else None
 
+    def peer_gone(self):
+        """Whether the other side has closed its end (or died), without waiting."""
+        import select    # the child imported it with subprocess, before leaving the host
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
+
     def expect(self, kind, what, timeout=None):
         """Wait for a message of `kind`; `what` describes the step for error messages."""
         message = self.receive(timeout)

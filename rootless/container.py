@@ -42,6 +42,13 @@ class ExecOptions(Record):
     }
 
 
+def _stage(name):
+    """A named point of create: HANDCAR_STOP_AT=name stops handcar there (SIGSTOP), for
+    the fault tests (tests/integration/test_faults.py) to kill it at that point."""
+    if os.environ.get("HANDCAR_STOP_AT") == name:
+        os.kill(os.getpid(), 19)          # SIGSTOP, the same on every Linux architecture
+
+
 def load_bundle(bundle):
     """(config.json text, Spec) of a bundle."""
     from oci import spec as oci_spec
@@ -162,6 +169,7 @@ def create(store, container_id, bundle, options, foreground=False):
     except BaseException:
         console.close()
         raise
+    _stage("reserved")
     init_pid = fifo_fd = 0
     cgroup = listener = None      # once made, _discard finds the cgroup through the record
     try:
@@ -196,11 +204,14 @@ def create(store, container_id, bundle, options, foreground=False):
             hooks.run(spec.hooks, "createRuntime", state)
             return state
 
+        _stage("spawning")
         channel, init_pid = _spawn(launch, run_create_hooks, cgroup)
+        _stage("ready")
         console.child_started()
         record.save(status="created", pid=init_pid, start_time=process_start_time(init_pid))
         if options.pid_file:
             write_atomic(os.path.abspath(options.pid_file), f"{init_pid}", 0o644)
+        _stage("created")
         state = record.state("created").to_json()
         channel.send("go", state=state if spec.hooks.get("startContainer") else None,
                      listener_state=_listener_state(spec, state, init_pid) if listener else None)
@@ -289,6 +300,7 @@ def _spawn(launch, on_hooks=None, cgroup=None):
             if message is None:
                 raise SetupError("the container's process exited before it was ready")
             elif kind == "prepare":
+                _stage("prepare")
                 if launch.mapping:
                     userns.apply(launch.mapping, pid)
                 if cgroup and not born_in_cgroup:
@@ -298,6 +310,7 @@ def _spawn(launch, on_hooks=None, cgroup=None):
                 init_pid = message["pid"]
                 os.waitpid(pid, 0)
                 pid = 0
+                _stage("init")
             elif kind == "hooks":
                 hooks_asked = True
             if hooks_asked and init_pid:

@@ -172,7 +172,7 @@ def container_init(channel, launch):
         # here, in the container's namespaces but before pivot_root.
         channel.send("hooks")
         message = channel.expect("hooks-done", "running createRuntime hooks")
-        hooks.run(spec.hooks, "createContainer", message["state"])
+        hooks.run(spec.hooks, "createContainer", message["state"], channel.peer_gone)
     builder.enter(launch.no_pivot)
     if spec.hostname:
         with step("setting the hostname"):
