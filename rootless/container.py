@@ -603,6 +603,11 @@ def _namespaces_of(pid):
                 joined.append(oci_spec.Namespace(kind, path))
         except FileNotFoundError:
             raise WrongStatus("cannot exec: the container's init has exited") from None
+        except PermissionError:
+            # until `start`, init is handcar's own process, which the container (and
+            # we, without privileges) may not inspect
+            raise WrongStatus("cannot exec into a container that is not started yet: "
+                              "start it first") from None
     return tuple(joined)
 
 

@@ -133,6 +133,14 @@ def intermediate(channel, launch):
                 open("/proc/self/timens_offsets", "w") as f:
             for clock, (secs, nanos) in linux.time_offsets.items():
                 f.write(f"{clock} {secs} {nanos}\n")
+    if launch.spec.process.oom_score_adj is not None:
+        # here: the process forked next may not write its own /proc entries (see below)
+        _set_oom_score_adj(channel, launch.spec.process.oom_score_adj)
+    # The process forked next is in the container's pid namespace but runs handcar's
+    # python until execve: the container must not reach its /proc entries (exe is the
+    # host's interpreter, fds lead to the host: CVE-2019-5736, CVE-2024-21626). Not
+    # dumpable, only a ptracer privileged on the host can; execve makes it dumpable.
+    libc.prctl(libc.PR_SET_DUMPABLE, 0)
     pid = os.fork()
     if pid == 0:
         run_child(channel, exec_init if launch.exec_into else container_init, launch)
@@ -240,8 +248,6 @@ def _prepare_process(channel, launch, last_cap):
         except (OSError, ValueError) as err:
             raise SetupError(f"setting {limit.type} to {limit.soft}/{limit.hard}: "
                              f"{getattr(err, 'strerror', None) or err}") from None
-    if process.oom_score_adj is not None:
-        _set_oom_score_adj(channel, process.oom_score_adj)
     # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: keep it until then.
     set_identity(channel, process, last_cap,
                  keep_admin=seccomp_filter is not None and not process.no_new_privileges)
