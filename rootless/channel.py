@@ -8,7 +8,7 @@ file), into a SetupError.
 import _socket   # socket's C half: socket.py imports enum, a start-up cost create pays
 
 from oci import jsonio
-from .errors import SetupError
+from .errors import HandcarError, SetupError
 
 MAX_MESSAGE = 65536
 
@@ -62,3 +62,15 @@ class Channel:
         if message["type"] != kind:
             raise SetupError(f"{what}: unexpected message {message['type']!r}")
         return message
+
+
+def connect_unix(path, what):
+    """A stream socket connected to the unix socket `path` (--console-socket, a seccomp
+    agent), whose fd a child inherits; `what` names it in the error."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        sock.close()
+        raise HandcarError(f"{what} {path}: {err.strerror}") from None
+    return sock

@@ -140,11 +140,5 @@ class Filter:
 
 def connect_listener(path):
     """A socket connected to the seccomp agent at `path` (its fd goes to the child)."""
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as err:
-        sock.close()
-        raise SetupError(f"linux.seccomp.listenerPath: cannot connect to the seccomp agent "
-                         f"at {path}: {err.strerror}") from None
-    return sock
+    from .channel import connect_unix
+    return connect_unix(path, "linux.seccomp.listenerPath: connecting to the seccomp agent at")

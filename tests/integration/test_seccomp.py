@@ -52,7 +52,7 @@ def test_a_missing_seccomp_agent_fails_create_cleanly(handcar, bundle, tmp_path)
                                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
     result = handcar("create", "-b", bundle.args("true").write(), "bad")
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
-    assert "cannot connect to the seccomp agent" in result.stderr
+    assert "connecting to the seccomp agent at" in result.stderr
     assert handcar("list", "-q").stdout == ""
 
 
