@@ -38,48 +38,55 @@ def answer_one(notify_fd, decide):
 
 
 class Agent:
-    """Listens on `path`; serves the first runtime that connects from a thread. `state`
-    and `answered` tell the test what happened."""
+    """Listens on `path`, each runtime that connects served from a thread of its own:
+    `states` and `answered` tell the test what happened."""
 
     def __init__(self, path, decide):
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
-        self.server.listen(1)
+        self.server.listen(4)
+        self.server.settimeout(0.1)
         self.decide = decide
-        self.state = None
+        self.states = []
         self.answered = 0
-        self.error = None
+        self.errors = []
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
 
-    def _serve(self):
-        try:
-            self.server.settimeout(30)
-            conn, _ = self.server.accept()
-            with conn:
-                self.state, notify_fd = receive(conn)
+    def _accept(self):
+        while not self.stopping.is_set():
             try:
-                self._answer(notify_fd)
-            finally:
-                os.close(notify_fd)
-        except Exception as err:  # noqa: BLE001 - reported to the test by stop()
-            self.error = err
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                state, notify_fd = receive(conn)
+            self.states.append(state)
+            thread = threading.Thread(target=self._answer, args=(notify_fd,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
 
     def _answer(self, notify_fd):
-        poller = select.poll()
-        poller.register(notify_fd, select.POLLIN)
-        while not self.stopping.is_set():
-            events = poller.poll(100)
-            if any(mask & select.POLLHUP for _fd, mask in events):
-                return                        # every filtered process has exited
-            if events:
-                answer_one(notify_fd, self.decide)
-                self.answered += 1
+        try:
+            poller = select.poll()
+            poller.register(notify_fd, select.POLLIN)
+            while not self.stopping.is_set():
+                events = poller.poll(100)
+                if any(mask & select.POLLHUP for _fd, mask in events):
+                    return                    # every filtered process has exited
+                if events:
+                    answer_one(notify_fd, self.decide)
+                    self.answered += 1
+        except Exception as err:  # noqa: BLE001 - reported to the test by stop()
+            self.errors.append(err)
+        finally:
+            os.close(notify_fd)
 
     def stop(self):
         self.stopping.set()
-        self.thread.join(10)
+        for thread in self.threads:
+            thread.join(10)
         self.server.close()
-        if self.error:
-            raise self.error
+        if self.errors:
+            raise self.errors[0]

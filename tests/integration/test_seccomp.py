@@ -79,12 +79,15 @@ def test_the_filter_is_loaded_last_in_run_and_in_exec(handcar, bundle, no_new_pr
     assert (result.returncode, result.stdout) == (0, "in exec\n"), result.stderr
 
 
+@pytest.mark.parametrize("with_capabilities", [True, False])
 @pytest.mark.parametrize("uid", [0, pytest.param(1000, marks=needs_subids)])
 def test_a_filter_without_no_new_privileges_leaves_the_capabilities_as_configured(
-        handcar, bundle, uid):
+        handcar, bundle, uid, with_capabilities):
     """init keeps CAP_SYS_ADMIN to load the filter; execve must drop it."""
     bundle.process["noNewPrivileges"] = False
     bundle.process["user"] = {"uid": uid, "gid": uid}
+    if not with_capabilities:
+        del bundle.process["capabilities"]
     path = bundle.sh("grep ^Cap /proc/$$/status").write()
     without = handcar("run", "-b", path, "plain")
     assert without.returncode == 0, without.stderr
@@ -95,16 +98,20 @@ def test_a_filter_without_no_new_privileges_leaves_the_capabilities_as_configure
     assert len(without.stdout.splitlines()) == 5
 
 
+def notify_mkdir(bundle, agent_path):
+    bundle.linux["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(agent_path),
+        "listenerMetadata": "from the test",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+
+
 @pytest.mark.parametrize("no_new_privileges", [True, False])
 def test_a_seccomp_agent_gets_the_notify_fd_and_answers(handcar, bundle, tmp_path,
                                                         no_new_privileges):
     answers = iter([(0, 0), (0, -errno.EXDEV)])      # a faked success, then an error
     agent = Agent(tmp_path / "agent.sock", lambda syscall: next(answers))
     bundle.process["noNewPrivileges"] = no_new_privileges
-    bundle.linux["seccomp"] = {
-        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(tmp_path / "agent.sock"),
-        "listenerMetadata": "from the test",
-        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+    notify_mkdir(bundle, tmp_path / "agent.sock")
     result = handcar("run", "-b", bundle.sh("mkdir /tmp/a && echo a-made; mkdir /tmp/b; "
                                             "ls -d /tmp/a /tmp/b 2>&1").write(), "notified")
     agent.stop()
@@ -112,10 +119,22 @@ def test_a_seccomp_agent_gets_the_notify_fd_and_answers(handcar, bundle, tmp_pat
     assert result.stdout.count("No such file or directory") == 2    # nothing was made
     assert "Invalid cross-device link" in result.stderr
     assert agent.answered == 2
-    state = agent.state
+    [state] = agent.states
     assert state["fds"] == ["seccompFd"] and state["metadata"] == "from the test"
     assert state["state"]["id"] == "notified" and state["state"]["status"] == "created"
     assert state["pid"] == state["state"]["pid"] > 0
+
+
+def test_exec_sends_the_agent_a_notify_fd_of_its_own(handcar, bundle, tmp_path):
+    agent = Agent(tmp_path / "agent.sock", lambda syscall: (0, -errno.EXDEV))
+    notify_mkdir(bundle, tmp_path / "agent.sock")
+    handcar.ok_detached("run", "-d", "-b", bundle.args("sleep", "1000").write(), "box")
+    result = handcar("exec", "box", "mkdir", "/tmp/c")
+    agent.stop()
+    assert result.returncode == 1 and "Invalid cross-device link" in result.stderr
+    init, process = agent.states
+    assert process["state"]["status"] == "running" and process["state"]["id"] == "box"
+    assert process["state"]["pid"] == init["pid"] != process["pid"]
 
 
 def test_the_friendly_modes_default_profile(handcar, bundle):
