@@ -212,3 +212,22 @@ def test_concurrent_runs_and_deletes_do_not_trip_over_each_other(handcar, bundle
             out, err = run.communicate(timeout=60)
             assert run.returncode == 0, err
     assert handcar("list", "-q").stdout == ""
+
+
+def test_a_foreground_run_holds_only_stdio_and_its_channel(handcar, bundle, tmp_path):
+    """What handcar keeps open while it waits for a container: nothing of the state
+    directory (its lock, exec.fifo), no leftover of create."""
+    out = bundle.bind_writable(tmp_path / "out", "/out")
+    path = bundle.sh("touch /out/started; sleep 10").write()
+    with open(tmp_path / "run.out", "w") as sink:
+        run = subprocess.Popen([HANDCAR, "--root", str(handcar.root), "run", "-b", path, "fg"],
+                               stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
+    try:
+        wait_until(lambda: (out / "started").exists(), what="the container to start")
+        fds = {int(fd): os.readlink(f"/proc/{run.pid}/fd/{fd}")
+               for fd in os.listdir(f"/proc/{run.pid}/fd")}
+    finally:
+        run.kill()
+        run.wait()
+    assert sorted(fds)[:3] == [0, 1, 2] and len(fds) == 4, fds
+    assert fds[max(fds)].startswith("socket:"), fds
