@@ -40,8 +40,7 @@ def _seccomp(available):
         return {"enabled": False}
     return {
         "enabled": True,
-        # SCMP_ACT_NOTIFY (a listener socket) is not implemented yet
-        "actions": [a for a in seccomp.ACTIONS if a != "SCMP_ACT_NOTIFY"],
+        "actions": list(seccomp.ACTIONS),
         "operators": list(seccomp.OPERATORS),
         "archs": list(seccomp.ARCHES),
         "knownFlags": list(seccomp.FLAGS),

@@ -47,7 +47,8 @@ class RunRequest(Record):
         "init": False,
         "cap_add": (),
         "cap_drop": (),
-        "seccomp": None,           # a linux.seccomp document, or None (unconfined)
+        "seccomp": None,           # a linux.seccomp document, "default" (podman's
+                                   # profile for this machine), or None (unconfined)
         "tty": False,
         "interactive": False,
         "remove": False,           # --rm
@@ -250,8 +251,9 @@ def process_args(request, image):
     return args
 
 
-def build_spec(request, image, layout):
-    """The config.json document (a dict) for a friendly run."""
+def build_spec(request, image, layout, machine="x86_64"):
+    """The config.json document (a dict) for a friendly run on `machine` (as
+    os.uname() names it: the default seccomp profile depends on it)."""
     spec = default_spec()
     spec["annotations"] = annotations(request)
     process = spec["process"]
@@ -280,7 +282,11 @@ def build_spec(request, image, layout):
     linux["resources"] = _resources(request)
     if not linux["resources"]:
         del linux["resources"]
-    if request.seccomp is not None:
+    if request.seccomp == "default":
+        from .profiles import default_seccomp
+        linux["seccomp"] = default_seccomp(
+            machine, process["capabilities"]["bounding"]).to_json()
+    elif request.seccomp is not None:
         linux["seccomp"] = request.seccomp
     return spec
 

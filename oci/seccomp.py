@@ -24,9 +24,21 @@ ARCHES = ("SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
 class Condition(Record):
     FIELDS = {"index": 0, "op": "SCMP_CMP_EQ", "value": 0, "value_two": 0}
 
+    def to_json(self):
+        return {"index": self.index, "value": self.value, "valueTwo": self.value_two,
+                "op": self.op}
+
 
 class Rule(Record):
     FIELDS = {"names": (), "action": "SCMP_ACT_ALLOW", "errno": None, "conditions": ()}
+
+    def to_json(self):
+        doc = {"names": list(self.names), "action": self.action}
+        if self.errno is not None:
+            doc["errnoRet"] = self.errno
+        if self.conditions:
+            doc["args"] = [condition.to_json() for condition in self.conditions]
+        return doc
 
 
 class Filter(Record):
@@ -39,6 +51,18 @@ class Filter(Record):
         "listener_metadata": "",
         "rules": (),
     }
+
+    def to_json(self):
+        """The linux.seccomp object of a config.json (filter_from_json reads it back)."""
+        doc = {"defaultAction": self.default_action}
+        for key, value in (("defaultErrnoRet", self.default_errno),
+                           ("architectures", list(self.architectures)),
+                           ("flags", list(self.flags)), ("listenerPath", self.listener_path),
+                           ("listenerMetadata", self.listener_metadata)):
+            if value or (key == "defaultErrnoRet" and value is not None):
+                doc[key] = value
+        doc["syscalls"] = [rule.to_json() for rule in self.rules]
+        return doc
 
     def uses_notify(self):
         return self.default_action == "SCMP_ACT_NOTIFY" or any(

@@ -33,3 +33,10 @@ class State(Record):
             doc["annotations"] = dict(self.annotations)
         return doc
 
+
+
+def process_state(state, pid, metadata=""):
+    """The container process state a seccomp agent receives with the notify fd, which is
+    the first (and only) fd of the message: runtime-spec's ContainerProcessState."""
+    return {"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": pid,
+            "metadata": metadata, "state": state}

@@ -5,12 +5,15 @@ message loop in container._spawn) turn that, or the other side's silent death (e
 file), into a SetupError.
 """
 
+import os
+
 import _socket   # socket's C half: socket.py imports enum, a start-up cost create pays
 
 from oci import jsonio
-from .errors import SetupError
+from .errors import HandcarError, SetupError
 
 MAX_MESSAGE = 65536
+MAX_FDS = 4                  # fds one message may carry
 
 
 class Channel:
@@ -28,14 +31,22 @@ class Channel:
     def close(self):
         self.sock.close()
 
-    def send(self, kind, **fields):
-        self.sock.send(jsonio.dumps({"type": kind, **fields}).encode())
+    def send(self, kind, fds=(), **fields):
+        """A message; `fds` travel with it (SCM_RIGHTS) and arrive as message["fds"]."""
+        data = jsonio.dumps({"type": kind, **fields}).encode()
+        if fds:
+            import array
+            self.sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                        array.array("i", fds))])
+        else:
+            self.sock.send(data)
 
     def receive(self, timeout=None):
         """The next message, or None at end-of-file (the other side is gone)."""
         self.sock.settimeout(timeout)
         try:
-            data, _, flags, _ = self.sock.recvmsg(MAX_MESSAGE)
+            data, ancillary, flags, _ = self.sock.recvmsg(MAX_MESSAGE,
+                                                          _socket.CMSG_SPACE(4 * MAX_FDS))
         except TimeoutError:
             raise SetupError("timed out waiting for the container's init") from None
         except ConnectionResetError:
@@ -43,7 +54,26 @@ class Channel:
         if flags & _socket.MSG_TRUNC:
             raise SetupError(f"a message between handcar's processes exceeded {MAX_MESSAGE} "
                              "bytes")
-        return jsonio.loads(data, explain=False) if data else None
+        if not data:
+            return None
+        message = jsonio.loads(data, explain=False)
+        fds = []
+        for level, kind, cmsg_data in ancillary:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                import array
+                fds += array.array("i", cmsg_data[:len(cmsg_data) - len(cmsg_data) % 4])
+        for fd in fds:
+            os.set_inheritable(fd, False)
+        if fds:
+            message["fds"] = fds
+        return message
+
+    def peer_gone(self):
+        """Whether the other side has closed its end (or died), without waiting."""
+        import select    # the child imported it with subprocess, before leaving the host
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
     def expect(self, kind, what, timeout=None):
         """Wait for a message of `kind`; `what` describes the step for error messages."""
@@ -55,3 +85,15 @@ class Channel:
         if message["type"] != kind:
             raise SetupError(f"{what}: unexpected message {message['type']!r}")
         return message
+
+
+def connect_unix(path, what):
+    """A stream socket connected to the unix socket `path` (--console-socket, a seccomp
+    agent), whose fd a child inherits; `what` names it in the error."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as err:
+        sock.close()
+        raise HandcarError(f"{what} {path}: {err.strerror}") from None
+    return sock

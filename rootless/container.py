@@ -44,6 +44,13 @@ class ExecOptions(Record):
     }
 
 
+def _stage(name):
+    """A named point of create: HANDCAR_STOP_AT=name stops handcar there (SIGSTOP), for
+    the fault tests (tests/integration/test_faults.py) to kill it at that point."""
+    if os.environ.get("HANDCAR_STOP_AT") == name:
+        os.kill(os.getpid(), 19)          # SIGSTOP, the same on every Linux architecture
+
+
 def load_bundle(bundle):
     """(config.json text, Spec) of a bundle."""
     from oci import spec as oci_spec
@@ -169,8 +176,9 @@ def create(store, container_id, bundle, options, foreground=False):
     except BaseException:
         console.close()
         raise
+    _stage("reserved")
     init_pid = fifo_fd = 0
-    cgroup = None                 # once made, _discard finds it through the record
+    cgroup = listener = None      # once made, _discard finds the cgroup through the record
     try:
         record.save(rootfs=rootfs, hooks=sorted(kind for kind, hs in spec.hooks.items() if hs))
         if placement:
@@ -187,12 +195,15 @@ def create(store, container_id, bundle, options, foreground=False):
             launch_spec = spec.replace(mounts=spec.mounts + (mount,))
             extra_env += env
             record.save(notify_socket=os.environ["NOTIFY_SOCKET"])
+        listener = _seccomp_listener(spec)
         launch = Launch(container_id=container_id, spec=launch_spec, bundle=bundle,
                         parent_pid=os.getpid(), rootfs=rootfs, mapping=mapping,
                         fifo_fd=fifo_fd, console_fd=console.child_fd, extra_env=extra_env,
+                        listener_fd=listener.fileno() if listener else -1,
                         pass_fds=listen_count + options.preserve_fds,
                         no_pivot=options.no_pivot, no_new_keyring=options.no_new_keyring,
-                        pause_for_hooks=any(spec.hooks.get(kind) for kind in CREATE_HOOKS))
+                        pause_for_hooks=any(spec.hooks.get(kind) for kind in CREATE_HOOKS),
+                        send_namespaces=bool(network))
 
         def run_create_hooks(pid):
             from . import hooks
@@ -203,16 +214,21 @@ def create(store, container_id, bundle, options, foreground=False):
 
         if network:
             network.begin()
+        _stage("spawning")
         channel, init_pid = _spawn(launch, run_create_hooks, cgroup,
-                                   place=scope and (lambda pid: scope.start(record, pid)))
+                                   place=scope and (lambda pid: scope.start(record, pid)),
+                                   on_init=network and network.take_namespaces)
+        _stage("ready")
         if network:
             network.attach(record, init_pid)
         console.child_started()
         record.save(status="created", pid=init_pid, start_time=process_start_time(init_pid))
         if options.pid_file:
             write_atomic(os.path.abspath(options.pid_file), f"{init_pid}", 0o644)
-        channel.send("go", state=record.state("created").to_json()
-                     if spec.hooks.get("startContainer") else None)
+        _stage("created")
+        state = record.state("created").to_json()
+        channel.send("go", state=state if spec.hooks.get("startContainer") else None,
+                     listener_state=_listener_state(spec, state, init_pid) if listener else None)
         return record, channel, console
     except BaseException:
         if network:
@@ -225,6 +241,25 @@ def create(store, container_id, bundle, options, foreground=False):
             os.close(fifo_fd)
         if scope:
             scope.manager.close()
+        if listener:
+            listener.close()
+
+
+def _seccomp_listener(spec):
+    """A connection to the seccomp agent at linux.seccomp.listenerPath, for a filter with
+    SCMP_ACT_NOTIFY (the process sends the notify fd there), or None."""
+    seccomp = spec.linux.seccomp
+    if seccomp is None or not seccomp.uses_notify():
+        return None
+    from .seccomp import connect_listener
+    return connect_listener(seccomp.listener_path)
+
+
+def _listener_state(spec, state, pid):
+    """What the seccomp agent gets with the notify fd of process `pid`, as JSON."""
+    from oci import jsonio
+    from oci.state import process_state
+    return jsonio.dumps(process_state(state, pid, spec.linux.seccomp.listener_metadata))
 
 
 def _discard(record, pid):
@@ -361,11 +396,12 @@ def cgroup_of(record):
     return cgroups.Cgroup(path) if path else None
 
 
-def _spawn(launch, on_hooks=None, cgroup=None, place=None):
+def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
     """Fork the intermediate, answer it and the process it forks, and return
     (channel, pid of that process) once the process is ready. The intermediate is forked
     into `cgroup` where it can be; otherwise `place(pid)` puts it where it belongs, or
-    else it is moved into `cgroup`."""
+    else it is moved into `cgroup`. `on_init(fds)` takes the namespace fds the
+    intermediate sends when launch.send_namespaces asks for them."""
     from . import userns
     from .channel import Channel
     from .init import intermediate, run_child
@@ -387,6 +423,7 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None):
             if message is None:
                 raise SetupError("the container's process exited before it was ready")
             elif kind == "prepare":
+                _stage("prepare")
                 if launch.mapping:
                     userns.apply(launch.mapping, pid)
                 if place and not born_in_cgroup:
@@ -396,8 +433,11 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None):
                 parent_end.send("prepared")
             elif kind == "init":
                 init_pid = message["pid"]
+                if on_init:
+                    on_init(message.get("fds", []))
                 os.waitpid(pid, 0)
                 pid = 0
+                _stage("init")
             elif kind == "hooks":
                 hooks_asked = True
             if hooks_asked and init_pid:
@@ -692,6 +732,11 @@ def _namespaces_of(pid):
                 joined.append(oci_spec.Namespace(kind, path))
         except FileNotFoundError:
             raise WrongStatus("cannot exec: the container's init has exited") from None
+        except PermissionError:
+            # until `start`, init is handcar's own process, which the container (and
+            # we, without privileges) may not inspect
+            raise WrongStatus("cannot exec into a container that is not started yet: "
+                              "start it first") from None
     return tuple(joined)
 
 
@@ -713,17 +758,21 @@ def exec_(store, container_id, process, options):
     console = Console.open(process, options.console_socket, foreground=not options.detach)
     if not options.detach:
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+    listener = None
     try:
+        listener = _seccomp_listener(spec)
         launch = Launch(container_id=container_id, spec=launch_spec,
                         bundle=record.data["bundle"], parent_pid=os.getpid(), exec_into=True,
-                        console_fd=console.child_fd, pass_fds=options.preserve_fds)
+                        console_fd=console.child_fd, pass_fds=options.preserve_fds,
+                        listener_fd=listener.fileno() if listener else -1)
         unit = record.data.get("systemd_unit")
         cgroup = cgroup_of(record)
         channel, pid = _spawn(launch, cgroup=cgroup, place=unit and cgroup and (
             lambda child: _join_scope(cgroup, unit, child)))
         try:
             console.child_started()
-            channel.send("go")
+            channel.send("go", listener_state=_listener_state(
+                spec, record.state().to_json(), pid) if listener else None)
             _wait_for_execve(channel)
             if options.pid_file:
                 write_atomic(os.path.abspath(options.pid_file), f"{pid}", 0o644)
@@ -734,6 +783,9 @@ def exec_(store, container_id, process, options):
     except BaseException:
         console.close()
         raise
+    finally:
+        if listener:
+            listener.close()
     if options.detach:
         channel.close()
         return 0

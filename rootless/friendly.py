@@ -75,7 +75,8 @@ def run(store, image_text, command, flags):
     try:
         request, image_config, layout = _prepare(bundle, name, image_text, command, flags)
         write_atomic(os.path.join(bundle, "config.json"),
-                     jsonio.dumps(build_spec(request, image_config, layout), indent=2))
+                     jsonio.dumps(build_spec(request, image_config, layout,
+                                             os.uname().machine), indent=2))
         created = True
         status = _run_container(store, name, bundle, flags)
     except BaseException:
@@ -336,8 +337,7 @@ def _seccomp(security_opts, config):
     if choice == "unconfined":
         return None
     if choice == "default":
-        from oci.profiles import default_seccomp
-        return default_seccomp()
+        return "default"                      # built with the spec: it depends on the caps
     try:
         with open(choice, "rb") as f:
             return jsonio.loads(f.read())

@@ -25,7 +25,7 @@ from oci.spec import DEFAULT_PATH, env_value
 from . import host, libc, mounts
 
 hooks = terminal = None          # imported by _import_what_the_child_needs when needed
-seccomp_filter = None            # built by it, loaded just before exec or before setuid
+seccomp_filter = None            # built by it, loaded just before execve
 from .errors import HandcarError, SetupError, os_error_message
 from .mounts import step
 from .userns import maps_root
@@ -50,16 +50,19 @@ class Launch(Record):
         # reach the state directory
         "fifo_fd": -1,
         "console_fd": -1,  # where the pty master goes when process.terminal is set
+        "listener_fd": -1,  # connected to linux.seccomp.listenerPath: the notify fd goes there
         "extra_env": (),  # LISTEN_FDS and friends, added by the parent
         "pass_fds": 0,  # fds 3..3+N-1 reach the process
         "no_pivot": False,
         "no_new_keyring": False,
         # stop before pivot_root for the prestart, createRuntime and createContainer hooks
         "pause_for_hooks": False,
+        # send the parent fds of the container's user and network namespaces
+        "send_namespaces": False,
     }
 
     def kept_fds(self):
-        return {fd for fd in (self.fifo_fd, self.console_fd) if fd >= 0}
+        return {fd for fd in (self.fifo_fd, self.console_fd, self.listener_fd) if fd >= 0}
 
 
 def run_child(channel, body, *args):
@@ -133,10 +136,28 @@ def intermediate(channel, launch):
                 open("/proc/self/timens_offsets", "w") as f:
             for clock, (secs, nanos) in linux.time_offsets.items():
                 f.write(f"{clock} {secs} {nanos}\n")
+    if launch.spec.process.oom_score_adj is not None:
+        # here: the process forked next may not write its own /proc entries (see below)
+        _set_oom_score_adj(channel, launch.spec.process.oom_score_adj)
+    # The process forked next is in the container's pid namespace but runs handcar's
+    # python until execve: the container must not reach its /proc entries (exe is the
+    # host's interpreter, fds lead to the host: CVE-2019-5736, CVE-2024-21626). Not
+    # dumpable, only a ptracer privileged on the host can; execve makes it dumpable.
+    libc.prctl(libc.PR_SET_DUMPABLE, 0)
     pid = os.fork()
     if pid == 0:
         run_child(channel, exec_init if launch.exec_into else container_init, launch)
-    channel.send("init", pid=pid)
+    # The parent may need the container's user and network namespaces (slirp4netns, lo):
+    # once init has changed its ids it can no longer reach them through /proc/PID/ns.
+    channel.send("init", pid=pid, fds=_own_namespaces() if launch.send_namespaces else ())
+
+
+def _own_namespaces():
+    fds = []
+    for name in ("user", "net"):
+        with step(f"opening the container's {name} namespace"):
+            fds.append(os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
+    return fds
 
 
 def _import_what_the_child_needs(launch):
@@ -172,7 +193,7 @@ def container_init(channel, launch):
         # here, in the container's namespaces but before pivot_root.
         channel.send("hooks")
         message = channel.expect("hooks-done", "running createRuntime hooks")
-        hooks.run(spec.hooks, "createContainer", message["state"])
+        hooks.run(spec.hooks, "createContainer", message["state"], channel.peer_gone)
     builder.enter(launch.no_pivot)
     if spec.hostname:
         with step("setting the hostname"):
@@ -200,8 +221,7 @@ def container_init(channel, launch):
         raise
     os.write(fifo, b"0")
     os.close(fifo)
-    exec_process(channel, path, spec.process.args, env, launch.pass_fds,
-                 spec.process.no_new_privileges)
+    exec_process(channel, launch, path, env, message.get("listener_state"))
 
 
 def exec_init(channel, launch):
@@ -209,9 +229,8 @@ def exec_init(channel, launch):
     last_cap = _start_session(channel, launch)
     _attach_console(launch)
     path, env = _prepare_process(channel, launch, last_cap)
-    _wait_for_go(channel)
-    exec_process(channel, path, launch.spec.process.args, env, launch.pass_fds,
-                 launch.spec.process.no_new_privileges)
+    message = _wait_for_go(channel)
+    exec_process(channel, launch, path, env, message.get("listener_state"))
 
 
 def _start_session(channel, launch):
@@ -242,11 +261,9 @@ def _prepare_process(channel, launch, last_cap):
         except (OSError, ValueError) as err:
             raise SetupError(f"setting {limit.type} to {limit.soft}/{limit.hard}: "
                              f"{getattr(err, 'strerror', None) or err}") from None
-    if process.oom_score_adj is not None:
-        _set_oom_score_adj(channel, process.oom_score_adj)
-    if seccomp_filter and not process.no_new_privileges:
-        seccomp_filter.load()     # without no_new_privs, only while still privileged
-    set_identity(channel, process, last_cap)
+    # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: keep it until then.
+    set_identity(channel, process, last_cap,
+                 keep_admin=seccomp_filter is not None and not process.no_new_privileges)
     with step(f"changing to the working directory {process.cwd}"):
         os.chdir(process.cwd)
     if process.user.umask is not None:
@@ -263,9 +280,14 @@ def _wait_for_go(channel):
     return message
 
 
-def exec_process(channel, path, args, env, preserve_fds, no_new_privileges):
+def exec_process(channel, launch, path, env, listener_state=None):
     """Hand the process only fds 0-2 and the preserved ones, default signal handling, and
-    exec it. On failure, say why on the channel (the parent of a `run` is listening)."""
+    exec it. On failure, say why on the channel (the parent of a `run` is listening).
+
+    The seccomp filter is loaded last, so that it needs to allow nothing of handcar's own
+    (the exchanges with the parent, exec.fifo, changing identity): after it, only the
+    notify fd goes to its listener (when there is one) and execve runs."""
+    args = launch.spec.process.args
     for signum in _signal.valid_signals():
         if signum not in (_signal.SIGKILL, _signal.SIGSTOP):
             try:
@@ -273,11 +295,13 @@ def exec_process(channel, path, args, env, preserve_fds, no_new_privileges):
             except (OSError, ValueError):
                 pass
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    _limit_fds(3 + preserve_fds, keep=channel.fileno())
-    if seccomp_filter and no_new_privileges:
-        seccomp_filter.load()     # as close to execve as can be: it filters what follows
+    _limit_fds(3 + launch.pass_fds, keep=channel.fileno())
+    argv, environ = list(args), dict(item.split("=", 1) for item in env)
+    if seccomp_filter:
+        listener = _socket.socket(fileno=launch.listener_fd) if launch.listener_fd >= 0 else None
+        seccomp_filter.load(listener, listener_state)
     try:
-        os.execve(path, list(args), dict(item.split("=", 1) for item in env))
+        os.execve(path, argv, environ)
     except OSError as err:
         raise SetupError(f'exec: "{args[0]}": {err.strerror.lower()}') from None
 
@@ -317,19 +341,26 @@ def _cap_mask(names, last_cap, channel, warned):
     return mask
 
 
-def set_identity(channel, process, last_cap):
+def set_identity(channel, process, last_cap, keep_admin=False):
     """Groups, uid/gid and capabilities, in the only order that works: drop the bounding
-    set while we still have CAP_SETPCAP, change ids keeping capabilities, then set them."""
+    set while we still have CAP_SETPCAP, change ids keeping capabilities, then set them.
+
+    keep_admin: also keep CAP_SYS_ADMIN (permitted and effective), which a seccomp filter
+    loaded without no_new_privs needs, until execve. execve drops it by itself: it gives
+    root the bounding and inheritable sets, others their ambient set, never what was
+    permitted before."""
     caps = process.capabilities
+    user = process.user
     warned = set()
+    if caps is not None or (keep_admin and user.uid != 0):
+        with step("keeping capabilities across the change of user"):
+            libc.prctl(libc.PR_SET_KEEPCAPS, 1)
     if caps is not None:
         with step("dropping bounding capabilities"):
-            libc.prctl(libc.PR_SET_KEEPCAPS, 1)
             keep = _cap_mask(caps.bounding, last_cap, channel, warned)
             for cap in range(last_cap + 1):
                 if not keep & (1 << cap):
                     libc.prctl(libc.PR_CAPBSET_DROP, cap)
-    user = process.user
     if _setgroups_allowed():
         with step("setting additional groups"):
             os.setgroups(list(user.additional_gids))
@@ -339,12 +370,13 @@ def set_identity(channel, process, last_cap):
     with step(f"switching to uid {user.uid} gid {user.gid}"):
         os.setresgid(user.gid, user.gid, user.gid)
         os.setresuid(user.uid, user.uid, user.uid)
+    admin = (1 << CAPABILITIES["CAP_SYS_ADMIN"]) if keep_admin else 0
     if caps is not None:
         permitted = _cap_mask(caps.permitted, last_cap, channel, warned)
         inheritable = _cap_mask(caps.inheritable, last_cap, channel, warned)
         with step("setting capabilities"):
-            libc.capset(_cap_mask(caps.effective, last_cap, channel, warned), permitted,
-                        inheritable)
+            libc.capset(_cap_mask(caps.effective, last_cap, channel, warned) | admin,
+                        permitted | admin, inheritable)
             libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
         # The kernel raises an ambient capability only if it is permitted and inheritable;
         # like runc, skip the others rather than fail (runc's own default spec has them).
@@ -357,6 +389,9 @@ def set_identity(channel, process, last_cap):
                 else:
                     channel.send("debug", msg=f"ambient capability {cap} skipped: "
                                               "not both permitted and inheritable")
+    elif admin and user.uid != 0:
+        with step("keeping CAP_SYS_ADMIN for the seccomp filter"):
+            libc.capset(admin, admin, libc.capget()[2])
     if process.no_new_privileges:
         with step("setting no_new_privs"):
             libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)

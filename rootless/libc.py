@@ -27,6 +27,7 @@ MNT_DETACH = 0x2
 
 # prctl(2).
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
@@ -36,8 +37,8 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSCALLS = {  # name -> number, per architecture (glibc has no wrapper for these)
-    "x86_64": {"pivot_root": 155, "keyctl": 250, "clone3": 435},
-    "aarch64": {"pivot_root": 41, "keyctl": 219, "clone3": 435},
+    "x86_64": {"pivot_root": 155, "keyctl": 250, "clone3": 435, "openat2": 437},
+    "aarch64": {"pivot_root": 41, "keyctl": 219, "clone3": 435, "openat2": 437},
 }
 CLONE_INTO_CGROUP = 0x200000000
 SIGCHLD = 17
@@ -99,6 +100,26 @@ def join_session_keyring(name):
     _syscall("keyctl", ctypes.c_long(1), _bytes(name))
 
 
+# openat2(2) resolve flags.
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dir_fd, path, flags, resolve):
+    """openat2(2) (Linux 5.6): a new fd for `path` under `dir_fd`, resolved as `resolve`
+    says. OSError ENOSYS where the kernel (or a seccomp filter around us) lacks it."""
+    how = _OpenHow(flags=flags, resolve=resolve)
+    return _syscall("openat2", ctypes.c_int(dir_fd), _bytes(path), ctypes.byref(how),
+                    ctypes.c_size_t(ctypes.sizeof(how)), filename=path)
+
+
 class _CloneArgs(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in (
         "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
@@ -134,6 +155,15 @@ class _CapData(ctypes.Structure):
 
 
 _CAP_V3 = 0x20080522
+
+
+def capget():
+    """This thread's (effective, permitted, inheritable) capability sets as 64-bit masks."""
+    header = _CapHeader(_CAP_V3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data))
+    return tuple(getattr(data[0], name) | getattr(data[1], name) << 32
+                 for name in ("effective", "permitted", "inheritable"))
 
 
 def capset(effective, permitted, inheritable):

@@ -47,12 +47,84 @@ class step:
 
 
 # --- paths inside the rootfs ------------------------------------------------------------
+#
+# Where the kernel has openat2 (Linux 5.6), it resolves paths with RESOLVE_IN_ROOT: the
+# way a process chrooted into the rootfs would see them, in one system call. Elsewhere a
+# walk does the same in Python. Either way the result is opened again (O_PATH, no
+# symlinks allowed on the way where openat2 can say so) and checked to be inside the
+# rootfs before anything is mounted on it or made in it.
+
+_IN_ROOT = libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS
+_NO_LINKS_BENEATH = libc.RESOLVE_BENEATH | libc.RESOLVE_NO_SYMLINKS | libc.RESOLVE_NO_MAGICLINKS
+_have_openat2 = None                 # found out on first use
+
+
+def has_openat2():
+    global _have_openat2
+    if _have_openat2 is None:
+        try:
+            os.close(libc.openat2(-100, "/", os.O_PATH | os.O_CLOEXEC, 0))   # AT_FDCWD
+            _have_openat2 = True
+        except OSError as err:
+            if err.errno not in (errno.ENOSYS, errno.EPERM):
+                raise
+            _have_openat2 = False
+    return _have_openat2
+
 
 def resolve_in_root(root, path):
     """The host path of `path` inside `root`, following symlinks as the container would:
     absolute links and '..' never leave `root`. Missing components are kept as given."""
-    parts = [p for p in path.split("/") if p]
-    current = []
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if has_openat2():
+        try:
+            return _resolve_with_openat2(root, parts, path)
+        except _NoProcFs:
+            pass                          # after pivot_root, in a container without /proc
+    return _walk(root, [], parts, path)
+
+
+class _NoProcFs(Exception):
+    pass
+
+
+def _resolve_with_openat2(root, parts, path):
+    """The kernel resolves the longest part of `path` that exists; the walk finishes (what
+    is left starts with a missing name, or a symlink to one)."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for end in range(len(parts), -1, -1):
+            try:
+                fd = libc.openat2(root_fd, "/".join(parts[:end]) or ".",
+                                  os.O_PATH | os.O_CLOEXEC, _IN_ROOT)
+                break
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise SetupError(f"resolving {path}: too many levels of symbolic links "
+                                     "(or a /proc magic link)") from None
+                raise
+    finally:
+        os.close(root_fd)
+    try:
+        found = os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:
+        raise _NoProcFs() from None
+    finally:
+        os.close(fd)
+    resolved = os.path.relpath(found, root)
+    if resolved == ".." or resolved.startswith("../"):
+        return _walk(root, [], parts, path)   # `root` is not spelled as the kernel sees it
+    if end == len(parts):
+        return found
+    return _walk(root, [] if resolved == "." else resolved.split("/"), parts[end:], path)
+
+
+def _walk(root, current, parts, path):
+    """Resolve `parts` below the components `current` (already resolved) of `root`, one
+    lstat at a time, the way RESOLVE_IN_ROOT does."""
+    parts = list(parts)
     links = 0
     while parts:
         part = parts.pop(0)
@@ -96,6 +168,37 @@ def _inside(root, path):
     return root == "/" or path == root or path.startswith(root + "/")
 
 
+def open_in_root(root, host_path, flags=os.O_PATH):
+    """An fd for `host_path` (a path resolve_in_root gave), checked to be inside `root`:
+    with openat2, opened from `root` with no symlink allowed on the way (one planted
+    since resolving fails); without, opened O_NOFOLLOW and its real path checked."""
+    relative = os.path.relpath(host_path, root)
+    if relative == ".." or relative.startswith("../"):
+        raise SetupError(f"{host_path} is outside the container's rootfs {root}")
+    if has_openat2():
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = libc.openat2(root_fd, relative, flags | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              _NO_LINKS_BENEATH)
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.EXDEV):
+                raise SetupError(f"{host_path} changed into a symlink since it was resolved "
+                                 "in the container's rootfs") from None
+            raise
+        finally:
+            os.close(root_fd)
+    else:
+        fd = os.open(host_path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:
+        return fd                         # no /proc here (after pivot_root): openat2 checked
+    if not _inside(root, real):
+        os.close(fd)
+        raise SetupError(f"{host_path} resolves to {real}, outside the container's rootfs")
+    return fd
+
+
 class opened_in_root:
     """`with opened_in_root(root, path) as fd_path:` a /proc/self/fd path for `path`,
     checked to still be inside `root` once open (closing the gap between resolving a path
@@ -105,12 +208,7 @@ class opened_in_root:
         self.root, self.host_path = root, host_path
 
     def __enter__(self):
-        self.fd = os.open(self.host_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-        real = os.readlink(f"/proc/self/fd/{self.fd}")
-        if not _inside(self.root, real):
-            os.close(self.fd)
-            raise SetupError(f"{self.host_path} resolves to {real}, outside the container's "
-                             "rootfs")
+        self.fd = open_in_root(self.root, self.host_path)
         return f"/proc/self/fd/{self.fd}"
 
     def __exit__(self, *_exc):
@@ -123,24 +221,39 @@ def make_in_root(root, path, directory=True):
     file bind mount) with its parents if it does not exist. Returns the host path."""
     host = resolve_in_root(root, path)
     if directory:
-        _makedirs_in_root(root, host)
+        os.close(_makedirs_in_root(root, host))
     elif not os.path.lexists(host):
-        _makedirs_in_root(root, os.path.dirname(host))
-        os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o644))
+        parent = _makedirs_in_root(root, os.path.dirname(host))
+        try:
+            os.close(os.open(os.path.basename(host), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                             | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent))
+        finally:
+            os.close(parent)
     return host
 
 
 def _makedirs_in_root(root, host):
+    """Make directory `host` and its missing parents, each one in its parent's fd and
+    opened without following symlinks (one planted meanwhile is refused). Returns an
+    O_PATH fd of `host`."""
+    parent = open_in_root(root, root, os.O_PATH | os.O_DIRECTORY)
     relative = os.path.relpath(host, root)
-    current = root
-    for part in ([] if relative == "." else relative.split("/")):
-        current = os.path.join(current, part)
-        try:
-            os.mkdir(current, 0o755)
-        except FileExistsError:
-            if os.path.islink(current):  # appeared since resolving: refuse to follow
-                raise SetupError(f"{current} changed into a symlink while being created")
+    try:
+        for part in ([] if relative == "." else relative.split("/")):
+            try:
+                os.mkdir(part, 0o755, dir_fd=parent)
+            except FileExistsError:
+                if stat.S_ISLNK(os.stat(part, dir_fd=parent, follow_symlinks=False).st_mode):
+                    raise SetupError(f"{host}: {part} changed into a symlink while being "
+                                     "created") from None
+            child = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            dir_fd=parent)
+            os.close(parent)
+            parent = child
+    except BaseException:
+        os.close(parent)
+        raise
+    return parent
 
 
 # --- flags ------------------------------------------------------------------------------

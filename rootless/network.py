@@ -51,6 +51,7 @@ class Setup:
         for mapping in settings.ports:
             check_port_free(mapping)
         self.lo_helper = None                # (pid, Channel) of the lo helper
+        self.namespaces = None               # fds of the container's user and net ns
 
     def begin(self):
         """Before the container's processes are forked: start the lo helper, so that its
@@ -67,23 +68,32 @@ class Setup:
         theirs.close()
         self.lo_helper = (pid, ours)
 
+    def take_namespaces(self, fds):
+        """The container's user and network namespaces, as fds the intermediate sent
+        (its init, once it changed ids, is out of our reach through /proc/PID/ns)."""
+        self.namespaces = fds
+
     def attach(self, record, init_pid):
         """Once the container's init waits for start: lo up, slirp4netns ready, ports
         published; slirp4netns's and the watcher's pids saved in the record."""
         if self.lo_helper:
             channel = self.lo_helper[1]
-            channel.send("netns", pid=init_pid)
+            channel.send("netns", fds=self.namespaces)
             channel.expect("lo-up", "bringing lo up", timeout=READY_TIMEOUT)
-            self.close()
         if self.settings.network:
             ready = self._start_slirp4netns(record, init_pid, process_start_time(init_pid))
             _wait_until_ready(ready, record)
             for mapping in self.settings.ports:
                 publish(record, mapping)
+        self.close()
 
     def close(self):
-        """Stop and reap the lo helper if it still runs (create failed, or it is done).
-        slirp4netns and the watcher are stopped through the record: stop()."""
+        """Stop and reap the lo helper if it still runs (create failed, or it is done),
+        and let go of the namespaces. slirp4netns and the watcher are stopped through the
+        record: stop()."""
+        for fd in self.namespaces or ():
+            os.close(fd)
+        self.namespaces = None
         if self.lo_helper:
             pid, channel = self.lo_helper
             self.lo_helper = None
@@ -111,8 +121,12 @@ class Setup:
         if network.enable_ipv6:
             argv.append("--enable-ipv6")
         argv += [flag for flag in ("--enable-sandbox", "--enable-seccomp") if flag in supported]
-        argv += [str(init_pid), TAP_DEVICE]
         try:
+            # the watcher first: it holds the exit pipe and is the pid slirp4netns joins
+            watcher = _fork_watcher(init_pid, init_start_time, exit_write, self.namespaces)
+            processes = {"watcher": [watcher, process_start_time(watcher)]}
+            record.save(network=processes)        # from here on, stop() finds them
+            argv += [str(watcher), TAP_DEVICE]
             try:
                 with open(os.path.join(record.path, LOG_FILE), "wb") as output:
                     # its own session: a foreground run's ^C is for the container
@@ -122,18 +136,14 @@ class Setup:
                                                start_new_session=True)
             except OSError as err:
                 raise SetupError(f"starting {argv[0]}: {err.strerror}") from None
-            finally:
-                os.close(exit_read)               # slirp4netns's ends
-                os.close(ready_write)
-            processes = {SLIRP4NETNS: [process.pid, process_start_time(process.pid)]}
-            record.save(network=processes)        # from here on, stop() finds it
-            watcher = _fork_watcher(init_pid, init_start_time, exit_write)
-            processes["watcher"] = [watcher, process_start_time(watcher)]
+            processes[SLIRP4NETNS] = [process.pid, process_start_time(process.pid)]
             record.save(network=processes)
         except BaseException:
             os.close(ready_read)
             raise
         finally:
+            os.close(exit_read)                   # slirp4netns's ends
+            os.close(ready_write)
             os.close(exit_write)                  # the watcher's, from now on
         return ready_read
 
@@ -154,8 +164,8 @@ def _lo_helper(channel, parent_pid):
     except ImportError:
         raise SetupError("pyroute2 is not installed (pip install pyroute2): handcar needs "
                          "it to bring lo up in a new network namespace") from None
-    pid = channel.expect("netns", "waiting for the container's init")["pid"]
-    _join_namespaces(pid)
+    userns, netns = channel.expect("netns", "waiting for the container's init")["fds"]
+    _join_namespaces(userns, netns)
     try:
         with IPRoute() as netlink:
             netlink.link("set", index=netlink.link_lookup(ifname="lo")[0], state="up")
@@ -164,21 +174,16 @@ def _lo_helper(channel, parent_pid):
     channel.send("lo-up")
 
 
-def _join_namespaces(pid):
-    """Join the user namespace of `pid` (unless it is ours: root without one) and then
+def _join_namespaces(userns, netns):
+    """Join the container's user namespace (unless it is ours: root without one) and then
     its network namespace, where the user namespace grants CAP_NET_ADMIN."""
     from . import libc
     from .mounts import step
-    for kind, name in (("user", "user"), ("network", "net")):
-        path = f"/proc/{pid}/ns/{name}"
-        with step(f"joining the {kind} namespace of the container"):
-            if kind == "user" and os.readlink(path) == os.readlink("/proc/self/ns/user"):
-                continue
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                libc.setns(fd, libc.NAMESPACE_FLAGS[kind])
-            finally:
-                os.close(fd)
+    with step("joining the user namespace of the container"):
+        if os.readlink(f"/proc/self/fd/{userns}") != os.readlink("/proc/self/ns/user"):
+            libc.setns(userns, libc.NAMESPACE_FLAGS["user"])
+    with step("joining the network namespace of the container"):
+        libc.setns(netns, libc.NAMESPACE_FLAGS["network"])
 
 
 # --- slirp4netns ------------------------------------------------------------------------
@@ -231,8 +236,10 @@ def _last_words(record):
     return f": {lines[-1].strip()}" if lines else ""
 
 
-def _fork_watcher(init_pid, init_start_time, exit_write):
-    """Fork the watcher (see the module's docstring); its pid."""
+def _fork_watcher(init_pid, init_start_time, exit_write, namespaces):
+    """Fork the watcher (see the module's docstring); its pid, once it has joined the
+    container's user and network namespaces: slirp4netns is pointed at it, since the
+    container's init (its ids changed, undumpable) is out of an unprivileged reach."""
     try:
         pidfd = os.pidfd_open(init_pid)
     except ProcessLookupError:
@@ -240,18 +247,35 @@ def _fork_watcher(init_pid, init_start_time, exit_write):
     except OSError as err:                # ENOSYS before Linux 5.3
         raise SetupError(f"watching the container's init: pidfd_open: {err.strerror}") \
             from None
+    joined_read, joined_write = os.pipe2(os.O_CLOEXEC)
     try:
         if process_start_time(init_pid) != init_start_time:
             raise SetupError("the container's init exited while its network was set up")
         pid = os.fork()
         if pid == 0:
+            code = 1
             try:
+                _join_namespaces(*namespaces)
+                # joining a user namespace made us undumpable (a change of credentials):
+                # slirp4netns, as the caller, must be able to open our /proc/PID/ns
+                from . import libc
+                libc.prctl(libc.PR_SET_DUMPABLE, 1)
+                os.write(joined_write, b"1")
+                code = 0
                 _watch(pidfd, exit_write)
             finally:
-                os._exit(0)
+                os._exit(code)
+        os.close(joined_write)
+        joined_write = -1
+        if os.read(joined_read, 1) != b"1":
+            os.waitpid(pid, 0)
+            raise SetupError("the network watcher could not join the container's namespaces")
         return pid
     finally:
         os.close(pidfd)
+        os.close(joined_read)
+        if joined_write >= 0:
+            os.close(joined_write)
 
 
 def _watch(pidfd, exit_write):

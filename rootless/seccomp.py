@@ -2,13 +2,19 @@
 filter (libseccomp is then required, and its absence a clear error) and by `features`.
 
 The filter is built in the child while it still sees the host's filesystem (libseccomp is
-loaded from there), and loaded as late as the spec allows: just before execve with
-noNewPrivileges, or before the process drops its privileges without it (loading a filter
-then needs CAP_SYS_ADMIN), as runc does.
+loaded from there), and loaded just before execve (without noNewPrivileges, init keeps
+CAP_SYS_ADMIN until then: loading a filter needs it).
+
+SCMP_ACT_NOTIFY: the parent connects to linux.seccomp.listenerPath while it can see the
+host, and hands the connection to the child; once the filter is loaded, the child sends
+the listener the notify fd (SCM_RIGHTS) with the container process state, as runc does:
+{"ociVersion", "fds": ["seccompFd"], "pid", "metadata", "state"}.
 """
 
+import _socket   # socket's C half: no enum to import
 import ctypes
 import os
+import sys
 
 from .errors import SetupError
 
@@ -51,6 +57,8 @@ def library():
     lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
                                            ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_notify_fd.restype = ctypes.c_int
+    lib.seccomp_notify_fd.argtypes = [ctypes.c_void_p]
     lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
     lib.seccomp_syscall_resolve_name.restype = ctypes.c_int
     return lib
@@ -72,9 +80,6 @@ class Filter:
     """A libseccomp filter context built from an oci.seccomp.Filter."""
 
     def __init__(self, spec_filter):
-        if spec_filter.uses_notify():
-            raise SetupError("linux.seccomp: SCMP_ACT_NOTIFY (a seccomp listener) is not "
-                             "supported by handcar yet")
         self.lib = lib = library()
         default = action_code(spec_filter.default_action, spec_filter.default_errno)
         self.ctx = lib.seccomp_init(default)
@@ -113,5 +118,27 @@ class Filter:
                 _check(self.lib.seccomp_rule_add_array(self.ctx, action, number, len(group),
                                                        array), f"adding a rule for {name}")
 
-    def load(self):
+    def load(self, listener=None, process_state=""):
+        """Load the filter. With a listener (a socket connected to the seccomp agent),
+        send it the notify fd with the container process state (a JSON string), and
+        nothing else: the filter now applies, and even a close it forbids could kill us
+        (both fds are close-on-exec)."""
         _check(self.lib.seccomp_load(self.ctx), "loading the filter")
+        if listener is None:
+            return
+        notify_fd = self.lib.seccomp_notify_fd(self.ctx)
+        _check(notify_fd, "getting the notify fd")
+        try:
+            listener.sendmsg([process_state.encode()], [(
+                _socket.SOL_SOCKET, _socket.SCM_RIGHTS, notify_fd.to_bytes(4, sys.byteorder))])
+        except OSError as err:
+            raise SetupError(f"seccomp: sending the notify fd to the agent: "
+                             f"{err.strerror}") from None
+        finally:
+            listener.detach()
+
+
+def connect_listener(path):
+    """A socket connected to the seccomp agent at `path` (its fd goes to the child)."""
+    from .channel import connect_unix
+    return connect_unix(path, "linux.seccomp.listenerPath: connecting to the seccomp agent at")

@@ -61,13 +61,8 @@ def attach(console_fd, size, owner):
 
 def connect_console_socket(path):
     """A connected socket fd for --console-socket (kept across fork for the child)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.connect(path)
-    except OSError as err:
-        sock.close()
-        raise HandcarError(f"connecting to the console socket {path}: {err.strerror}") from None
-    return sock
+    from .channel import connect_unix
+    return connect_unix(path, "connecting to the console socket")
 
 
 def receive_master(sock, timeout=60):

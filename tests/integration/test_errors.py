@@ -47,7 +47,7 @@ def test_missing_bundle_and_rootfs(handcar, bundle, tmp_path):
 
 def test_bad_ids_are_refused(handcar, bundle):
     path = bundle.args("true").write()
-    for bad in ("../x", "a/b", "", "x" * 1025):
+    for bad in ("../x", "a/b", "", "..", "x" * 1025, "x" * 2000):
         result = handcar("create", "-b", path, bad)
         assert result.returncode == 1 and "invalid container id" in result.stderr, bad
     nothing_left(handcar)

@@ -124,6 +124,6 @@ def test_features(handcar):
     assert doc["linux"]["cgroup"]["systemdUser"] is True
     assert doc["linux"]["seccomp"]["enabled"] is True
     assert "SCMP_CMP_MASKED_EQ" in doc["linux"]["seccomp"]["operators"]
-    assert "SCMP_ACT_NOTIFY" not in doc["linux"]["seccomp"]["actions"]
+    assert "SCMP_ACT_NOTIFY" in doc["linux"]["seccomp"]["actions"]
     assert doc["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
                             "poststart", "poststop"]

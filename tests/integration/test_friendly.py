@@ -96,6 +96,14 @@ def test_host_sandbox_runs_in_the_current_directory_as_the_caller(friendly):
     assert friendly.bundles() == before, "--rm leaves nothing behind"
 
 
+def test_the_default_seccomp_profile_applies_and_can_be_turned_off(friendly):
+    status = friendly.ok("run", "--rm", "--", "grep", "^Seccomp:", "/proc/self/status")
+    assert status.stdout.split() == ["Seccomp:", "2"]
+    off = friendly.ok("run", "--rm", "--security-opt", "seccomp=unconfined", "--",
+                      "grep", "^Seccomp:", "/proc/self/status")
+    assert off.stdout.split() == ["Seccomp:", "0"]
+
+
 def test_host_sandbox_has_a_private_tmp(friendly, tmp_path):
     marker = f"/tmp/handcar-sandbox-{tmp_path.name}"
     friendly.ok("run", "--rm", "--", "sh", "-c", f"echo x > {marker}")

@@ -90,6 +90,14 @@ def test_masked_and_readonly_paths(handcar, bundle):
     assert out.split() == ["0", "0", "home-ro", "tmp-ro", "sys-ro"]
 
 
+def test_proc_kcore_reads_empty(handcar, bundle):
+    if not os.path.exists("/proc/kcore"):
+        pytest.skip("this kernel has no /proc/kcore to mask (masking itself is tested by "
+                    "test_masked_and_readonly_paths)")
+    assert "/proc/kcore" in bundle.linux["maskedPaths"]
+    assert run(handcar, bundle, "wc -c < /proc/kcore").strip() == "0"
+
+
 def test_proc_shows_only_the_container(handcar, bundle):
     out = run(handcar, bundle, "ls /proc | grep -c '^[0-9]'")
     assert int(out) <= 3                                   # sh, ls, grep at most

@@ -1,5 +1,7 @@
 """The container's process: identity, capabilities, limits, environment, fds."""
 
+import os
+
 import pytest
 
 from harness import needs_subids
@@ -137,3 +139,16 @@ def test_exec_user_without_a_group_keeps_the_process_group(handcar, bundle):
 def test_preserved_fds_must_be_open(handcar, bundle):
     result = handcar("run", "--preserve-fds", "40", "-b", bundle.args("true").write(), "nofd")
     assert result.returncode == 1 and "--preserve-fds 40: fd 3 is not open" in result.stderr
+
+
+def test_oom_score_adj_is_raised_and_a_lowering_is_a_warning(handcar, bundle):
+    with open("/proc/self/oom_score_adj") as f:
+        ours = int(f.read())
+    bundle.process["oomScoreAdj"] = min(ours + 100, 1000)
+    result = handcar("run", "-b", bundle.sh("cat /proc/self/oom_score_adj").write(), "oom")
+    assert (result.returncode, result.stdout) == (0, f"{min(ours + 100, 1000)}\n"), result.stderr
+    if ours > -1000 and os.geteuid() != 0:
+        bundle.process["oomScoreAdj"] = -1000
+        result = handcar("run", "-b", bundle.write(), "lower")
+        assert result.returncode == 0 and result.stdout == f"{ours}\n"
+        assert "cannot set oomScoreAdj to -1000" in result.stderr

@@ -2,8 +2,21 @@ import os
 
 import pytest
 
+from rootless import mounts
 from rootless.errors import SetupError
-from rootless.mounts import make_in_root, resolve_in_root
+from rootless.mounts import make_in_root, open_in_root, resolve_in_root
+
+
+@pytest.fixture(params=["openat2", "walk"], autouse=True)
+def resolver(request, monkeypatch):
+    """Every test runs with openat2(RESOLVE_IN_ROOT) and with the walk that stands in for
+    it on kernels before 5.6."""
+    if request.param == "openat2":
+        if not mounts.has_openat2():
+            pytest.skip(f"this kernel ({os.uname().release}) has no openat2")
+    else:
+        monkeypatch.setattr(mounts, "_have_openat2", False)
+    return request.param
 
 
 @pytest.fixture
@@ -16,6 +29,7 @@ def root(tmp_path):
     os.symlink("usr/lib", r / "lib")
     os.symlink("loop2", r / "loop1")
     os.symlink("loop1", r / "loop2")
+    os.symlink("/missing/deeper", r / "dangling")
     return str(r)
 
 
@@ -23,6 +37,7 @@ def test_plain_and_missing_paths(root):
     assert resolve_in_root(root, "/etc") == f"{root}/etc"
     assert resolve_in_root(root, "/new/dir") == f"{root}/new/dir"
     assert resolve_in_root(root, "/") == root
+    assert resolve_in_root(root, "/etc/new/../x") == f"{root}/etc/x"
 
 
 def test_symlinks_stay_inside(root):
@@ -30,11 +45,20 @@ def test_symlinks_stay_inside(root):
     assert resolve_in_root(root, "/up/etc") == f"{root}/etc"
     assert resolve_in_root(root, "/lib/x") == f"{root}/usr/lib/x"
     assert resolve_in_root(root, "/../../etc") == f"{root}/etc"
+    assert resolve_in_root(root, "/dangling/x") == f"{root}/missing/deeper/x"
 
 
 def test_symlink_loops_fail(root):
     with pytest.raises(SetupError, match="too many levels"):
         resolve_in_root(root, "/loop1/x")
+
+
+def test_the_kernel_resolves_when_it_can(root, resolver, monkeypatch):
+    walked = []
+    real_walk = mounts._walk
+    monkeypatch.setattr(mounts, "_walk", lambda *args: walked.append(args) or real_walk(*args))
+    assert resolve_in_root(root, "/lib") == f"{root}/usr/lib"
+    assert bool(walked) == (resolver == "walk")
 
 
 def test_make_in_root_never_creates_outside(root, tmp_path):
@@ -47,3 +71,20 @@ def test_make_in_root_never_creates_outside(root, tmp_path):
     assert os.listdir(outside) == []
     file_made = make_in_root(root, "/abs/file", directory=False)
     assert os.path.isfile(file_made) and file_made == f"{root}/etc/file"
+
+
+def test_a_symlink_planted_after_resolving_is_refused(root, tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    target = resolve_in_root(root, "/planted/sub")
+    os.symlink(str(outside), os.path.join(root, "planted"))   # the race, won by the image
+    with pytest.raises(SetupError):
+        os.close(open_in_root(root, target))
+    with pytest.raises(SetupError, match="symlink"):
+        mounts._makedirs_in_root(root, target)
+    assert os.listdir(outside) == ["sub"] and os.listdir(outside / "sub") == []
+
+
+def test_open_in_root_refuses_paths_outside(root, tmp_path):
+    with pytest.raises(SetupError, match="outside"):
+        open_in_root(root, str(tmp_path))

@@ -141,3 +141,20 @@ def test_capabilities_add_and_drop():
     assert none["process"]["capabilities"]["bounding"] == []
     with pytest.raises(RunError, match="CAP_BOGUS|bogus"):
         build_spec(request(command=("x",), cap_add=("bogus",)), None, Layout(cwd="/w"))
+
+
+def test_the_default_seccomp_profile_follows_the_capabilities():
+    def allowed(document, name):
+        return "SCMP_ACT_ALLOW" in [rule["action"] for rule in
+                                    document["linux"]["seccomp"]["syscalls"]
+                                    if name in rule["names"]]
+
+    def spec_with(**fields):
+        return build_spec(request(command=("x",), seccomp="default", **fields), None,
+                          Layout(cwd="/w"))
+    plain = spec_with()
+    assert plain["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert allowed(plain, "chroot") and not allowed(plain, "init_module")
+    assert allowed(spec_with(cap_add=("SYS_MODULE",)), "init_module")
+    assert not allowed(spec_with(cap_drop=("SYS_CHROOT",)), "chroot")
+    assert "seccomp" not in build_spec(request(command=("x",)), None, Layout(cwd="/w"))["linux"]

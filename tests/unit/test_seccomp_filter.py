@@ -1,12 +1,16 @@
 import errno
+import json
 import os
+import socket
 
 import pytest
+
+import seccomp_agent
+from oci.state import OCI_VERSION, process_state
 
 from oci.errors import SpecError
 from oci.spec import from_json
 from rootless import libc, seccomp
-from rootless.errors import SetupError
 
 
 def spec_with(seccomp_doc):
@@ -48,11 +52,31 @@ def test_problems_are_reported_with_paths():
         assert any(p.startswith(expected) for p in found), (expected, found)
 
 
-def test_notify_is_refused_clearly():
-    f = spec_with({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/l.sock",
-                   "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})
-    with pytest.raises(SetupError, match="SCMP_ACT_NOTIFY .* not supported"):
-        seccomp.Filter(f.linux.seccomp)
+def test_notify_sends_the_fd_with_the_state_and_the_agent_answers(tmp_path):
+    doc = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/unused",
+           "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+            seccomp.Filter(spec_with(doc).linux.seccomp).load(
+                theirs, json.dumps(process_state({"id": "c"}, os.getpid(), "meta")))
+            os.mkdir(tmp_path / "faked")           # the agent says it is done...
+            os._exit(42 if not (tmp_path / "faked").exists() else 1)   # ...but did nothing
+        except BaseException:
+            os._exit(99)
+    theirs.close()
+    try:
+        state, notify_fd = seccomp_agent.receive(ours)
+        seccomp_agent.answer_one(notify_fd, lambda syscall: (0, 0))
+        os.close(notify_fd)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        ours.close()
+    assert os.waitstatus_to_exitcode(status) == 42
+    assert state == {"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": pid,
+                     "metadata": "meta", "state": {"id": "c"}}
 
 
 def in_a_filtered_child(doc, test):
