@@ -354,7 +354,7 @@ def _mounts(request, layout, defaults):
     for path in layout.host_dirs:
         mounts.append({"destination": path, "type": "bind", "source": path,
                        "options": ["rbind", "ro", "nosuid", "nodev"]})
-    mounts += defaults
+    mounts += [_without_unmapped_gid(m, layout.gid_mappings) for m in defaults]
     if layout.cwd is not None:
         mounts.append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                        "options": ["nosuid", "nodev", "mode=1777"]})
@@ -377,6 +377,15 @@ def _mounts(request, layout, defaults):
     mounts += [parse_tmpfs(t) for t in request.tmpfs]
     mounts += list(request.volumes)
     return mounts
+
+
+def _without_unmapped_gid(mount, gid_mappings):
+    """devpts's gid=5 (tty) only where gid 5 is mapped (without subordinate ids it is not,
+    and the kernel refuses the mount), as `runc spec --rootless` leaves it out."""
+    if gid_mappings is None or any(m["containerID"] <= 5 < m["containerID"] + m["size"]
+                                   for m in gid_mappings):
+        return mount
+    return dict(mount, options=[o for o in mount.get("options", ()) if o != "gid=5"])
 
 
 def _namespaces(request, layout):

@@ -28,7 +28,6 @@ hooks = terminal = None          # imported by _import_what_the_child_needs when
 seccomp_filter = None            # built by it, loaded just before execve
 from .errors import HandcarError, SetupError, os_error_message
 from .mounts import step
-from .userns import maps_root
 
 # setns order: user first (it grants the rights to join the rest), mount last (after it,
 # the other namespace paths would be looked up in the container's filesystem).
@@ -105,6 +104,7 @@ def intermediate(channel, launch):
         for kind, path in to_join.items():
             with step(f"opening the {kind} namespace {path}"):
                 fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        host_ids = os.geteuid(), os.getegid()          # before they are ours no more
         if "user" in fds:
             _join(fds, "user")
         elif launch.mapping:
@@ -115,7 +115,10 @@ def intermediate(channel, launch):
         # rooted where we are then.
         channel.send("prepare")
         channel.expect("prepared", "mapping the user namespace and placing the cgroup")
-        if "user" in fds or launch.mapping and maps_root(launch.mapping.uid_mappings):
+        # Become root there, unless our own ids are mapped (keep-id: the caller is itself
+        # inside, and what we make in its directories stays its own); the creator of a
+        # user namespace has every capability in it whatever its id.
+        if "user" in fds or launch.mapping and not launch.mapping.maps_caller(*host_ids):
             with step("becoming root in the user namespace"):
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)

@@ -107,11 +107,12 @@ def write_oci_layout(directory, rootfs, tag="latest", compress=True,
     return sha256(config)
 
 
-def write_docker_archive(path, rootfs, repo_tag="handcar-test/busybox:latest"):
-    """A `docker save` tar of the same image (layers as <n>/layer.tar, as docker < 25)."""
+def write_docker_archive(path, rootfs, repo_tag="handcar-test/busybox:latest",
+                         greeting="from-the-archive"):
+    """A `docker save` tar of the same layers (as <n>/layer.tar, as docker < 25)."""
     layers = image_layers(rootfs)
     diff_ids = [sha256(layer) for layer in layers]
-    config = json.dumps(image_config(diff_ids)).encode()
+    config = json.dumps(image_config(diff_ids, greeting)).encode()
     config_name = sha256(config)[7:] + ".json"
     members = {config_name: config}
     names = []

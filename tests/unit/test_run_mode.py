@@ -48,3 +48,13 @@ def test_ambiguity_and_mixtures_are_refused(calls, tmp_path):
     with pytest.raises(UsageError, match="after --"):
         run(["--"])
     assert calls == []
+
+
+def test_clustered_short_flags_before_dashes():
+    options = verbs.VERBS["run"].options
+    for argv in (["--rm", "-ie", "FOO=1", "--", "sh"], ["-it", "--", "sh"],
+                 ["-eFOO=1", "--", "sh"], ["-e", "A", "--", "sh"]):
+        assert verbs.mark_double_dash(argv, options)[-2:] == [verbs.DASHES, "sh"], argv
+    # a "--" that is an option's value, or the command's own, stays as it is
+    assert verbs.mark_double_dash(["-e", "--", "img"], options) == ["-e", "--", "img"]
+    assert verbs.mark_double_dash(["img", "--", "x"], options) == ["img", "--", "x"]

@@ -158,3 +158,14 @@ def test_the_default_seccomp_profile_follows_the_capabilities():
     assert allowed(spec_with(cap_add=("SYS_MODULE",)), "init_module")
     assert not allowed(spec_with(cap_drop=("SYS_CHROOT",)), "chroot")
     assert "seccomp" not in build_spec(request(command=("x",)), None, Layout(cwd="/w"))["linux"]
+
+
+def test_devpts_keeps_gid_5_only_where_it_is_mapped():
+    def devpts(gid_mappings):
+        layout = Layout(cwd="/w", gid_mappings=gid_mappings,
+                        uid_mappings=({"containerID": 0, "hostID": 1000, "size": 1},))
+        document = build_spec(request(command=("x",)), None, layout)
+        return next(m for m in document["mounts"] if m["type"] == "devpts")["options"]
+    assert "gid=5" not in devpts(({"containerID": 0, "hostID": 1000, "size": 1},))
+    assert "gid=5" in devpts(({"containerID": 0, "hostID": 1000, "size": 1},
+                              {"containerID": 1, "hostID": 100000, "size": 65536}))
