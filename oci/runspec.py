@@ -246,8 +246,6 @@ def process_args(request, image):
     if not args:
         raise RunError("no command: give one after the image (the image has no "
                        "Entrypoint or Cmd)" if image else "no command to run after --")
-    if request.init:
-        args = [INIT_PATH, "--"] + args
     return args
 
 
@@ -259,6 +257,10 @@ def build_spec(request, image, layout, machine="x86_64"):
     process = spec["process"]
     process["terminal"] = request.tty
     process["args"] = process_args(request, image)
+    if request.init and layout.init_binary:
+        process["args"] = [INIT_PATH, "--"] + process["args"]
+    elif request.init:                  # no catatonit or tini: handcar's init stays PID 1
+        spec["annotations"]["handcar.init"] = "builtin"
     process["env"] = _environment(request, image, layout)
     process["cwd"] = request.workdir or (layout.cwd if layout.cwd else
                                          (image.workdir if image and image.workdir else "/"))

@@ -34,6 +34,7 @@ ADJECTIVES = ("brisk", "steady", "quiet", "eager", "nimble", "sturdy", "swift", 
 NOUNS = ("caboose", "boxcar", "tender", "coupler", "signal", "switch", "trestle", "handcar",
          "drawbar", "sleeper", "railyard", "turntable", "lantern", "whistle", "piston", "bogie")
 INIT_PROGRAMS = ("catatonit", "tini-static", "/usr/libexec/podman/catatonit")
+# (the spec's annotation for handcar's own init is init.BUILTIN_INIT)
 
 
 # --- where things are -------------------------------------------------------------------
@@ -120,7 +121,7 @@ def _prepare(bundle, name, image_text, command, flags):
         hostname=flags.hostname,
         memory=parse_size(flags.memory, "--memory") if flags.memory else None,
         cpus=parse_cpus(flags.cpus) if flags.cpus else None, pids_limit=flags.pids_limit,
-        init=bool(layout.init_binary), cap_add=tuple(flags.cap_add),
+        init=flags.init or config.init, cap_add=tuple(flags.cap_add),
         cap_drop=tuple(flags.cap_drop), seccomp=_seccomp(flags.security_opt, config),
         tty=flags.tty, interactive=flags.interactive, remove=flags.rm,
         stop_signal=image.stop_signal if image else "",
@@ -339,12 +340,14 @@ def _etc_files(bundle, hostname, slirp):
 
 
 def _init_binary():
+    """catatonit or tini (static: bound into any image) where installed, else None:
+    handcar's own init then stays PID 1 (see init.py)."""
     from .host import find_program
     for program in INIT_PROGRAMS:
         path = program if program.startswith("/") else find_program(program)
         if path and os.access(path, os.X_OK):
             return os.path.realpath(path)
-    raise RunError("--init needs catatonit or tini installed (apt install catatonit)")
+    return None
 
 
 def _seccomp(security_opts, config):
