@@ -8,7 +8,8 @@ import time
 import pytest
 
 import imagebuild
-from harness import needs_subids
+from harness import (free_port, host_server, needs_slirp4netns, needs_subids,  # noqa: F401
+                     port_is_free)
 
 
 class Friendly:
@@ -374,3 +375,52 @@ def test_an_oci_layout_is_read_again_when_it_changes(friendly, tmp_path, rootfs_
     shutil.rmtree(layout)
     imagebuild.write_oci_layout(layout, rootfs_template, greeting="second")
     assert friendly.ok("run", "--rm", f"oci:{layout}").stdout.startswith("second in /srv")
+
+
+# --- networking (issue 5, through the friendly flags) ----------------------------------
+
+@needs_subids
+@needs_slirp4netns
+def test_host_loopback_only_when_allowed(friendly, rootfs_template, host_server):
+    fetch = ["sh", "-c", f"timeout 5 wget -q -O - http://10.0.2.2:{host_server}/file.txt; "
+                         "grep -c nameserver /etc/resolv.conf"]
+    allowed = friendly("run", "--rm", "--network", "slirp4netns:allow_host_loopback=true",
+                       str(rootfs_template), *fetch)
+    assert allowed.stdout == "served from the host\n1\n", allowed.stderr
+    plain = friendly("run", "--rm", "--network", "slirp4netns", str(rootfs_template), *fetch)
+    assert "served from the host" not in plain.stdout
+
+
+@needs_subids
+@needs_slirp4netns
+def test_a_published_port_serves_the_host_until_rm(friendly, rootfs_template, tmp_path):
+    import shutil
+    import urllib.request
+    rootfs = tmp_path / "web-rootfs"
+    shutil.copytree(rootfs_template, rootfs, symlinks=True)
+    (rootfs / "www").mkdir()
+    (rootfs / "www" / "index.html").write_text("hello through slirp4netns\n")
+    port = free_port()
+    name = name_for(friendly, "web")
+    friendly.detached("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+                      str(rootfs), "httpd", "-f", "-p", "8080", "-h", "/www")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as page:
+                assert page.read() == b"hello through slirp4netns\n"
+                break
+        except OSError:
+            assert time.monotonic() < deadline, "the published port never answered"
+            time.sleep(0.1)
+    assert f"127.0.0.1:{port}->8080/tcp" in friendly.ok("ps").stdout
+    friendly.ok("rm", "-f", name)
+    assert port_is_free(port)
+
+
+@needs_subids
+def test_network_none_has_only_lo_and_it_is_up(friendly, rootfs_template):
+    result = friendly.ok("run", "--rm", "--network", "none", str(rootfs_template),
+                         "ip", "-o", "link")
+    links = result.stdout.splitlines()
+    assert len(links) == 1 and ": lo:" in links[0] and "UP" in links[0], links
