@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from harness import (SLIRP4NETNS, free_port, host_server, needs_slirp4netns,  # noqa: F401
-                     port_is_free, process_gone)
+                     port_is_free, process_gone, wait_until)
 
 def own_slirp4netns_pids():
     """The live slirp4netns processes of this user."""
@@ -33,15 +33,6 @@ def own_slirp4netns_pids():
         if not process_gone(int(name)):
             pids.append(int(name))
     return pids
-
-
-def wait_until(condition, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def with_network(bundle, network=None, ports=None):
