@@ -6,6 +6,7 @@ file), into a SetupError.
 """
 
 import os
+import sys
 
 import _socket   # socket's C half: socket.py imports enum, a start-up cost create pays
 
@@ -35,9 +36,10 @@ class Channel:
         """A message; `fds` travel with it (SCM_RIGHTS) and arrive as message["fds"]."""
         data = jsonio.dumps({"type": kind, **fields}).encode()
         if fds:
-            import array
-            self.sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                                        array.array("i", fds))])
+            # no array module: it imports collections.abc, out of reach of a child that
+            # has joined a container's mount namespace
+            packed = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+            self.sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, packed)])
         else:
             self.sock.send(data)
 
@@ -60,8 +62,8 @@ class Channel:
         fds = []
         for level, kind, cmsg_data in ancillary:
             if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-                import array
-                fds += array.array("i", cmsg_data[:len(cmsg_data) - len(cmsg_data) % 4])
+                fds += [int.from_bytes(cmsg_data[i:i + 4], sys.byteorder, signed=True)
+                        for i in range(0, len(cmsg_data) - 3, 4)]
         for fd in fds:
             os.set_inheritable(fd, False)
         if fds:

@@ -111,6 +111,10 @@ def intermediate(channel, launch):
             # the container's, where this process has no pid
             _set_oom_score_adj(channel, launch.spec.process.oom_score_adj)
         host_ids = os.geteuid(), os.getegid()          # before they are ours no more
+        # our /proc/PID/ns, opened while /proc is the host's (a mount namespace joined
+        # by path brings the container's /proc, where this process has no pid)
+        ns_dir = os.open("/proc/self/ns", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) \
+            if launch.send_namespaces else None
         if "user" in fds:
             _join(fds, "user")
         elif launch.mapping:
@@ -155,14 +159,15 @@ def intermediate(channel, launch):
         run_child(channel, exec_init if launch.exec_into else container_init, launch)
     # The parent may need the container's user and network namespaces (slirp4netns, lo):
     # once init has changed its ids it can no longer reach them through /proc/PID/ns.
-    channel.send("init", pid=pid, fds=_own_namespaces() if launch.send_namespaces else ())
+    channel.send("init", pid=pid, fds=_own_namespaces(ns_dir) if ns_dir is not None else ())
 
 
-def _own_namespaces():
+def _own_namespaces(ns_dir):
     fds = []
     for name in ("user", "net"):
         with step(f"opening the container's {name} namespace"):
-            fds.append(os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
+            fds.append(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=ns_dir))
+    os.close(ns_dir)
     return fds
 
 
