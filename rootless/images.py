@@ -10,8 +10,13 @@ the same image is unpacked once whatever it is pulled from. Layers are checked a
 their digests while they are unpacked, in a user namespace mapped as the container's
 will be (so a file of uid 33 in the image is uid 33 inside), chrooted into the new rootfs
 (so no path in a layer, and no symlink an earlier layer made, reaches outside it).
+
+A pull unpacks into DATA/images/.pull-<id12>-<pid> and renames it into place; an image
+being removed is renamed to .rm-<id12>-<pid> first. What a killed process left of either
+is removed by the next pull or removal. Names are changed under an flock on DATA/images.
 """
 
+import fcntl
 import hashlib
 import os
 import stat
@@ -32,6 +37,7 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"              # the whiteout that empties its directory
 WHITEOUT_META = ".wh..wh."           # aufs's own bookkeeping (.wh..wh.plnk): not content
 MAX_SYMLINKS = 40                    # as the kernel's path lookup (ELOOP)
+WORK_PREFIXES = (".pull-", ".rm-")
 
 
 class Image(Record):
@@ -44,6 +50,14 @@ class Image(Record):
     def config(self):
         with open(os.path.join(self.path, "config.json"), "rb") as f:
             return image_config(jsonio.loads(f.read()), f"image {self.id[:12]}")[0]
+
+    def name_for(self, text):
+        """The name of this image that `text` means (`text` itself, or `text:latest`), or
+        None when it is none of them (an id, say)."""
+        for name in (text, text + ":latest"):
+            if name in self.names:
+                return name
+        return None
 
 
 class LayerSource(Record):
@@ -83,7 +97,7 @@ class ImageStore:
         """The image with this name, id or id prefix (at least 4 digits), or None."""
         images = self.images()
         for image in images:
-            if name in image.names or name + ":latest" in image.names:
+            if image.name_for(name):
                 return image
         if len(name) >= 4:
             matches = [i for i in images if i.id.startswith(name.removeprefix("sha256:"))]
@@ -94,14 +108,18 @@ class ImageStore:
     # --- pull -----------------------------------------------------------------------------
 
     def pull(self, text, mapping):
-        """Import `oci:DIR[:TAG]` or `docker-archive:FILE[:TAG]`; the Image."""
+        """Import `oci:DIR[:TAG]` or `docker-archive:FILE[:REPO[:TAG]]`; the Image. It is
+        named by the reference with its path made absolute (`oci:img` in two directories
+        names two images) and by the archive's repo tags."""
         reference = parse_reference(text, os.path.exists, os.path.isdir)
+        if reference.kind not in ("oci", "docker-archive"):
+            raise ImageError(f"{text}: pull takes oci:DIR[:TAG] or "
+                             "docker-archive:FILE[:REPO[:TAG]]")
+        reference = reference.replace(path=os.path.abspath(reference.path))
         if reference.kind == "oci":
             config_bytes, layers, names = _read_oci_layout(reference)
-        elif reference.kind == "docker-archive":
-            config_bytes, layers, names = _read_docker_archive(reference)
         else:
-            raise ImageError(f"{text}: pull takes oci:DIR[:TAG] or docker-archive:FILE[:TAG]")
+            config_bytes, layers, names = _read_docker_archive(reference)
         names = [str(reference)] + [n for n in names if n != str(reference)]
         image_id = hashlib.sha256(config_bytes).hexdigest()
         config, diff_ids = image_config(jsonio.loads(config_bytes), f"{text}: config")
@@ -109,20 +127,45 @@ class ImageStore:
             raise ImageError(f"{text}: the config names {len(diff_ids)} layers, the manifest "
                              f"{len(layers)}")
         layers = [layer.replace(diff_id=diff_id) for layer, diff_id in zip(layers, diff_ids)]
-        existing = self.find(image_id)
-        if existing is None:
+        self._remove_leftovers(mapping)
+        if not os.path.isdir(os.path.join(self.root, image_id)):
             self._unpack(image_id, config_bytes, layers, mapping)
         return self._add_names(image_id, names)
 
+    def untag(self, image, name):
+        """Take `name` from the image (docker's rmi NAME of an image with other names);
+        the Image as it is now. Its files stay, even when it has no name left."""
+        with _Lock(self.root):
+            image = self._load(image.id)
+            if name not in image.names:
+                raise ImageError(f"image {image.id[:12]} is not named {name!r}")
+            image = image.replace(names=tuple(n for n in image.names if n != name))
+            self._write_meta(image)
+        return image
+
+    def remove(self, image, mapping):
+        """Delete the image, whatever names it has (docker's rmi ID, or rmi NAME of its
+        last name). Its files belong to the container's ids: removed from inside."""
+        self._remove_leftovers(mapping)
+        trash = os.path.join(self.root, f".rm-{image.id[:12]}-{os.getpid()}")
+        with _Lock(self.root):
+            os.rename(image.path, trash)
+        remove_owned_tree(trash, mapping)
+
     def _add_names(self, image_id, names):
         """Give these names to the image (taking them from any other image)."""
-        for image in self.images():
-            if image.id != image_id and set(names) & set(image.names):
-                self._write_meta(image.replace(names=tuple(n for n in image.names
-                                                           if n not in names)))
-        image = self._load(image_id)
-        image = image.replace(names=tuple(dict.fromkeys(image.names + tuple(names))))
-        self._write_meta(image)
+        with _Lock(self.root):
+            for image in self.images():
+                if image.id != image_id and set(names) & set(image.names):
+                    self._write_meta(image.replace(names=tuple(n for n in image.names
+                                                               if n not in names)))
+            try:
+                image = self._load(image_id)
+            except FileNotFoundError:
+                raise ImageError(f"image {image_id[:12]} was removed while it was being "
+                                 "pulled") from None
+            image = image.replace(names=tuple(dict.fromkeys(image.names + tuple(names))))
+            self._write_meta(image)
         return image
 
     def _write_meta(self, image):
@@ -130,6 +173,19 @@ class ImageStore:
         write_atomic(os.path.join(image.path, "image.json"), jsonio.dumps({
             "names": list(image.names), "size": image.size, "created": image.created,
             "layers": list(image.layers)}), 0o644)
+
+    def _remove_leftovers(self, mapping):
+        """Remove the work directories of pulls and removals whose process is gone (killed
+        half-way): their files belong to the container's ids, which the user cannot
+        delete from outside."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return
+        for name in names:
+            pid = name.rpartition("-")[2]
+            if name.startswith(WORK_PREFIXES) and pid.isdigit() and not _alive(int(pid)):
+                remove_owned_tree(os.path.join(self.root, name), mapping)
 
     def _unpack(self, image_id, config_bytes, layers, mapping):
         from . import userns
@@ -153,19 +209,41 @@ class ImageStore:
                           created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           layers=tuple(layer.diff_id for layer in layers))
             self._write_meta(image)
-            try:
-                os.rename(work, os.path.join(self.root, image_id))
-            except OSError:
-                pass                         # pulled meanwhile by someone else: theirs
+            with _Lock(self.root):
+                try:
+                    os.rename(work, os.path.join(self.root, image_id))
+                except OSError:
+                    pass                     # pulled meanwhile by someone else: theirs
         finally:
             if os.path.exists(work):
                 remove_owned_tree(work, mapping)
 
-    def remove(self, image, mapping):
-        """Delete an image's files (owned by the container's ids: removed from inside)."""
-        trash = os.path.join(self.root, f".rm-{image.id[:12]}-{os.getpid()}")
-        os.rename(image.path, trash)
-        remove_owned_tree(trash, mapping)
+
+class _Lock:
+    """An exclusive flock on a directory, for a `with` block."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self):
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_exc):
+        os.close(self.fd)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass                                 # someone else's: alive
+    return True
 
 
 def remove_owned_tree(path, mapping):

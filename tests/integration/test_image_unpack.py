@@ -1,17 +1,20 @@
 """The image store for real (rootless.images.ImageStore): layers unpacked chrooted, as
 root in the container's user namespace, where a symlink to / is the image's own root;
-nothing imported from the image after the chroot."""
+nothing imported from the image after the chroot; what killed pulls leave; names
+(absolute paths, archive repo tags, untag, concurrent pulls)."""
 
 import gzip
 import os
+import subprocess
 
 import pytest
 
 import imagebuild
 from harness import needs_subids
 from oci.errors import HandcarError
+from oci.image import ImageError
 from rootless import userns
-from rootless.images import ImageStore, _enter_rootfs
+from rootless.images import ImageStore, _enter_rootfs, remove_owned_tree
 from rootless.store import user_name
 
 pytestmark = needs_subids
@@ -144,3 +147,111 @@ def test_nothing_is_imported_from_the_image_after_the_chroot(tmp_path):
         os.close(write_end)
         with open(read_end, "rb") as result:
             assert result.read() == b"refused"
+
+
+# --- what killed pulls and removals leave ------------------------------------------------
+
+def _make_subordinate_owned(paths):
+    """Work directories as a killed pull leaves them: a rootfs of a subordinate id."""
+    for path in paths:
+        os.mkdir(path, 0o700)
+        os.mkdir(f"{path}/rootfs", 0o755)
+        with open(f"{path}/rootfs/file", "w") as out:
+            out.write("x")
+        os.chown(f"{path}/rootfs", 1, 1)
+
+
+def test_what_a_killed_pull_left_is_removed_by_the_next(store, tmp_path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    os.makedirs(store.root)
+    stale = [os.path.join(store.root, f".pull-0123456789ab-{gone.pid}"),
+             os.path.join(store.root, f".rm-0123456789ab-{gone.pid}")]
+    live = os.path.join(store.root, f".pull-ba9876543210-{os.getpid()}")
+    userns.run_in_userns(mapping(), _make_subordinate_owned, stale + [live])
+    with pytest.raises(PermissionError):
+        os.unlink(f"{stale[0]}/rootfs/file")        # the user cannot remove it alone
+    try:
+        reference, _ = layout(tmp_path / "image", BASE)
+        image = store.pull(reference, mapping())
+        assert sorted(leftovers(store)) == [os.path.basename(live)]   # its pull runs
+        userns.run_in_userns(mapping(), _make_subordinate_owned, stale[:1])
+        store.remove(image, mapping())
+        assert leftovers(store) == [os.path.basename(live)]
+    finally:
+        remove_owned_tree(live, mapping())
+
+
+# --- names ---------------------------------------------------------------------------------
+
+def test_an_oci_layout_is_named_by_its_absolute_path(store, tmp_path, monkeypatch):
+    ids = []
+    for directory in ("one", "two"):
+        (tmp_path / directory).mkdir()
+        layout(tmp_path / directory / "img", BASE, greeting=directory)
+        monkeypatch.chdir(tmp_path / directory)
+        ids.append(store.pull("oci:img", mapping()).id)
+    assert ids[0] != ids[1]
+    names = {image.id: image.names for image in store.images()}
+    assert names == {ids[0]: (f"oci:{tmp_path}/one/img",), ids[1]: (f"oci:{tmp_path}/two/img",)}
+
+
+@pytest.fixture
+def archive(tmp_path):
+    """A docker-archive of two images, as `docker save one two` writes it."""
+    path = tmp_path / "two-images.tar"
+    digests = imagebuild.write_docker_archive_of(path, [
+        ([imagebuild.tar_of_entries(BASE)], ["handcar-test/one:latest"], "one"),
+        ([imagebuild.tar_of_entries(BASE)], ["handcar-test/two:1", "two:latest"], "two")])
+    return path, [digest[7:] for digest in digests]
+
+
+def test_an_image_of_a_docker_archive_is_named_by_repo_and_tag(store, archive):
+    path, (one, two) = archive
+    image = store.pull(f"docker-archive:{path}:handcar-test/two:1", mapping())
+    assert image.id == two
+    assert image.names == (f"docker-archive:{path}:handcar-test/two:1", "handcar-test/two:1",
+                           "two:latest")
+    assert store.pull(f"docker-archive:{path}:handcar-test/one", mapping()).id == one
+    for wrong in ("1", "two:1", "handcar-test/two"):
+        with pytest.raises(ImageError, match=f"no image tagged '{wrong}'"):
+            store.pull(f"docker-archive:{path}:{wrong}", mapping())
+
+
+def test_untag_takes_one_name_and_remove_the_image(store, archive):
+    path, (_, two) = archive
+    image = store.pull(f"docker-archive:{path}:two", mapping())
+    assert image.name_for("two") == "two:latest" and image.name_for(two) is None
+    image = store.untag(image, "two:latest")
+    assert store.find("two") is None and store.find("handcar-test/two:1").id == two
+    with pytest.raises(ImageError, match="not named 'two:latest'"):
+        store.untag(image, "two:latest")
+    for name in image.names:
+        image = store.untag(image, name)
+    assert image.names == () and store.find(two).path == image.path     # untagged, kept
+    assert os.path.isdir(image.rootfs)
+    store.remove(image, mapping())
+    assert store.images() == [] and not os.path.exists(image.path)
+
+
+def test_concurrent_pulls_lose_no_name(store):
+    """Each pull reads, changes and writes image.json: without a lock, names get lost."""
+    image_id = "ab" * 32
+    os.makedirs(os.path.join(store.root, image_id))
+    with open(os.path.join(store.root, image_id, "image.json"), "w") as out:
+        out.write('{"names": []}')
+    writers = []
+    for writer in range(4):
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                for number in range(25):
+                    store._add_names(image_id, [f"n{writer}-{number}"])
+                status = 0
+            finally:
+                os._exit(status)
+        writers.append(pid)
+    for pid in writers:
+        assert os.waitpid(pid, 0)[1] == 0
+    assert len(store.find(image_id).names) == 100
