@@ -209,11 +209,10 @@ class ImageStore:
                           created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                           layers=tuple(layer.diff_id for layer in layers))
             self._write_meta(image)
-            with _Lock(self.root):
-                try:
-                    os.rename(work, os.path.join(self.root, image_id))
-                except OSError:
-                    pass                     # pulled meanwhile by someone else: theirs
+            try:
+                os.rename(work, os.path.join(self.root, image_id))
+            except OSError:
+                pass                         # pulled meanwhile by someone else: theirs
         finally:
             if os.path.exists(work):
                 remove_owned_tree(work, mapping)
@@ -383,10 +382,10 @@ class _HashingReader:
 
 def _unpack_layers(rootfs, layers, size_fd):
     """Apply each layer to `rootfs`, in order, chrooted there (runs as root in the user
-    namespace). Writes each layer's unpacked size to `size_fd`."""
+    namespace). Writes each layer's unpacked size to `size_fd`; an error names the layer."""
     import gzip                              # imported before the chroot: nothing can be
-    import tarfile                           # imported after it
-    import zlib
+    import tarfile                           # imported after it (_unpack_layer finds
+    import zlib                              # them in sys.modules)
     files = [layer.open() for layer in layers]
     _enter_rootfs(rootfs)
     progress = sys.stderr.isatty()
@@ -395,7 +394,7 @@ def _unpack_layers(rootfs, layers, size_fd):
             print(f"\rhandcar: unpacking layer {number}/{len(layers)} {layer.label}",
                   end="", file=sys.stderr, flush=True)
         try:
-            size = _unpack_layer(layer, raw, gzip, tarfile, zlib)
+            size = _unpack_layer(layer, raw)
         except ImageError as err:
             raise ImageError(f"layer {layer.label}: {err}") from None
         except OSError as err:
@@ -406,8 +405,11 @@ def _unpack_layers(rootfs, layers, size_fd):
         print(file=sys.stderr)
 
 
-def _unpack_layer(layer, raw, gzip, tarfile, zlib):
+def _unpack_layer(layer, raw):
     """Apply one layer onto / and check it against its digests; its unpacked size."""
+    import gzip
+    import tarfile
+    import zlib
     compressed = _HashingReader(raw)
     magic = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
     if magic.startswith(ZSTD_MAGIC):

@@ -193,7 +193,8 @@ def test_an_oci_layout_is_named_by_its_absolute_path(store, tmp_path, monkeypatc
         ids.append(store.pull("oci:img", mapping()).id)
     assert ids[0] != ids[1]
     names = {image.id: image.names for image in store.images()}
-    assert names == {ids[0]: (f"oci:{tmp_path}/one/img",), ids[1]: (f"oci:{tmp_path}/two/img",)}
+    assert names == {ids[0]: (f"oci:{tmp_path}/one/img",),
+                     ids[1]: (f"oci:{tmp_path}/two/img",)}
 
 
 @pytest.fixture
