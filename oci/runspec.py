@@ -246,8 +246,6 @@ def process_args(request, image):
     if not args:
         raise RunError("no command: give one after the image (the image has no "
                        "Entrypoint or Cmd)" if image else "no command to run after --")
-    if request.init:
-        args = [INIT_PATH, "--"] + args
     return args
 
 
@@ -259,6 +257,10 @@ def build_spec(request, image, layout, machine="x86_64"):
     process = spec["process"]
     process["terminal"] = request.tty
     process["args"] = process_args(request, image)
+    if request.init and layout.init_binary:
+        process["args"] = [INIT_PATH, "--"] + process["args"]
+    elif request.init:                  # no catatonit or tini: handcar's init stays PID 1
+        spec["annotations"]["handcar.init"] = "builtin"
     process["env"] = _environment(request, image, layout)
     process["cwd"] = request.workdir or (layout.cwd if layout.cwd else
                                          (image.workdir if image and image.workdir else "/"))
@@ -354,7 +356,7 @@ def _mounts(request, layout, defaults):
     for path in layout.host_dirs:
         mounts.append({"destination": path, "type": "bind", "source": path,
                        "options": ["rbind", "ro", "nosuid", "nodev"]})
-    mounts += defaults
+    mounts += [_without_unmapped_gid(m, layout.gid_mappings) for m in defaults]
     if layout.cwd is not None:
         mounts.append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                        "options": ["nosuid", "nodev", "mode=1777"]})
@@ -377,6 +379,15 @@ def _mounts(request, layout, defaults):
     mounts += [parse_tmpfs(t) for t in request.tmpfs]
     mounts += list(request.volumes)
     return mounts
+
+
+def _without_unmapped_gid(mount, gid_mappings):
+    """devpts's gid=5 (tty) only where gid 5 is mapped (without subordinate ids it is not,
+    and the kernel refuses the mount), as `runc spec --rootless` leaves it out."""
+    if gid_mappings is None or any(m["containerID"] <= 5 < m["containerID"] + m["size"]
+                                   for m in gid_mappings):
+        return mount
+    return dict(mount, options=[o for o in mount.get("options", ()) if o != "gid=5"])
 
 
 def _namespaces(request, layout):

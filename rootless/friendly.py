@@ -34,6 +34,7 @@ ADJECTIVES = ("brisk", "steady", "quiet", "eager", "nimble", "sturdy", "swift", 
 NOUNS = ("caboose", "boxcar", "tender", "coupler", "signal", "switch", "trestle", "handcar",
          "drawbar", "sleeper", "railyard", "turntable", "lantern", "whistle", "piston", "bogie")
 INIT_PROGRAMS = ("catatonit", "tini-static", "/usr/libexec/podman/catatonit")
+# (the spec's annotation for handcar's own init is init.BUILTIN_INIT)
 
 
 # --- where things are -------------------------------------------------------------------
@@ -93,6 +94,9 @@ def run(store, image_text, command, flags):
 def _prepare(bundle, name, image_text, command, flags):
     """(RunRequest, ImageConfig or None, Layout) for this run."""
     config = settings()
+    if flags.detach and flags.tty:
+        raise RunError("-t with -d is not supported: a detached container's output goes "
+                       "to its log (handcar logs); leave out -t")
     network = flags.network or config.network
     image, layout = None, Layout()
     if image_text is None:
@@ -117,7 +121,7 @@ def _prepare(bundle, name, image_text, command, flags):
         hostname=flags.hostname,
         memory=parse_size(flags.memory, "--memory") if flags.memory else None,
         cpus=parse_cpus(flags.cpus) if flags.cpus else None, pids_limit=flags.pids_limit,
-        init=bool(layout.init_binary), cap_add=tuple(flags.cap_add),
+        init=flags.init or config.init, cap_add=tuple(flags.cap_add),
         cap_drop=tuple(flags.cap_drop), seccomp=_seccomp(flags.security_opt, config),
         tty=flags.tty, interactive=flags.interactive, remove=flags.rm,
         stop_signal=image.stop_signal if image else "",
@@ -158,8 +162,8 @@ def _free_port():
 
 
 def _default_network():
-    from .userns import _which
-    if _which("slirp4netns"):
+    from .host import find_program
+    if find_program("slirp4netns"):
         return "slirp4netns"
     log.warning("slirp4netns is not installed, so the container has no network "
                 "(install slirp4netns, or pass --network host or none)")
@@ -220,9 +224,9 @@ def _image_layout(bundle, image_text):
         lower, image = os.path.realpath(reference.path), ImageConfig()
     else:
         store = image_store()
-        found = store.find(str(reference)) if reference.kind != "name" else \
-            store.find(reference.path)
-        if found is None and reference.kind != "name":
+        if reference.kind == "name":
+            found = store.find(reference.path)
+        else:                           # re-read: the layout or archive may have changed
             found = store.pull(image_text, container_mapping())
         if found is None:
             raise ImageError(f"no such image {image_text!r} (handcar images lists them; "
@@ -237,11 +241,15 @@ def _image_layout(bundle, image_text):
         for path in (lower, upper, work):
             if set(path) & set(",:"):
                 raise RunError(f"{path}: overlayfs cannot use a path with ',' or ':'")
-        return image, Layout(rootfs="rootfs", overlay=(lower, upper, work))
-    from . import userns
-    log.debug("overlayfs is not available here: copying the image")
-    userns.run_in_userns(container_mapping(), copy_tree, lower, rootfs)
-    return image, Layout(rootfs="rootfs")
+        layout = Layout(rootfs="rootfs", overlay=(lower, upper, work))
+    else:
+        from . import userns
+        log.debug("overlayfs is not available here: copying the image")
+        userns.run_in_userns(container_mapping(), copy_tree, lower, rootfs)
+        layout = Layout(rootfs="rootfs")
+    mapping = container_mapping()             # the one the image was unpacked with
+    return image, layout.replace(uid_mappings=_as_json(mapping.uid_mappings),
+                                 gid_mappings=_as_json(mapping.gid_mappings))
 
 
 def _user(text, image, layout, bundle):
@@ -256,8 +264,24 @@ def _user(text, image, layout, bundle):
     if not text:
         return 0, 0, ()
     root = _lower_root(layout, bundle)
-    return parse_user(text, _read(os.path.join(root, "etc/passwd")),
-                      _read(os.path.join(root, "etc/group")))
+    return parse_user(text, _read_in_root(root, "/etc/passwd"),
+                      _read_in_root(root, "/etc/group"))
+
+
+def _read_in_root(root, path, limit=1 << 20):
+    """A regular file of an image, its symlinks followed inside the image: a hostile one
+    must not make us read /dev/zero, a fifo, or the host's own /etc/passwd."""
+    import stat
+    from .mounts import resolve_in_root
+    try:
+        fd = os.open(resolve_in_root(root, path),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return f.read(limit).decode(errors="replace")
 
 
 def _lower_root(layout, bundle):
@@ -283,6 +307,9 @@ def _environment(flags):
     entries += flags.env
     resolved = []
     for item in entries:
+        name = item.split("=", 1)[0]
+        if not name or "\0" in item:
+            raise RunError(f"-e {item!r}: expected NAME=VALUE")
         if "=" in item:
             resolved.append(item)
         elif item in os.environ:              # -e NAME: the host's value, as docker does
@@ -298,10 +325,9 @@ def _etc_files(bundle, hostname, slirp):
     if slirp:
         hosts += f"{slirp.address}\t{hostname}\n{slirp.gateway}\thost.containers.internal\n"
         resolv = f"nameserver {slirp.dns}\n"
-    else:
+    else:                               # the host's resolvers, as they are
         hosts += f"127.0.1.1\t{hostname}\n"
-        resolv = "".join(line for line in _read("/etc/resolv.conf").splitlines(True)
-                         if not line.startswith("nameserver 127."))
+        resolv = _read("/etc/resolv.conf")
     files = {"/etc/hostname": f"{hostname}\n", "/etc/hosts": hosts,
              "/etc/resolv.conf": resolv}
     for destination, text in files.items():
@@ -314,12 +340,14 @@ def _etc_files(bundle, hostname, slirp):
 
 
 def _init_binary():
-    from .userns import _which
+    """catatonit or tini (static: bound into any image) where installed, else None:
+    handcar's own init then stays PID 1 (see init.py)."""
+    from .host import find_program
     for program in INIT_PROGRAMS:
-        path = program if program.startswith("/") else _which(program)
+        path = program if program.startswith("/") else find_program(program)
         if path and os.access(path, os.X_OK):
             return os.path.realpath(path)
-    raise RunError("--init needs catatonit or tini installed (apt install catatonit)")
+    return None
 
 
 def _seccomp(security_opts, config):
@@ -387,23 +415,27 @@ def _claim_name(store, wanted):
     runs cannot take one name; without --name, a free generated one."""
     import random
     os.makedirs(containers_dir(), mode=0o700, exist_ok=True)
-    if wanted:
+    if wanted is not None:
         try:
             check_id(wanted)
+            if wanted.startswith("-"):
+                raise HandcarError("it must not start with '-' (it would read as a flag)")
         except HandcarError as err:
-            raise RunError(f"--name {wanted}: {err}") from None
+            raise RunError(f"--name {wanted!r}: {err}") from None
     taken = set(store.ids())
-    for attempt in range(1 if wanted else 100):
-        name = wanted or f"{random.choice(ADJECTIVES)}_{random.choice(NOUNS)}"
-        if not wanted and attempt > 20:
-            name += f"{random.randrange(100)}"
+    for attempt in range(1 if wanted is not None else 100):
+        name = wanted
+        if wanted is None:
+            name = f"{random.choice(ADJECTIVES)}_{random.choice(NOUNS)}"
+            if attempt > 20:
+                name += f"{random.randrange(100)}"
         if name not in taken:
             try:
                 os.mkdir(bundle_of(name), 0o700)
                 return name, bundle_of(name)
             except FileExistsError:
                 pass
-        if wanted:
+        if wanted is not None:
             raise AlreadyExists(f"the name {name} is already in use (handcar rm {name})")
     raise HandcarError("cannot find a free container name: give one with --name")
 

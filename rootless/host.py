@@ -6,6 +6,16 @@ from oci.linux import CAPABILITIES, NAMESPACES
 from . import __version__
 
 
+def find_program(name, also=()):
+    """The path of program `name` on $PATH (then in the directories `also`), or None:
+    shutil.which without importing shutil."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep) + list(also):
+        candidate = os.path.abspath(os.path.join(directory or ".", name))
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def last_cap():
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:

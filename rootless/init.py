@@ -28,11 +28,11 @@ hooks = terminal = None          # imported by _import_what_the_child_needs when
 seccomp_filter = None            # built by it, loaded just before execve
 from .errors import HandcarError, SetupError, os_error_message
 from .mounts import step
-from .userns import maps_root
 
 # setns order: user first (it grants the rights to join the rest), mount last (after it,
 # the other namespace paths would be looked up in the container's filesystem).
 MAX_FD = 1 << 20                 # above any fd number a process here can have
+BUILTIN_INIT = "handcar.init"    # annotation: "builtin" makes init stay PID 1 (see below)
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 
 
@@ -105,6 +105,12 @@ def intermediate(channel, launch):
         for kind, path in to_join.items():
             with step(f"opening the {kind} namespace {path}"):
                 fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if launch.spec.process.oom_score_adj is not None:
+            # here: init may not write its own /proc entries (it is made undumpable,
+            # below), and after joining a container's mount namespace (exec) /proc is
+            # the container's, where this process has no pid
+            _set_oom_score_adj(channel, launch.spec.process.oom_score_adj)
+        host_ids = os.geteuid(), os.getegid()          # before they are ours no more
         if "user" in fds:
             _join(fds, "user")
         elif launch.mapping:
@@ -115,7 +121,10 @@ def intermediate(channel, launch):
         # rooted where we are then.
         channel.send("prepare")
         channel.expect("prepared", "mapping the user namespace and placing the cgroup")
-        if "user" in fds or launch.mapping and maps_root(launch.mapping.uid_mappings):
+        # Become root there, unless our own ids are mapped (keep-id: the caller is itself
+        # inside, and what we make in its directories stays its own); the creator of a
+        # user namespace has every capability in it whatever its id.
+        if "user" in fds or launch.mapping and not launch.mapping.maps_caller(*host_ids):
             with step("becoming root in the user namespace"):
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
@@ -136,9 +145,6 @@ def intermediate(channel, launch):
                 open("/proc/self/timens_offsets", "w") as f:
             for clock, (secs, nanos) in linux.time_offsets.items():
                 f.write(f"{clock} {secs} {nanos}\n")
-    if launch.spec.process.oom_score_adj is not None:
-        # here: the process forked next may not write its own /proc entries (see below)
-        _set_oom_score_adj(channel, launch.spec.process.oom_score_adj)
     # The process forked next is in the container's pid namespace but runs handcar's
     # python until execve: the container must not reach its /proc entries (exe is the
     # host's interpreter, fds lead to the host: CVE-2019-5736, CVE-2024-21626). Not
@@ -221,7 +227,31 @@ def container_init(channel, launch):
         raise
     os.write(fifo, b"0")
     os.close(fifo)
+    if spec.annotations.get(BUILTIN_INIT) == "builtin":
+        _stay_as_init(channel)
     exec_process(channel, launch, path, env, message.get("listener_state"))
+
+
+def _stay_as_init(channel):
+    """`handcar run --init` where neither catatonit nor tini is installed: this process
+    stays PID 1, passes the signals it gets on to the command (forked here, execed by
+    the caller) and reaps every orphan, and leaves with the command's status. Returns in
+    the child only."""
+    child = os.fork()
+    if child == 0:
+        return
+    channel.close()
+    for signum in _signal.valid_signals():
+        if signum not in (_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD):
+            try:
+                _signal.signal(signum, lambda number, _frame: os.kill(child, number))
+            except (OSError, ValueError):
+                pass
+    while True:
+        pid, status = os.wait()
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(128 - code if code < 0 else code)
 
 
 def exec_init(channel, launch):

@@ -44,6 +44,7 @@ class Setup:
 
     def __init__(self, settings):
         self.settings = settings
+        from .host import find_program
         self.slirp4netns = find_program(SLIRP4NETNS) if settings.network else None
         if settings.network and not self.slirp4netns:
             raise HandcarError(f"{SLIRP4NETNS} is not installed (install the {SLIRP4NETNS} "
@@ -187,15 +188,6 @@ def _join_namespaces(userns, netns):
 
 
 # --- slirp4netns ------------------------------------------------------------------------
-
-def find_program(name):
-    """The path of `name` on PATH, or None (shutil.which without shutil)."""
-    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
-        candidate = os.path.abspath(os.path.join(directory or ".", name))
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
 
 def _supported_flags(program):
     """The --flags `program --help` lists (what this slirp4netns build supports)."""

@@ -25,6 +25,11 @@ class MappingPlan(Record):
         "direct": None,  # True: write the maps ourselves; False: newuidmap/newgidmap
     }
 
+    def maps_caller(self, uid, gid):
+        """Whether the caller's own host uid and gid are both mapped."""
+        return (any(m.host_id <= uid < m.host_id + m.size for m in self.uid_mappings)
+                and any(m.host_id <= gid < m.host_id + m.size for m in self.gid_mappings))
+
 
 def subordinate_ranges(path, user_name, uid):
     """[(start, count)] granted to the user in /etc/subuid or /etc/subgid (by name or id)."""
@@ -109,8 +114,9 @@ def _check_allowed(kind, mappings, own_id, path, user_name, uid):
 
 
 def check_helpers():
+    from .host import find_program
     for helper in ("newuidmap", "newgidmap"):
-        path = _which(helper)
+        path = find_program(helper, also=("/usr/bin", "/usr/sbin", "/bin"))
         if not path:
             raise UsernsError(f"{helper} not found: install the uidmap package "
                               "(it maps your subordinate ids)")
@@ -118,15 +124,6 @@ def check_helpers():
         if not (st.st_mode & stat.S_ISUID and st.st_uid == 0) and not _has_file_caps(path):
             raise UsernsError(f"{path} is neither setuid root nor has file capabilities; "
                               "reinstall the uidmap package")
-
-
-def _which(program):
-    """The helper's path: on $PATH, or where distributions install it."""
-    for directory in os.environ.get("PATH", "").split(":") + ["/usr/bin", "/usr/sbin", "/bin"]:
-        candidate = os.path.join(directory, program)
-        if directory and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 def _has_file_caps(path):

@@ -316,8 +316,19 @@ def mark_double_dash(tokens, options):
             return tokens[:i] + [DASHES] + tokens[i + 1:]
         if not token.startswith("-") or token == "-":
             break                                  # the first argument: options are over
-        i += 2 if token in takes_value else 1
+        i += 2 if _value_follows(token, takes_value) else 1
     return list(tokens)
+
+
+def _value_follows(token, takes_value):
+    """Whether the token after this option is its value: `-e`, `--env`, and clustered
+    short flags ending with one that takes a value (`-ie` of `-ie FOO=1`)."""
+    if token.startswith("--") or len(token) == 2:
+        return token in takes_value
+    for position, letter in enumerate(token[1:], 1):
+        if "-" + letter in takes_value:
+            return position == len(token) - 1      # else the rest of the token is its value
+    return False
 
 
 def _convert(opt, text):

@@ -1,11 +1,15 @@
 """What the integration tests share: the handcar runner, bundles, requirements."""
 
+import errno
+import http.server
 import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -207,6 +211,58 @@ def run_in_pty(argv, wait_for, answer, env=None, cwd=None, window=None):
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return output.decode(errors="replace"), os.waitstatus_to_exitcode(status)
+
+
+# --- networking: a server on the host's loopback, free ports --------------------------
+
+SLIRP4NETNS = shutil.which("slirp4netns")
+needs_slirp4netns = pytest.mark.skipif(
+    SLIRP4NETNS is None, reason="slirp4netns is not installed (scripts/test installs it)")
+
+
+@pytest.fixture
+def host_server(tmp_path):
+    """An HTTP server on the host's 127.0.0.1 serving file.txt; its port."""
+    root = tmp_path / "served"
+    root.mkdir()
+    (root / "file.txt").write_text("served from the host\n")
+    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def wait_until(condition, timeout=10):
+    """Whether `condition()` became true within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_is_free(port):
+    """Whether a server could listen on 127.0.0.1:port now (as servers do, with
+    SO_REUSEADDR: a connection still in TIME_WAIT does not hold the port)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
+            return True
+        except OSError as err:
+            assert err.errno == errno.EADDRINUSE, err
+            return False
 
 
 def process_gone(pid):

@@ -120,10 +120,10 @@ def write_layout_of_layers(directory, layers, tag="latest", compress=True,
     return sha256(config)
 
 
-def write_docker_archive(path, rootfs, repo_tag="handcar-test/busybox:latest"):
-    """A `docker save` tar of the same image (layers as <n>/layer.tar, as docker < 25)."""
-    return write_docker_archive_of(path, [(image_layers(rootfs), [repo_tag],
-                                           "from-the-image")])[0]
+def write_docker_archive(path, rootfs, repo_tag="handcar-test/busybox:latest",
+                         greeting="from-the-archive"):
+    """A `docker save` tar of the same layers (as <id>/layer.tar, as docker < 25)."""
+    return write_docker_archive_of(path, [(image_layers(rootfs), [repo_tag], greeting)])[0]
 
 
 def write_docker_archive_of(path, images):

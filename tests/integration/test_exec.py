@@ -127,3 +127,12 @@ def test_features(handcar):
     assert "SCMP_ACT_NOTIFY" in doc["linux"]["seccomp"]["actions"]
     assert doc["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
                             "poststart", "poststop"]
+
+
+def test_exec_with_an_oom_score_adj_in_the_config(handcar, bundle):
+    # podman's configs carry one: exec's process sets it before it joins the container's
+    # mount namespace, where /proc/self would not be its own
+    bundle.process["oomScoreAdj"] = 100
+    handcar.ok_detached("run", "-d", "-b", bundle.sh("sleep 30").write(), "oom")
+    result = handcar.ok("exec", "oom", "cat", "/proc/self/oom_score_adj")
+    assert result.stdout == "100\n"

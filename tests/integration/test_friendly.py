@@ -8,7 +8,8 @@ import time
 import pytest
 
 import imagebuild
-from harness import needs_subids
+from harness import (free_port, host_server, needs_slirp4netns, needs_subids,  # noqa: F401
+                     port_is_free)
 
 
 class Friendly:
@@ -48,6 +49,7 @@ def images(tmp_path_factory, rootfs_template):
     """An OCI layout and a docker-archive of the same two-layer image."""
     where = tmp_path_factory.mktemp("images")
     digest = imagebuild.write_oci_layout(where / "layout", rootfs_template)
+    # the same layers with another config: unpacked on its own, not taken from the layout's
     imagebuild.write_docker_archive(where / "image.tar", rootfs_template)
     return {"oci": f"oci:{where / 'layout'}", "archive": f"docker-archive:{where / 'image.tar'}",
             "id": digest[7:]}
@@ -83,13 +85,12 @@ def test_host_sandbox_runs_in_the_current_directory_as_the_caller(friendly):
     before = friendly.bundles()
     result = friendly.ok("run", "--rm", "--", "sh", "-c",
                          "id -u; pwd; echo written > here.txt; ls /proc | grep -c '^[0-9]'; "
-                         "touch /usr/handcar-probe 2>/dev/null && echo wrote-usr || "
-                         "echo usr-read-only")
+                         "touch /usr/handcar-probe 2>&1 | grep -c 'Read-only file system'")
     uid, cwd, count, usr = result.stdout.split()
     assert uid == str(os.getuid())
     assert cwd == str(friendly.work)
     assert int(count) < 6, "the sandbox must have its own pid namespace"
-    assert usr == "usr-read-only"
+    assert usr == "1", "/usr is a read-only mount (not merely root's)"
     written = friendly.work / "here.txt"
     assert written.read_text() == "written\n"
     assert written.stat().st_uid == os.getuid()
@@ -126,6 +127,7 @@ def test_exit_statuses_are_dockers(friendly):
     assert bad_flag.returncode == 125
 
 
+@needs_subids
 def test_env_workdir_and_user(friendly):
     (friendly.work / "vars").write_text("# a comment\nFROM_FILE=file\n")
     result = friendly.ok("run", "--rm", "-e", "ONE=1", "--env-file", "vars", "-w", "/usr",
@@ -186,7 +188,8 @@ def test_a_rootfs_directory_runs_without_being_changed(friendly, rootfs_template
 def test_an_image_runs_its_default_command(friendly, images, source):
     result = friendly.ok("run", "--rm", images[source])
     lines = result.stdout.splitlines()
-    assert lines[0] == "from-the-image in /srv"        # Env and WorkingDir
+    greeting = {"oci": "from-the-image", "archive": "from-the-archive"}[source]
+    assert lines[0] == f"{greeting} in /srv"           # Env and WorkingDir
     assert lines[1] == "hello from the upper layer"    # the second layer's file
     assert lines[2] == "no-etc-group"                   # its whiteout of /etc/group
 
@@ -325,3 +328,99 @@ def test_rmi_removes_an_image_unless_a_container_uses_it(friendly, tmp_path, roo
     assert digest[7:19] not in friendly.ok("images").stdout
     assert not image_dir.exists()
     assert friendly("rmi", digest[7:19]).returncode == 125
+
+
+def test_directories_made_for_the_sandbox_stay_the_callers(friendly):
+    friendly.ok("run", "--rm", "-w", str(friendly.work / "out" / "sub"), "--",
+                "touch", "made-here")
+    for path in (friendly.work / "out", friendly.work / "out" / "sub",
+                 friendly.work / "out" / "sub" / "made-here"):
+        assert path.stat().st_uid == os.getuid(), path
+
+
+def test_friendly_flags_are_checked(friendly):
+    for args, words in ((["-e", "=A", "--", "true"], "NAME=VALUE"),
+                        (["-d", "-t", "--", "true"], "-t with -d"),
+                        (["--name", "-x", "--", "true"], "must not start with '-'"),
+                        (["--name", "", "--", "true"], "empty"),
+                        (["-p", "8080:80", "--network", "none", "--", "true"], "-p needs"),
+                        (["--network", "slirp4netns:mtu=big", "--", "true"], "mtu")):
+        result = friendly("run", "--rm", *args)
+        assert result.returncode == 125, (args, result.stderr)
+        assert words in result.stderr, (args, result.stderr)
+    clustered = friendly.ok("run", "--rm", "-ie", "FOO=1", "--", "sh", "-c", "echo $FOO",
+                            input="")
+    assert clustered.stdout == "1\n"
+
+
+@needs_subids
+def test_an_image_symlink_cannot_make_handcar_read_host_files(friendly, tmp_path,
+                                                              rootfs_template):
+    rootfs = tmp_path / "hostile"
+    import shutil
+    shutil.copytree(rootfs_template, rootfs, symlinks=True)
+    (rootfs / "etc" / "passwd").unlink()
+    os.symlink("/dev/zero", rootfs / "etc" / "passwd")
+    result = friendly("run", "--rm", "-u", "nobody", str(rootfs), "true", timeout=20)
+    assert result.returncode == 125
+    assert "not in the container's /etc/passwd" in result.stderr
+
+
+@needs_subids
+def test_an_oci_layout_is_read_again_when_it_changes(friendly, tmp_path, rootfs_template):
+    layout = tmp_path / "changing"
+    imagebuild.write_oci_layout(layout, rootfs_template, greeting="first")
+    assert friendly.ok("run", "--rm", f"oci:{layout}").stdout.startswith("first in /srv")
+    import shutil
+    shutil.rmtree(layout)
+    imagebuild.write_oci_layout(layout, rootfs_template, greeting="second")
+    assert friendly.ok("run", "--rm", f"oci:{layout}").stdout.startswith("second in /srv")
+
+
+# --- networking (issue 5, through the friendly flags) ----------------------------------
+
+@needs_subids
+@needs_slirp4netns
+def test_host_loopback_only_when_allowed(friendly, rootfs_template, host_server):
+    fetch = ["sh", "-c", f"timeout 5 wget -q -O - http://10.0.2.2:{host_server}/file.txt; "
+                         "grep -c nameserver /etc/resolv.conf"]
+    allowed = friendly("run", "--rm", "--network", "slirp4netns:allow_host_loopback=true",
+                       str(rootfs_template), *fetch)
+    assert allowed.stdout == "served from the host\n1\n", allowed.stderr
+    plain = friendly("run", "--rm", "--network", "slirp4netns", str(rootfs_template), *fetch)
+    assert "served from the host" not in plain.stdout
+
+
+@needs_subids
+@needs_slirp4netns
+def test_a_published_port_serves_the_host_until_rm(friendly, rootfs_template, tmp_path):
+    import shutil
+    import urllib.request
+    rootfs = tmp_path / "web-rootfs"
+    shutil.copytree(rootfs_template, rootfs, symlinks=True)
+    (rootfs / "www").mkdir()
+    (rootfs / "www" / "index.html").write_text("hello through slirp4netns\n")
+    port = free_port()
+    name = name_for(friendly, "web")
+    friendly.detached("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
+                      str(rootfs), "httpd", "-f", "-p", "8080", "-h", "/www")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as page:
+                assert page.read() == b"hello through slirp4netns\n"
+                break
+        except OSError:
+            assert time.monotonic() < deadline, "the published port never answered"
+            time.sleep(0.1)
+    assert f"127.0.0.1:{port}->8080/tcp" in friendly.ok("ps").stdout
+    friendly.ok("rm", "-f", name)
+    assert port_is_free(port)
+
+
+@needs_subids
+def test_network_none_has_only_lo_and_it_is_up(friendly, rootfs_template):
+    result = friendly.ok("run", "--rm", "--network", "none", str(rootfs_template),
+                         "ip", "-o", "link")
+    links = result.stdout.splitlines()
+    assert len(links) == 1 and ": lo:" in links[0] and "UP" in links[0], links

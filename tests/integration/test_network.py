@@ -4,59 +4,17 @@ handcar.network annotation, ports through handcar.ports, and nothing of it left 
 Every address here is on this machine: the host's loopback, or slirp4netns's network
 inside the container's own namespace (10.0.2.2 is the host's 127.0.0.1 from there)."""
 
-import errno
-import http.server
 import json
 import os
 import shutil
 import socket
-import threading
 import time
 import urllib.request
 
 import pytest
 
-from harness import process_gone
-
-SLIRP4NETNS = shutil.which("slirp4netns")
-needs_slirp4netns = pytest.mark.skipif(
-    SLIRP4NETNS is None, reason="slirp4netns is not installed (scripts/test installs it)")
-
-
-@pytest.fixture
-def host_server(tmp_path):
-    """An HTTP server on the host's 127.0.0.1 serving file.txt; its port."""
-    root = tmp_path / "served"
-    root.mkdir()
-    (root / "file.txt").write_text("served from the host\n")
-    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def port_is_free(port):
-    """Whether a server could listen on 127.0.0.1:port now (as servers do, with
-    SO_REUSEADDR: a connection still in TIME_WAIT does not hold the port)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-            probe.listen()
-            return True
-        except OSError as err:
-            assert err.errno == errno.EADDRINUSE, err
-            return False
-
+from harness import (SLIRP4NETNS, free_port, host_server, needs_slirp4netns,  # noqa: F401
+                     port_is_free, process_gone, wait_until)
 
 def own_slirp4netns_pids():
     """The live slirp4netns processes of this user."""
@@ -75,15 +33,6 @@ def own_slirp4netns_pids():
         if not process_gone(int(name)):
             pids.append(int(name))
     return pids
-
-
-def wait_until(condition, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def with_network(bundle, network=None, ports=None):

@@ -152,3 +152,19 @@ def test_oom_score_adj_is_raised_and_a_lowering_is_a_warning(handcar, bundle):
         result = handcar("run", "-b", bundle.write(), "lower")
         assert result.returncode == 0 and result.stdout == f"{ours}\n"
         assert "cannot set oomScoreAdj to -1000" in result.stderr
+
+
+def test_builtin_init_stays_pid_1_reaps_and_passes_signals_on(handcar, bundle):
+    # handcar.init=builtin (the friendly --init without catatonit or tini)
+    bundle.config.setdefault("annotations", {})["handcar.init"] = "builtin"
+    path = bundle.sh("echo pid=$$; cat /proc/1/comm; "
+                     "sh -c 'sleep 0.1 &' ; sleep 0.3; "
+                     "grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l; "
+                     "trap 'echo got-term; exit 7' TERM; "
+                     "kill -TERM 1; sleep 5 & wait").write()
+    result = handcar("run", "-b", path, "with-init")
+    lines = result.stdout.split()
+    assert lines[0] != "pid=1", "the command is not PID 1"
+    assert lines[1] in ("handcar", "python3"), "PID 1 is handcar's init"
+    assert lines[2] == "0", "the orphaned sleep was reaped"
+    assert "got-term" in lines and result.returncode == 7, result

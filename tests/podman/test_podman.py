@@ -2,33 +2,17 @@
 
 import os
 import select
-import socket
 import subprocess
 import time
 import urllib.request
 
 import pytest
 
-from harness import HANDCAR
+from harness import HANDCAR, free_port, wait_until
 from rootless import cgroups
 
 # What a container that stops quickly on SIGTERM runs (as pid 1 it has no default action).
 SERVE_UNTIL_TERM = "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done"
-
-
-def wait_for(condition, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_run_prints_and_returns_the_exit_status(podman, image):
@@ -67,7 +51,7 @@ def test_a_detached_container(podman, image, names):
     result = podman("exec", name, "sh", "-c", "echo in the container; exit 4")
     assert (result.returncode, result.stdout) == (4, "in the container\n"), result.stderr
     assert podman("exec", name, "no-such-program").returncode == 127
-    assert wait_for(lambda: podman.ok("logs", name).stdout == "started\n")
+    assert wait_until(lambda: podman.ok("logs", name).stdout == "started\n")
     podman.ok("stop", "-t", "2", name)
     assert podman.inspect(name, "{{.State.Status}} {{.State.ExitCode}}") == "exited 0"
     podman.ok("rm", name)
@@ -143,13 +127,13 @@ def test_kill_and_restart(podman, image, names):
     podman.ok("run", "-d", "--name", name, image, "sleep", "1000")
     first = podman.inspect(name, "{{.State.Pid}}")
     podman.ok("kill", name)
-    assert wait_for(lambda: podman.inspect(name, "{{.State.Status}}") == "exited")
+    assert wait_until(lambda: podman.inspect(name, "{{.State.Status}}") == "exited")
     assert podman.inspect(name, "{{.State.ExitCode}}") == "137"
     podman.ok("restart", name)
     assert podman.inspect(name, "{{.State.Status}}") == "running"
     assert podman.inspect(name, "{{.State.Pid}}") != first
     podman.ok("kill", "--signal", "KILL", name)
-    assert wait_for(lambda: podman.inspect(name, "{{.State.Status}}") == "exited")
+    assert wait_until(lambda: podman.inspect(name, "{{.State.Status}}") == "exited")
 
 
 def test_a_published_port_reaches_the_container(podman, image, names):
@@ -168,17 +152,17 @@ def test_a_published_port_reaches_the_container(podman, image, names):
                 return True
         except OSError:
             return False
-    assert wait_for(fetched), podman("logs", name).stdout
+    assert wait_until(fetched), podman("logs", name).stdout
     assert page[-1] == "served by busybox in handcar\n"
 
 
 def test_container_cleanup_deletes_the_runtimes_container(podman, image, names):
     name = names("cleanup")
     container_id = podman.ok("run", "-d", "--name", name, image, "true").stdout.strip()
-    assert wait_for(lambda: podman.inspect(name, "{{.State.Status}}") == "exited")
+    assert wait_until(lambda: podman.inspect(name, "{{.State.Status}}") == "exited")
     podman.ok("container", "cleanup", name)
     # handcar's state lives in the XDG_RUNTIME_DIR podman gives it
-    assert wait_for(lambda: not (podman.runtime_dir / "handcar" / container_id).exists())
+    assert wait_until(lambda: not (podman.runtime_dir / "handcar" / container_id).exists())
     podman.ok("rm", name)
 
 

@@ -48,3 +48,26 @@ def test_ambiguity_and_mixtures_are_refused(calls, tmp_path):
     with pytest.raises(UsageError, match="after --"):
         run(["--"])
     assert calls == []
+
+
+def test_clustered_short_flags_before_dashes():
+    options = verbs.VERBS["run"].options
+    for argv in (["--rm", "-ie", "FOO=1", "--", "sh"], ["-it", "--", "sh"],
+                 ["-eFOO=1", "--", "sh"], ["-e", "A", "--", "sh"]):
+        assert verbs.mark_double_dash(argv, options)[-2:] == [verbs.DASHES, "sh"], argv
+    # a "--" that is an option's value, or the command's own, stays as it is
+    assert verbs.mark_double_dash(["-e", "--", "img"], options) == ["-e", "--", "img"]
+    assert verbs.mark_double_dash(["img", "--", "x"], options) == ["img", "--", "x"]
+
+
+def test_publish_all_takes_the_images_exposed_ports():
+    from oci.runspec import ImageConfig, RunError
+    image = ImageConfig(exposed_ports=("80/tcp", "53/udp"))
+    slirp, ports = friendly._network("slirp4netns", ["127.0.0.1:8080:8080"], image)
+    assert slirp.dns == "10.0.2.3"
+    assert ports[0] == "127.0.0.1:8080:8080/tcp"
+    assert ports[1].startswith("0.0.0.0:") and ports[1].endswith(":80/tcp")
+    assert ports[2].endswith(":53/udp")
+    assert friendly._network("host", [], None) == (None, ())
+    with pytest.raises(RunError, match="-p needs"):
+        friendly._network("none", ["80:80"], None)

@@ -71,7 +71,7 @@ def test_entrypoint_and_cmd_combine_as_dockers():
     assert process_args(request(command=("x",)), IMAGE) == ["/entry", "x"]
     assert process_args(request(entrypoint="/bin/sh"), IMAGE) == ["/bin/sh"]
     assert process_args(request(entrypoint="", command=("ls",)), IMAGE) == ["ls"]
-    assert process_args(request(command=("top",), init=True), None) == [INIT_PATH, "--", "top"]
+    assert process_args(request(command=("top",), init=True), None) == ["top"]
     with pytest.raises(RunError, match="no command"):
         process_args(request(), ImageConfig())
 
@@ -158,3 +158,25 @@ def test_the_default_seccomp_profile_follows_the_capabilities():
     assert allowed(spec_with(cap_add=("SYS_MODULE",)), "init_module")
     assert not allowed(spec_with(cap_drop=("SYS_CHROOT",)), "chroot")
     assert "seccomp" not in build_spec(request(command=("x",)), None, Layout(cwd="/w"))["linux"]
+
+
+def test_devpts_keeps_gid_5_only_where_it_is_mapped():
+    def devpts(gid_mappings):
+        layout = Layout(cwd="/w", gid_mappings=gid_mappings,
+                        uid_mappings=({"containerID": 0, "hostID": 1000, "size": 1},))
+        document = build_spec(request(command=("x",)), None, layout)
+        return next(m for m in document["mounts"] if m["type"] == "devpts")["options"]
+    assert "gid=5" not in devpts(({"containerID": 0, "hostID": 1000, "size": 1},))
+    assert "gid=5" in devpts(({"containerID": 0, "hostID": 1000, "size": 1},
+                              {"containerID": 1, "hostID": 100000, "size": 65536}))
+
+
+def test_init_is_the_bound_program_or_handcars_own():
+    bound = build_spec(request(command=("top",), init=True), None,
+                       Layout(cwd="/w", init_binary="/usr/bin/catatonit"))
+    assert bound["process"]["args"] == [INIT_PATH, "--", "top"]
+    assert any(m["destination"] == INIT_PATH and m["source"] == "/usr/bin/catatonit"
+               for m in bound["mounts"])
+    own = build_spec(request(command=("top",), init=True), None, Layout(cwd="/w"))
+    assert own["process"]["args"] == ["top"]
+    assert own["annotations"]["handcar.init"] == "builtin"

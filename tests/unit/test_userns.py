@@ -88,6 +88,17 @@ def test_root_writes_any_mapping_directly(subids):
 
 
 def test_missing_helpers_are_named(monkeypatch):
-    monkeypatch.setattr(userns, "_which", lambda program: None)
+    from rootless import host
+    monkeypatch.setattr(host, "find_program", lambda program, also=(): None)
     with pytest.raises(UsernsError, match="newuidmap not found: install the uidmap package"):
         userns.check_helpers()
+
+
+def test_keep_id_maps_the_caller_as_itself():
+    assert userns.keep_id_mappings(1000, [(100000, 65536)]) == (
+        M(0, 100000, 1000), M(1000, 1000, 1), M(1001, 101000, 64536))
+    assert userns.keep_id_mappings(1000, []) == (M(1000, 1000, 1),)
+    plan = userns.MappingPlan(userns.keep_id_mappings(1000, [(100000, 65536)]),
+                              userns.keep_id_mappings(1000, [(100000, 65536)]), False)
+    assert plan.maps_caller(1000, 1000)
+    assert not plan.maps_caller(2000, 1000)
