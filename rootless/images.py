@@ -111,11 +111,10 @@ class ImageStore:
         """Import `oci:DIR[:TAG]` or `docker-archive:FILE[:REPO[:TAG]]`; the Image. It is
         named by the reference with its path made absolute (`oci:img` in two directories
         names two images) and by the archive's repo tags."""
-        reference = parse_reference(text, os.path.exists, os.path.isdir)
+        reference = absolute_reference(text)
         if reference.kind not in ("oci", "docker-archive"):
             raise ImageError(f"{text}: pull takes oci:DIR[:TAG] or "
                              "docker-archive:FILE[:REPO[:TAG]]")
-        reference = reference.replace(path=os.path.abspath(reference.path))
         if reference.kind == "oci":
             config_bytes, layers, names = _read_oci_layout(reference)
         else:
@@ -216,6 +215,15 @@ class ImageStore:
         finally:
             if os.path.exists(work):
                 remove_owned_tree(work, mapping)
+
+
+def absolute_reference(text):
+    """The Reference of what the user typed, an oci: or docker-archive: path made
+    absolute: str() of it is the name a pull gives the image (find it by that)."""
+    reference = parse_reference(text, os.path.exists, os.path.isdir)
+    if reference.kind in ("oci", "docker-archive"):
+        reference = reference.replace(path=os.path.abspath(reference.path))
+    return reference
 
 
 class _Lock:

@@ -14,7 +14,7 @@ from harness import needs_subids
 from oci.errors import HandcarError
 from oci.image import ImageError
 from rootless import userns
-from rootless.images import ImageStore, _enter_rootfs, remove_owned_tree
+from rootless.images import ImageStore, _enter_rootfs, absolute_reference, remove_owned_tree
 from rootless.store import user_name
 
 pytestmark = needs_subids
@@ -191,6 +191,7 @@ def test_an_oci_layout_is_named_by_its_absolute_path(store, tmp_path, monkeypatc
         layout(tmp_path / directory / "img", BASE, greeting=directory)
         monkeypatch.chdir(tmp_path / directory)
         ids.append(store.pull("oci:img", mapping()).id)
+        assert store.find(str(absolute_reference("oci:img"))).id == ids[-1]
     assert ids[0] != ids[1]
     names = {image.id: image.names for image in store.images()}
     assert names == {ids[0]: (f"oci:{tmp_path}/one/img",),
