@@ -3,7 +3,8 @@ manifest and config documents (pure: the engine reads the files, this reads the 
 
     oci:DIR[:TAG]        an OCI image layout (index.json, blobs/sha256/...), as skopeo,
                          umoci and `podman save --format oci-dir` write it
-    docker-archive:FILE  a tar as `docker save` / `podman save` write it (manifest.json)
+    docker-archive:FILE[:REPO[:TAG]]
+                         a tar as `docker save` / `podman save` write it (manifest.json)
     a directory path     a rootfs to run as it is
     anything else        the name (or id) of an image already pulled
 """
@@ -39,13 +40,22 @@ class Reference(Record):
 
 def parse_reference(text, exists, is_directory):
     """A Reference for what the user typed; `exists`/`is_directory` (of a host path) tell
-    a path from a name, and `oci:DIR:TAG` from a directory whose name has a colon."""
+    a path from a name, and where the path ends in `oci:DIR:TAG` and
+    `docker-archive:FILE:REPO:TAG` (skopeo's and podman's syntax): at the first ':' whose
+    prefix is a directory (oci) or a file (docker-archive); when none is, the whole text
+    is the path (so a missing one is reported as typed)."""
     for kind in ("oci", "docker-archive"):
         if text.startswith(kind + ":"):
-            path, tag = text[len(kind) + 1:], ""
-            head, _, tail = path.rpartition(":")
-            if head and tail and "/" not in tail and not exists(path):
-                path, tag = head, tail
+            rest = text[len(kind) + 1:]
+            is_there = is_directory if kind == "oci" else (
+                lambda path: exists(path) and not is_directory(path))
+            path, tag = rest, ""
+            colon = rest.find(":")
+            while colon > 0:
+                if is_there(rest[:colon]):
+                    path, tag = rest[:colon], rest[colon + 1:]
+                    break
+                colon = rest.find(":", colon + 1)
             if not path:
                 raise ImageError(f"{text}: missing the path after {kind}:")
             return Reference(kind, path, tag)
@@ -114,19 +124,40 @@ def manifest_parts(manifest, where):
     return config, layers
 
 
-def docker_archive_entry(manifest, tag, where):
+def normalized_name(name):
+    """A docker image name as docker and skopeo compare them: `busybox`,
+    `busybox:latest`, `library/busybox` and `docker.io/library/busybox:latest` are one."""
+    slash = name.rfind("/")
+    if ":" not in name[slash + 1:] and "@" not in name:
+        name += ":latest"
+    first, _, rest = name.partition("/")
+    if not rest or not ("." in first or ":" in first or first == "localhost"):
+        name = "docker.io/" + name                        # no registry: docker.io's
+    domain, _, path = name.partition("/")
+    if domain == "docker.io" and "/" not in path:
+        name = f"docker.io/library/{path}"                # an official image
+    return name
+
+
+def docker_archive_entry(manifest, repo_tag, where):
     """(config path, [layer paths], [repo tags]) of the image in a docker-archive's
-    manifest.json (the one tagged `tag`, or the only one)."""
+    manifest.json: the one tagged `repo_tag` (REPO:TAG, or REPO meaning REPO:latest), or
+    the only one."""
     if not isinstance(manifest, list) or not manifest:
         raise ImageError(f"{where}: manifest.json lists no image")
     entries = manifest
-    if tag:
+    if repo_tag:
+        wanted = normalized_name(repo_tag)
         entries = [e for e in manifest if isinstance(e, dict) and any(
-            t == tag or t.rsplit(":", 1)[-1] == tag for t in e.get("RepoTags") or ())]
+            isinstance(t, str) and normalized_name(t) == wanted
+            for t in e.get("RepoTags") or ())]
         if not entries:
-            raise ImageError(f"{where}: no image tagged {tag!r}")
+            tags = sorted({t for e in manifest if isinstance(e, dict)
+                           for t in e.get("RepoTags") or () if isinstance(t, str)})
+            raise ImageError(f"{where}: no image tagged {repo_tag!r}"
+                             + (f" (tags: {', '.join(tags)})" if tags else ""))
     if len(entries) != 1:
-        raise ImageError(f"{where}: holds {len(entries)} images; name one with :TAG")
+        raise ImageError(f"{where}: holds {len(entries)} images; name one with :REPO:TAG")
     entry = entries[0]
     config = _require(entry, "Config", str, where)
     layers = _require(entry, "Layers", list, where)

@@ -10,10 +10,16 @@ the same image is unpacked once whatever it is pulled from. Layers are checked a
 their digests while they are unpacked, in a user namespace mapped as the container's
 will be (so a file of uid 33 in the image is uid 33 inside), chrooted into the new rootfs
 (so no path in a layer, and no symlink an earlier layer made, reaches outside it).
+
+A pull unpacks into DATA/images/.pull-<id12>-<pid> and renames it into place; an image
+being removed is renamed to .rm-<id12>-<pid> first. What a killed process left of either
+is removed by the next pull or removal. Names are changed under an flock on DATA/images.
 """
 
+import fcntl
 import hashlib
 import os
+import stat
 import sys
 import time
 
@@ -21,11 +27,17 @@ from oci import jsonio
 from oci.image import (ImageError, check_digest, choose_manifest, docker_archive_entry,
                        image_config, is_index, manifest_parts, parse_reference)
 from oci.record import Record
+from .errors import os_error_message
 from .store import _remove_tree
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK = 1 << 20
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"              # the whiteout that empties its directory
+WHITEOUT_META = ".wh..wh."           # aufs's own bookkeeping (.wh..wh.plnk): not content
+MAX_SYMLINKS = 40                    # as the kernel's path lookup (ELOOP)
+WORK_PREFIXES = (".pull-", ".rm-")
 
 
 class Image(Record):
@@ -38,6 +50,14 @@ class Image(Record):
     def config(self):
         with open(os.path.join(self.path, "config.json"), "rb") as f:
             return image_config(jsonio.loads(f.read()), f"image {self.id[:12]}")[0]
+
+    def name_for(self, text):
+        """The name of this image that `text` means (`text` itself, or `text:latest`), or
+        None when it is none of them (an id, say)."""
+        for name in (text, text + ":latest"):
+            if name in self.names:
+                return name
+        return None
 
 
 class LayerSource(Record):
@@ -77,7 +97,7 @@ class ImageStore:
         """The image with this name, id or id prefix (at least 4 digits), or None."""
         images = self.images()
         for image in images:
-            if name in image.names or name + ":latest" in image.names:
+            if image.name_for(name):
                 return image
         if len(name) >= 4:
             matches = [i for i in images if i.id.startswith(name.removeprefix("sha256:"))]
@@ -88,14 +108,17 @@ class ImageStore:
     # --- pull -----------------------------------------------------------------------------
 
     def pull(self, text, mapping):
-        """Import `oci:DIR[:TAG]` or `docker-archive:FILE[:TAG]`; the Image."""
-        reference = parse_reference(text, os.path.exists, os.path.isdir)
+        """Import `oci:DIR[:TAG]` or `docker-archive:FILE[:REPO[:TAG]]`; the Image. It is
+        named by the reference with its path made absolute (`oci:img` in two directories
+        names two images) and by the archive's repo tags."""
+        reference = absolute_reference(text)
+        if reference.kind not in ("oci", "docker-archive"):
+            raise ImageError(f"{text}: pull takes oci:DIR[:TAG] or "
+                             "docker-archive:FILE[:REPO[:TAG]]")
         if reference.kind == "oci":
             config_bytes, layers, names = _read_oci_layout(reference)
-        elif reference.kind == "docker-archive":
-            config_bytes, layers, names = _read_docker_archive(reference)
         else:
-            raise ImageError(f"{text}: pull takes oci:DIR[:TAG] or docker-archive:FILE[:TAG]")
+            config_bytes, layers, names = _read_docker_archive(reference)
         names = [str(reference)] + [n for n in names if n != str(reference)]
         image_id = hashlib.sha256(config_bytes).hexdigest()
         config, diff_ids = image_config(jsonio.loads(config_bytes), f"{text}: config")
@@ -103,20 +126,45 @@ class ImageStore:
             raise ImageError(f"{text}: the config names {len(diff_ids)} layers, the manifest "
                              f"{len(layers)}")
         layers = [layer.replace(diff_id=diff_id) for layer, diff_id in zip(layers, diff_ids)]
-        existing = self.find(image_id)
-        if existing is None:
+        self._remove_leftovers(mapping)
+        if not os.path.isdir(os.path.join(self.root, image_id)):
             self._unpack(image_id, config_bytes, layers, mapping)
         return self._add_names(image_id, names)
 
+    def untag(self, image, name):
+        """Take `name` from the image (docker's rmi NAME of an image with other names);
+        the Image as it is now. Its files stay, even when it has no name left."""
+        with _Lock(self.root):
+            image = self._load(image.id)
+            if name not in image.names:
+                raise ImageError(f"image {image.id[:12]} is not named {name!r}")
+            image = image.replace(names=tuple(n for n in image.names if n != name))
+            self._write_meta(image)
+        return image
+
+    def remove(self, image, mapping):
+        """Delete the image, whatever names it has (docker's rmi ID, or rmi NAME of its
+        last name). Its files belong to the container's ids: removed from inside."""
+        self._remove_leftovers(mapping)
+        trash = os.path.join(self.root, f".rm-{image.id[:12]}-{os.getpid()}")
+        with _Lock(self.root):
+            os.rename(image.path, trash)
+        remove_owned_tree(trash, mapping)
+
     def _add_names(self, image_id, names):
         """Give these names to the image (taking them from any other image)."""
-        for image in self.images():
-            if image.id != image_id and set(names) & set(image.names):
-                self._write_meta(image.replace(names=tuple(n for n in image.names
-                                                           if n not in names)))
-        image = self._load(image_id)
-        image = image.replace(names=tuple(dict.fromkeys(image.names + tuple(names))))
-        self._write_meta(image)
+        with _Lock(self.root):
+            for image in self.images():
+                if image.id != image_id and set(names) & set(image.names):
+                    self._write_meta(image.replace(names=tuple(n for n in image.names
+                                                               if n not in names)))
+            try:
+                image = self._load(image_id)
+            except FileNotFoundError:
+                raise ImageError(f"image {image_id[:12]} was removed while it was being "
+                                 "pulled") from None
+            image = image.replace(names=tuple(dict.fromkeys(image.names + tuple(names))))
+            self._write_meta(image)
         return image
 
     def _write_meta(self, image):
@@ -124,6 +172,19 @@ class ImageStore:
         write_atomic(os.path.join(image.path, "image.json"), jsonio.dumps({
             "names": list(image.names), "size": image.size, "created": image.created,
             "layers": list(image.layers)}), 0o644)
+
+    def _remove_leftovers(self, mapping):
+        """Remove the work directories of pulls and removals whose process is gone (killed
+        half-way): their files belong to the container's ids, which the user cannot
+        delete from outside."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return
+        for name in names:
+            pid = name.rpartition("-")[2]
+            if name.startswith(WORK_PREFIXES) and pid.isdigit() and not _alive(int(pid)):
+                remove_owned_tree(os.path.join(self.root, name), mapping)
 
     def _unpack(self, image_id, config_bytes, layers, mapping):
         from . import userns
@@ -155,11 +216,41 @@ class ImageStore:
             if os.path.exists(work):
                 remove_owned_tree(work, mapping)
 
-    def remove(self, image, mapping):
-        """Delete an image's files (owned by the container's ids: removed from inside)."""
-        trash = os.path.join(self.root, f".rm-{image.id[:12]}-{os.getpid()}")
-        os.rename(image.path, trash)
-        remove_owned_tree(trash, mapping)
+
+def absolute_reference(text):
+    """The Reference of what the user typed, an oci: or docker-archive: path made
+    absolute: str() of it is the name a pull gives the image (find it by that)."""
+    reference = parse_reference(text, os.path.exists, os.path.isdir)
+    if reference.kind in ("oci", "docker-archive"):
+        reference = reference.replace(path=os.path.abspath(reference.path))
+    return reference
+
+
+class _Lock:
+    """An exclusive flock on a directory, for a `with` block."""
+
+    def __init__(self, path):
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self):
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *_exc):
+        os.close(self.fd)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass                                 # someone else's: alive
+    return True
 
 
 def remove_owned_tree(path, mapping):
@@ -299,75 +390,126 @@ class _HashingReader:
 
 def _unpack_layers(rootfs, layers, size_fd):
     """Apply each layer to `rootfs`, in order, chrooted there (runs as root in the user
-    namespace). Writes each layer's unpacked size to `size_fd`."""
-    import gzip
-    import tarfile                           # imported before chroot: needed after it
+    namespace). Writes each layer's unpacked size to `size_fd`; an error names the layer."""
+    import gzip                              # imported before the chroot: nothing can be
+    import tarfile                           # imported after it (_unpack_layer finds
+    import zlib                              # them in sys.modules)
     files = [layer.open() for layer in layers]
-    os.chroot(rootfs)
-    os.chdir("/")
+    _enter_rootfs(rootfs)
     progress = sys.stderr.isatty()
     for number, (layer, raw) in enumerate(zip(layers, files), 1):
         if progress:
             print(f"\rhandcar: unpacking layer {number}/{len(layers)} {layer.label}",
                   end="", file=sys.stderr, flush=True)
-        compressed = _HashingReader(raw)
-        magic = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
-        if magic.startswith(ZSTD_MAGIC):
-            raise ImageError(f"layer {layer.label}: zstd-compressed layers are not supported")
-        stream = gzip.GzipFile(fileobj=compressed) if magic.startswith(GZIP_MAGIC) \
-            else compressed
-        uncompressed = _HashingReader(stream) if stream is not compressed else compressed
-        with tarfile.open(fileobj=uncompressed, mode="r|") as tar:
-            apply_layer(tar)
-        diff_id = uncompressed.drain()
-        digest = compressed.drain() if uncompressed is not compressed else diff_id
-        if layer.digest and digest != layer.digest:
-            raise ImageError(f"layer {layer.label}: content does not match its digest "
-                             f"{layer.digest}")
-        if diff_id != layer.diff_id:
-            raise ImageError(f"layer {layer.label}: content does not match the config's "
-                             f"diff_id {layer.diff_id}")
-        os.write(size_fd, f"{uncompressed.count}\n".encode())
+        try:
+            size = _unpack_layer(layer, raw)
+        except ImageError as err:
+            raise ImageError(f"layer {layer.label}: {err}") from None
+        except OSError as err:
+            raise ImageError(f"layer {layer.label}: {os_error_message(err)}") from None
+        os.write(size_fd, f"{size}\n".encode())
         raw.close()
     if progress:
         print(file=sys.stderr)
 
 
+def _unpack_layer(layer, raw):
+    """Apply one layer onto / and check it against its digests; its unpacked size."""
+    import gzip
+    import tarfile
+    import zlib
+    compressed = _HashingReader(raw)
+    magic = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
+    if magic.startswith(ZSTD_MAGIC):
+        raise ImageError("zstd-compressed layers are not supported")
+    gzipped = magic.startswith(GZIP_MAGIC)
+    uncompressed = _HashingReader(gzip.GzipFile(fileobj=compressed)) if gzipped \
+        else compressed
+    try:
+        with tarfile.open(fileobj=uncompressed, mode="r|") as tar:
+            apply_layer(tar)
+        diff_id = uncompressed.drain()
+    except (gzip.BadGzipFile, zlib.error, EOFError, tarfile.TarError) as err:
+        if layer.digest and compressed.drain() != layer.digest:
+            raise ImageError(f"content does not match its digest {layer.digest}") from None
+        what = "not valid gzip data" if gzipped and not isinstance(err, tarfile.TarError) \
+            else "not a valid tar archive"
+        raise ImageError(f"{what} ({str(err) or type(err).__name__})") from None
+    digest = compressed.drain() if gzipped else diff_id
+    if layer.digest and digest != layer.digest:
+        raise ImageError(f"content does not match its digest {layer.digest}")
+    if diff_id != layer.diff_id:
+        raise ImageError(f"content does not match the config's diff_id {layer.diff_id}")
+    return uncompressed.count
+
+
+def _enter_rootfs(rootfs):
+    """chroot into the rootfs being unpacked, and import nothing from then on: we are
+    root in the user namespace, and a module the image put at a path on sys.path (or a
+    finder's) would run as that root."""
+    os.chroot(rootfs)
+    os.chdir("/")
+    _stop_importing()
+
+
+def _stop_importing():
+    """Keep only the importers that read nothing from the filesystem (built-in and frozen
+    modules): everything else must be imported already, and is found in sys.modules."""
+    import _frozen_importlib                 # always loaded: it is the import system
+    sys.path.clear()
+    sys.path_hooks.clear()
+    sys.path_importer_cache.clear()
+    sys.meta_path[:] = [finder for finder in sys.meta_path if finder in (
+        _frozen_importlib.BuiltinImporter, _frozen_importlib.FrozenImporter)]
+
+
 def apply_layer(tar, root="/"):
     """Extract one layer tar onto `root`, applying its whiteouts (`.wh.NAME` deletes NAME
     from the layers below; `.wh..wh..opq` empties a directory of them). Device nodes
-    cannot be made without privileges and are skipped, as rootless podman does."""
+    cannot be made without privileges and are skipped, as rootless podman does.
+
+    The directories on an entry's way are resolved inside `root`: a symlink is followed
+    as if `root` were / (as containerd's archive.Apply and docker's chrooted unpacking
+    do), a missing directory is made; the entry itself replaces whatever is at its
+    name, never written through it. A whiteout follows no symlink: it deletes only what
+    its own path names. A hard link's target must be a name in the image that exists.
+
+    Run it only chrooted into the rootfs, as root in the container's user namespace,
+    with root="/" (as _unpack_layers does): the chroot is what keeps a symlink a layer
+    makes from reaching the host's files whatever the resolution here misses. The unit
+    tests call it on a plain directory with layers that are safe so."""
     import tarfile
     trusted = {"filter": tarfile.fully_trusted_filter} if hasattr(
         tarfile, "fully_trusted_filter") else {}
-    this_layer = set()
+    this_layer = set()                   # what it made (real paths): kept by its opaque marker
     for member in tar:
         path = _clean(member.name)
         if path is None:
-            raise ImageError(f"layer entry {member.name!r} leaves the image")
-        if not path:
-            continue
+            raise ImageError(f"entry {member.name!r} leaves the image")
         directory, _, base = path.rpartition("/")
-        host = os.path.join(root, path)
-        if base == ".wh..wh..opq":
-            parent = os.path.join(root, directory)
-            for entry in _listdir(parent):
-                if os.path.join(directory, entry).lstrip("/") not in this_layer:
-                    _remove(os.path.join(parent, entry))
+        if not path or base != OPAQUE and any(part.startswith(WHITEOUT_META)
+                                              for part in path.split("/")):
             continue
-        if base.startswith(".wh."):
-            _remove(os.path.join(root, directory, base[4:]))
+        if base.startswith(WHITEOUT):
+            _whiteout(root, directory, base, this_layer)
             continue
         if member.ischr() or member.isblk():
             continue
+        parent = _resolve(root, directory, path)
+        real = f"{parent}/{base}" if parent else base
+        target = os.path.join(root, real)
         try:
-            existing_is_dir = os.path.isdir(host) and not os.path.islink(host)
-            if os.path.lexists(host) and not (member.isdir() and existing_is_dir):
-                _remove(host)
-        except OSError:
-            pass
-        tar.extract(member, root, numeric_owner=True, **trusted)
-        this_layer.add(path)
+            mode = os.lstat(target).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not (member.isdir() and stat.S_ISDIR(mode)):
+            _remove(target)
+        if member.islnk():
+            os.link(_link_source(root, member), target, follow_symlinks=False)
+        else:
+            member.name = real
+            tar.extract(member, root, numeric_owner=True, **trusted)
+        this_layer.add(real)
 
 
 def _clean(name):
@@ -380,6 +522,89 @@ def _clean(name):
             return None
         parts.append(part)
     return "/".join(parts)
+
+
+def _resolve(root, directory, entry, make=True):
+    """`directory` (clean, relative to `root`) as the relative path of the real directory
+    it leads to: symlinks on the way followed inside `root`, missing directories made
+    (`make`), as docker does, except where a symlink points (a dangling link is an
+    error, as in docker). ImageError when the way is not a directory."""
+    done = []
+    todo = [(part, False) for part in reversed(directory.split("/")) if part]
+    link, links = "", 0
+    while todo:
+        part, through_link = todo.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, part)
+        try:
+            mode = os.lstat(here).st_mode
+        except FileNotFoundError:
+            if through_link:
+                raise ImageError(f"{entry}: the symbolic link {link} points to a missing "
+                                 "directory") from None
+            if not make:
+                raise ImageError(f"{entry}: {'/'.join(done + [part])} is missing") from None
+            os.mkdir(here, 0o755)
+            mode = stat.S_IFDIR
+        if stat.S_ISLNK(mode):
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise ImageError(f"{entry}: too many levels of symbolic links")
+            link = "/".join(done + [part])
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            todo += [(p, True) for p in reversed(target.split("/"))]
+            continue
+        if not stat.S_ISDIR(mode):
+            raise ImageError(f"{entry}: {'/'.join(done + [part])} is not a directory")
+        done.append(part)
+    return "/".join(done)
+
+
+def _whiteout(root, directory, base, this_layer):
+    """Apply the whiteout `directory/base`, its directory reached without following any
+    symlink (a whiteout must not delete what a link points at)."""
+    entry = f"{directory}/{base}" if directory else base
+    if base != OPAQUE and base[len(WHITEOUT):] in ("", ".", ".."):
+        raise ImageError(f"{entry}: a whiteout must name a file")
+    here = root
+    for part in directory.split("/") if directory else ():
+        here = os.path.join(here, part)
+        try:
+            mode = os.lstat(here).st_mode
+        except FileNotFoundError:
+            return                           # nothing there to delete
+        if stat.S_ISLNK(mode):
+            raise ImageError(f"{entry}: {os.path.relpath(here, root)} is a symbolic link, "
+                             "not a directory (a whiteout does not follow links)")
+        if not stat.S_ISDIR(mode):
+            raise ImageError(f"{entry}: {os.path.relpath(here, root)} is not a directory")
+    if base == OPAQUE:
+        for name in _listdir(here):
+            if (f"{directory}/{name}" if directory else name) not in this_layer:
+                _remove(os.path.join(here, name))
+    else:
+        _remove(os.path.join(here, base[len(WHITEOUT):]))
+
+
+def _link_source(root, member):
+    """Where a hard link entry's target is: a name in the image that exists."""
+    name = _clean(member.linkname)
+    if not name:
+        raise ImageError(f"{member.name}: hard link to {member.linkname!r}, outside the "
+                         "image")
+    directory, _, base = name.rpartition("/")
+    source = os.path.join(root, _resolve(root, directory, member.name, make=False), base)
+    if not os.path.lexists(source):
+        raise ImageError(f"{member.name}: hard link to {member.linkname!r}, which is "
+                         "missing")
+    return source
 
 
 def _listdir(path):

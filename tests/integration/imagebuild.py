@@ -29,8 +29,9 @@ def _tar_of_directory(root, uid=0):
     return buffer.getvalue()
 
 
-def _tar_of_entries(entries):
-    """A layer tar from (name, bytes or None for a directory, mode, uid) entries."""
+def tar_of_entries(entries):
+    """A layer tar from (name, bytes or None for a directory or a ("symlink"|"hardlink",
+    target) tuple, mode, uid) entries."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name, data, mode, uid in entries:
@@ -38,6 +39,10 @@ def _tar_of_entries(entries):
             info.mode, info.uid, info.gid = mode, uid, uid
             if data is None:
                 info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif isinstance(data, tuple):
+                info.type = tarfile.SYMTYPE if data[0] == "symlink" else tarfile.LNKTYPE
+                info.linkname = data[1]
                 tar.addfile(info)
             else:
                 info.size = len(data)
@@ -52,7 +57,7 @@ def sha256(data):
 def image_layers(rootfs):
     """The two uncompressed layer tars of the test image."""
     base = _tar_of_directory(rootfs)
-    upper = _tar_of_entries([
+    upper = tar_of_entries([
         ("etc", None, 0o755, 0),
         ("etc/.wh.group", b"", 0o644, 0),
         ("etc/motd", b"hello from the upper layer\n", 0o644, 0),
@@ -76,6 +81,13 @@ def write_oci_layout(directory, rootfs, tag="latest", compress=True,
                      greeting="from-the-image"):
     """An OCI image layout in `directory`; returns the image's config digest (a new
     `greeting` makes a new image of the same layers)."""
+    return write_layout_of_layers(directory, image_layers(rootfs), tag, compress, greeting)
+
+
+def write_layout_of_layers(directory, layers, tag="latest", compress=True,
+                           greeting="from-the-image", store=None):
+    """An OCI image layout in `directory` of these layer tars (stored gzipped, plain, or
+    as `store(tar)` makes them); returns the image's config digest."""
     blobs = os.path.join(directory, "blobs", "sha256")
     os.makedirs(blobs)
 
@@ -85,9 +97,10 @@ def write_oci_layout(directory, rootfs, tag="latest", compress=True,
             f.write(data)
         return digest
 
-    layers = image_layers(rootfs)
     diff_ids = [sha256(layer) for layer in layers]
-    stored = [gzip.compress(layer, mtime=0) if compress else layer for layer in layers]
+    if store is None:
+        store = (lambda layer: gzip.compress(layer, mtime=0)) if compress else bytes
+    stored = [store(layer) for layer in layers]
     config = json.dumps(image_config(diff_ids, greeting)).encode()
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -109,22 +122,30 @@ def write_oci_layout(directory, rootfs, tag="latest", compress=True,
 
 def write_docker_archive(path, rootfs, repo_tag="handcar-test/busybox:latest",
                          greeting="from-the-archive"):
-    """A `docker save` tar of the same layers (as <n>/layer.tar, as docker < 25)."""
-    layers = image_layers(rootfs)
-    diff_ids = [sha256(layer) for layer in layers]
-    config = json.dumps(image_config(diff_ids, greeting)).encode()
-    config_name = sha256(config)[7:] + ".json"
-    members = {config_name: config}
-    names = []
-    for number, layer in enumerate(layers):
-        name = f"layer{number}/layer.tar"
-        members[name] = layer
-        names.append(name)
-    members["manifest.json"] = json.dumps([{"Config": config_name, "RepoTags": [repo_tag],
-                                            "Layers": names}]).encode()
+    """A `docker save` tar of the same layers (as <id>/layer.tar, as docker < 25)."""
+    return write_docker_archive_of(path, [(image_layers(rootfs), [repo_tag], greeting)])[0]
+
+
+def write_docker_archive_of(path, images):
+    """A `docker save` tar of several images, each (layer tars, repo tags, greeting);
+    returns their config digests."""
+    members, manifest, digests = {}, [], []
+    for layers, repo_tags, greeting in images:
+        diff_ids = [sha256(layer) for layer in layers]
+        config = json.dumps(image_config(diff_ids, greeting)).encode()
+        config_name = sha256(config)[7:] + ".json"
+        members[config_name] = config
+        names = []
+        for layer in layers:
+            name = f"{sha256(layer)[7:]}/layer.tar"
+            members[name] = layer
+            names.append(name)
+        manifest.append({"Config": config_name, "RepoTags": repo_tags, "Layers": names})
+        digests.append(sha256(config))
+    members["manifest.json"] = json.dumps(manifest).encode()
     with tarfile.open(path, "w") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    return sha256(config)
+    return digests

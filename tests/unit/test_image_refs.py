@@ -3,30 +3,48 @@
 import pytest
 
 from oci.image import (ImageError, Reference, check_digest, choose_manifest,
-                       docker_archive_entry, image_config, parse_reference)
+                       docker_archive_entry, image_config, normalized_name, parse_reference)
 
 D1 = "sha256:" + "a" * 64
 D2 = "sha256:" + "b" * 64
 
 
-def ref(text, existing=()):
-    return parse_reference(text, lambda p: p in existing, lambda p: p in existing)
+def ref(text, files=(), dirs=()):
+    return parse_reference(text, lambda p: p in files or p in dirs, lambda p: p in dirs)
 
 
 def test_references():
     assert ref("oci:/img/layout") == Reference("oci", "/img/layout", "")
-    assert ref("oci:/img/layout:v1") == Reference("oci", "/img/layout", "v1")
-    assert ref("oci:/img/a:b", existing={"/img/a:b"}) == Reference("oci", "/img/a:b", "")
+    assert ref("oci:/img/layout:v1", dirs={"/img/layout"}) == Reference("oci", "/img/layout",
+                                                                        "v1")
+    assert ref("oci:/img/a:b", dirs={"/img/a:b"}) == Reference("oci", "/img/a:b", "")
+    assert ref("oci:/img/a:b:v1", dirs={"/img/a:b"}) == Reference("oci", "/img/a:b", "v1")
     assert ref("docker-archive:/x/busybox.tar") == Reference("docker-archive",
                                                              "/x/busybox.tar", "")
-    assert ref("docker-archive:/x/b.tar:busybox:1") == Reference("docker-archive",
-                                                                 "/x/b.tar:busybox", "1")
+    assert str(ref("oci:/l:v1", dirs={"/l"})) == "oci:/l:v1"
     assert ref("./rootfs").kind == "dir" and ref("/srv/rootfs").kind == "dir"
-    assert ref("rootfs", existing={"rootfs"}).kind == "dir"
+    assert ref("rootfs", dirs={"rootfs"}).kind == "dir"
     assert ref("busybox:latest") == Reference("name", "busybox:latest")
-    assert str(ref("oci:/l:v1")) == "oci:/l:v1"
     with pytest.raises(ImageError):
         ref("oci:")
+
+
+def test_docker_archive_references_name_the_image_by_repo_and_tag():
+    # podman save / skopeo: docker-archive:FILE[:REPO[:TAG]], split after the file
+    files = {"/x/b.tar"}
+    assert ref("docker-archive:/x/b.tar:handcar-test/busybox:latest", files) == Reference(
+        "docker-archive", "/x/b.tar", "handcar-test/busybox:latest")
+    assert ref("docker-archive:/x/b.tar:busybox", files) == Reference(
+        "docker-archive", "/x/b.tar", "busybox")
+    assert str(ref("docker-archive:/x/b.tar:busybox:1", files)) == \
+        "docker-archive:/x/b.tar:busybox:1"
+    # a directory is not an archive; a missing file is the whole text, as typed
+    assert ref("docker-archive:/x/b.tar:busybox", dirs={"/x/b.tar"}).path == \
+        "/x/b.tar:busybox"
+    assert ref("docker-archive:/x/gone.tar:busybox:1") == Reference(
+        "docker-archive", "/x/gone.tar:busybox:1", "")
+    # a file name with a colon, when that is what exists
+    assert ref("docker-archive:/x/a:b.tar", {"/x/a:b.tar"}).path == "/x/a:b.tar"
 
 
 def test_digests():
@@ -60,13 +78,29 @@ def test_choosing_a_manifest():
 
 def test_docker_archive_manifest():
     entries = [{"Config": "c.json", "Layers": ["1/layer.tar"], "RepoTags": ["busybox:1"]},
-               {"Config": "d.json", "Layers": [], "RepoTags": ["alpine:3"]}]
+               {"Config": "d.json", "Layers": [], "RepoTags": ["alpine:3"]},
+               {"Config": "e.json", "Layers": [], "RepoTags": ["me/tool:latest"]}]
     assert docker_archive_entry(entries, "alpine:3", "a")[0] == "d.json"
-    assert docker_archive_entry(entries, "1", "a")[0] == "c.json"
-    with pytest.raises(ImageError, match="holds 2 images"):
+    assert docker_archive_entry(entries, "busybox:1", "a")[0] == "c.json"
+    assert docker_archive_entry(entries, "docker.io/library/busybox:1", "a")[0] == "c.json"
+    assert docker_archive_entry(entries, "me/tool", "a")[0] == "e.json"    # :latest
+    # a tag alone names no image (it used to pick any repository with that tag)
+    for wrong in ("1", "busybox", "busybox:3", "tool"):
+        with pytest.raises(ImageError, match="no image tagged.*busybox:1"):
+            docker_archive_entry(entries, wrong, "a")
+    with pytest.raises(ImageError, match="holds 3 images"):
         docker_archive_entry(entries, "", "a")
     with pytest.raises(ImageError):
         docker_archive_entry({}, "", "a")
+
+
+def test_image_names_are_compared_as_docker_does():
+    same = ("busybox", "busybox:latest", "library/busybox", "docker.io/busybox",
+            "docker.io/library/busybox:latest")
+    assert {normalized_name(n) for n in same} == {"docker.io/library/busybox:latest"}
+    assert normalized_name("quay.io/me/tool") == "quay.io/me/tool:latest"
+    assert normalized_name("localhost:5000/tool:2") == "localhost:5000/tool:2"
+    assert normalized_name("me/tool:2") == "docker.io/me/tool:2"
 
 
 def test_image_config():
