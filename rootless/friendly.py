@@ -687,15 +687,27 @@ def _size(count):
 
 
 def rmi(store, names, force):
+    """docker's rmi: a name is taken off its image, which is deleted once it has no name
+    left (or when it was named by id); an image a container uses stays unless -f."""
+    from .images import absolute_reference
     images_ = image_store()
-    for name in names:
+    for text in names:
+        name = str(absolute_reference(text))
         image = images_.find(name)
         if image is None:
-            raise NotFound(f"no such image {name}")
-        users = [cid for cid in store.ids() if _uses_image(store, cid, image)]
+            raise NotFound(f"no such image {text}")
+        tag = image.name_for(name)
+        deleting = tag is None or image.names == (tag,)
+        users = [cid for cid in store.ids() if _uses_image(store, cid, image)] \
+            if deleting else []
         if users and not force:
-            raise HandcarError(f"image {name} is used by container {', '.join(users)} "
+            raise HandcarError(f"image {text} is used by container {', '.join(users)} "
                                "(handcar rm them first, or rmi -f)")
+        if tag is not None:
+            images_.untag(image, tag)
+            print(f"Untagged: {tag}")
+        if not deleting:
+            continue
         for cid in users:
             remove_container(store, cid)
         images_.remove(image, container_mapping())

@@ -117,8 +117,8 @@ RUN_HELP = """Run a container.
 
 runc mode: `run [-b BUNDLE] ID` creates and starts the bundle's container (without -d,
 waits and returns its exit status). Friendly mode: `run [OPTIONS] IMAGE [CMD]...` runs an
-image (oci:DIR[:TAG], docker-archive:FILE[:TAG], a pulled image's name, or a rootfs
-directory), and `run [OPTIONS] -- CMD...` runs CMD in a sandbox of the host's own
+image (oci:DIR[:TAG], docker-archive:FILE[:REPO[:TAG]], a pulled image's name, or a
+rootfs directory), and `run [OPTIONS] -- CMD...` runs CMD in a sandbox of the host's own
 read-only system with the current directory writable.
 
 The rule: runc mode when --bundle or another runc-only flag is given, or when the only
@@ -190,7 +190,8 @@ VERBS = {verb.name: verb for verb in (
     Verb("rm", "Remove containers and their files (-f: running ones too).", (
         Opt(("-f", "--force"), "force", help="Kill running containers first."),
     ), (NAMES,)),
-    Verb("pull", "Add an image to the store from oci:DIR[:TAG] or docker-archive:FILE[:TAG].",
+    Verb("pull", "Add an image to the store from oci:DIR[:TAG] or "
+         "docker-archive:FILE[:REPO[:TAG]].",
          (), (Arg("source", "SOURCE"),)),
     Verb("images", "List the images in the store.", (
         Opt(("-q", "--quiet"), "quiet", help="Print only the ids."),

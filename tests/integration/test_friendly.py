@@ -323,11 +323,22 @@ def test_rmi_removes_an_image_unless_a_container_uses_it(friendly, tmp_path, roo
     friendly.ok("run", "--name", name, f"oci:{layout}", "true")
     refused = friendly("rmi", f"oci:{layout}")
     assert refused.returncode == 125 and name in refused.stderr
+    assert f"oci:{layout}" in friendly.ok("images").stdout, "refused: still named"
     friendly.ok("rm", name)
     friendly.ok("rmi", digest[7:19])
     assert digest[7:19] not in friendly.ok("images").stdout
     assert not image_dir.exists()
     assert friendly("rmi", digest[7:19]).returncode == 125
+
+
+@needs_subids
+def test_rmi_of_one_name_keeps_an_image_with_others(friendly, images):
+    friendly.ok("pull", images["archive"])
+    archive_name = images["archive"]
+    untagged = friendly.ok("rmi", archive_name)
+    assert f"Untagged: {archive_name}" in untagged.stdout and "Deleted" not in untagged.stdout
+    friendly.ok("run", "--rm", "handcar-test/busybox:latest", "true")  # its other name
+    friendly.ok("pull", archive_name)
 
 
 def test_directories_made_for_the_sandbox_stay_the_callers(friendly):
