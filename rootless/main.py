@@ -5,6 +5,7 @@ foreground return the process's own status (128+N when it was killed by signal N
 friendly verbs use docker's statuses instead (errors.exit_status).
 """
 
+import os
 import sys
 
 from . import log
@@ -12,6 +13,12 @@ from .errors import HandcarError, exit_status
 
 
 def main(argv=None):
+    """The `handcar` command: run the command line, then leave."""
+    _leave(run(argv))
+
+
+def run(argv=None):
+    """The exit status of one command line (`main` without leaving the process)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         status = _dispatch(argv)
@@ -28,7 +35,20 @@ def main(argv=None):
         log.debug("".join(__import__("traceback").format_exception(err)))
         log.error(f"internal error: {type(err).__name__}: {err} (run with --debug for more)")
         status = exit_status(err)
-    sys.exit(status if isinstance(status, int) else 0)
+    return status if isinstance(status, int) else 0
+
+
+def _leave(status):
+    """Exit without the interpreter's teardown, which frees every module and object one by
+    one: 1-2 ms of a verb that runc finishes in 6. handcar starts no threads and registers
+    no exit handlers, so all that is left to do is flushing stdout and stderr."""
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        sys.exit(status)                  # e.g. a closed pipe: Python reports it, as ever
+    os._exit(status)
 
 
 def _dispatch(argv):

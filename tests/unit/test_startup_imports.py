@@ -24,8 +24,8 @@ VERBS = [["state", "x"], ["start", "x"], ["kill", "x", "KILL"], ["delete", "x"],
 @pytest.mark.parametrize("argv", VERBS, ids=" ".join)
 def test_hot_verbs_do_not_import_expensive_modules(argv, tmp_path):
     code = ("import sys\n"
-            "from rootless.main import main\n"
-            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "from rootless.main import run\n"
+            "run(sys.argv[1:])\n"
             f"print(sorted(m for m in {EXPENSIVE!r} if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-S", "-c", code, "--root", str(tmp_path), *argv],
                             capture_output=True, text=True,
