@@ -141,31 +141,46 @@ def apply(mapping_plan, pid):
         _write_proc(pid, "uid_map", _map_text(mapping_plan.uid_mappings))
         _write_proc(pid, "gid_map", _map_text(mapping_plan.gid_mappings))
         return
-    for helper, mappings in (("newuidmap", mapping_plan.uid_mappings),
-                             ("newgidmap", mapping_plan.gid_mappings)):
-        argv = [helper, str(pid)]
-        for m in mappings:
-            argv += [str(m.container_id), str(m.host_id), str(m.size)]
-        status, errors = _run_helper(argv)
-        if status != 0:
-            raise HelperFailed(argv, status, errors)
-
-
-def _run_helper(argv):
-    """(exit status, stderr) of a helper; posix_spawn rather than subprocess, which costs
-    create a noticeable part of its start-up to import."""
-    read_end, write_end = os.pipe()
+    # The two helpers are independent: run them side by side (each is the whole start of a
+    # setuid program, a few ms), then check them in order.
+    helpers = []
     try:
-        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
-            (os.POSIX_SPAWN_DUP2, write_end, 2)])
-    finally:
-        os.close(write_end)
-    with open(read_end, "rb") as errors:
-        output = errors.read()
-    _, wait_status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(wait_status), output.decode(errors="replace")
+        for name, mappings in (("newuidmap", mapping_plan.uid_mappings),
+                               ("newgidmap", mapping_plan.gid_mappings)):
+            helpers.append(_Helper(name, pid, mappings))
+    finally:                          # a helper that started is waited for, whatever happens
+        results = [helper.wait() for helper in helpers]
+    for helper, (status, errors) in zip(helpers, results):
+        if status != 0:
+            raise HelperFailed(helper.argv, status, errors)
+
+
+class _Helper:
+    """newuidmap or newgidmap, started; posix_spawn rather than subprocess, which costs
+    create a noticeable part of its start-up to import."""
+
+    def __init__(self, name, pid, mappings):
+        self.argv = [name, str(pid)]
+        for m in mappings:
+            self.argv += [str(m.container_id), str(m.host_id), str(m.size)]
+        self.errors, write_end = os.pipe()
+        try:
+            self.pid = os.posix_spawnp(name, self.argv, os.environ, file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 2)])
+        except BaseException:
+            os.close(self.errors)
+            raise
+        finally:
+            os.close(write_end)
+
+    def wait(self):
+        """(exit status, stderr)."""
+        with open(self.errors, "rb") as errors:
+            output = errors.read()
+        _, wait_status = os.waitpid(self.pid, 0)
+        return os.waitstatus_to_exitcode(wait_status), output.decode(errors="replace")
 
 
 def _map_text(mappings):

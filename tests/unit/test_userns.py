@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from oci import spec as oci_spec
@@ -102,3 +104,47 @@ def test_keep_id_maps_the_caller_as_itself():
                               userns.keep_id_mappings(1000, [(100000, 65536)]), False)
     assert plan.maps_caller(1000, 1000)
     assert not plan.maps_caller(2000, 1000)
+
+
+# --- running newuidmap and newgidmap (fakes on PATH) ------------------------------------
+
+HELPER_PLAN = userns.MappingPlan((M(0, 1000, 1), M(1, 100000, 65536)),
+                                 (M(0, 1000, 1), M(1, 100000, 65536)), direct=False)
+
+
+def fake_helper(directory, name, script):
+    path = directory / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+def test_the_helpers_run_side_by_side(tmp_path, monkeypatch):
+    # newuidmap only finishes once newgidmap has started: one after the other, it would
+    # wait in vain (and fail after 10 s)
+    log = tmp_path / "log"
+    fake_helper(tmp_path, "newuidmap", f'for i in 1 2 3 4 5 6 7 8 9 10; do [ -e {tmp_path}/gid ] '
+                                       f'|| /bin/sleep 1; done\n[ -e {tmp_path}/gid ] || exit 3\n'
+                                       f'echo "$0 $*" >> {log}\n')
+    fake_helper(tmp_path, "newgidmap", f': > {tmp_path}/gid\necho "$0 $*" >> {log}\n')
+    monkeypatch.setenv("PATH", str(tmp_path))     # the fakes alone
+    userns.apply(HELPER_PLAN, 4242)
+    assert sorted(line.split("/")[-1] for line in log.read_text().splitlines()) == [
+        "newgidmap 4242 0 1000 1 1 100000 65536", "newuidmap 4242 0 1000 1 1 100000 65536"]
+
+
+def test_a_failed_helper_is_named_with_its_message(tmp_path, monkeypatch):
+    fake_helper(tmp_path, "newuidmap", "exit 0\n")
+    fake_helper(tmp_path, "newgidmap", "echo 'newgidmap: gid range not allowed' >&2\nexit 1\n")
+    monkeypatch.setenv("PATH", str(tmp_path))     # the fakes alone
+    with pytest.raises(userns.HelperFailed, match="newgidmap exited with status 1: newgidmap: "
+                                                  "gid range not allowed"):
+        userns.apply(HELPER_PLAN, 4242)
+
+
+def test_a_helper_that_cannot_start_leaves_no_child_behind(tmp_path, monkeypatch):
+    fake_helper(tmp_path, "newuidmap", "/bin/sleep 0.2\n")        # newgidmap is missing
+    monkeypatch.setenv("PATH", str(tmp_path))     # the fakes alone
+    with pytest.raises(FileNotFoundError):
+        userns.apply(HELPER_PLAN, 4242)
+    with pytest.raises(ChildProcessError):                 # newuidmap was waited for
+        os.waitpid(-1, os.WNOHANG)
