@@ -24,13 +24,11 @@ FREEZE_TIMEOUT = 10
 
 def cgroup2_mount(mountinfo="/proc/self/mountinfo"):
     """Where cgroup2 is mounted, or None."""
+    from .mountinfo import mounts
     try:
-        with open(mountinfo) as f:
-            for line in f:
-                fields = line.split()
-                separator = fields.index("-")
-                if fields[separator + 1] == "cgroup2" and fields[3] == "/":
-                    return fields[4].encode().decode("unicode_escape")
+        for point, root, fstype in mounts(mountinfo):
+            if fstype == "cgroup2" and root == "/":
+                return point
     except OSError:
         pass
     return None

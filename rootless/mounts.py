@@ -12,7 +12,7 @@ import os
 import stat
 
 from oci import mounts as opts
-from . import libc
+from . import libc, mountinfo
 from .errors import SetupError
 
 DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -154,13 +154,11 @@ def _walk(root, current, parts, path):
 
 
 def _mount_point_of(path):
-    """The mount point of the mount that holds `path` (per /proc/self/mountinfo)."""
+    """The mount point of the mount that holds `path`."""
     best = "/"
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].encode().decode("unicode_escape")
-            if _inside(point, path) and len(point) > len(best):
-                best = point
+    for point, _root, _fstype in mountinfo.mounts():
+        if _inside(point, path) and len(point) > len(best):
+            best = point
     return best
 
 
@@ -481,8 +479,9 @@ def _copy_file(name, source_fd, target_fd):
 def _submounts_readonly(top):
     """A remount changes one mount: make the rest of a read-only rbind read-only too
     (/sys and /sys/fs/cgroup from the host would otherwise stay writable below it)."""
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
+    # A mount point appears once for each mount stacked on it; remounting the path
+    # changes the top one, which is all a remount can reach: once is enough.
+    points = dict.fromkeys(point for point, _root, _fstype in mountinfo.mounts())
     for point in points:
         if point.startswith(top + "/"):
             with step(f"making {point} read-only"):
