@@ -12,7 +12,6 @@ import stat
 import time
 
 from oci import jsonio
-from oci.state import State
 from .errors import AlreadyExists, HandcarError, NotFound
 
 MAX_ID_BYTES = 1024
@@ -277,6 +276,7 @@ class Record:
         status = status or self.status()
         if pid is None:
             pid = self.pid if status != "stopped" else 0
+        from oci.state import State       # only state, list and hooks need the document
         return State(
             id=self.id, status=status, pid=pid,
             bundle=self.data.get("bundle", ""), rootfs=self.data.get("rootfs", ""),

@@ -1,4 +1,4 @@
-"""A real run and exec import nothing expensive (issue 9): -X importtime lists every
+"""Real verbs import nothing they do not need (issue 9): -X importtime lists every
 module a process imports, the forked children's included (they write to the same stderr)."""
 
 import subprocess
@@ -32,3 +32,19 @@ def test_run_and_exec_import_nothing_expensive(handcar, bundle):
     result, modules = imported(handcar, "exec", "box", "true")
     assert result.returncode == 0, result.stderr
     assert modules & EXPENSIVE == set()
+
+
+# What only the verbs that start a process need: the spec model, ctypes, the child side.
+PROCESS_STARTING = {"oci.spec", "ctypes", "rootless.init", "rootless.mounts"}
+
+
+def test_the_verbs_that_look_or_signal_import_no_process_machinery(handcar, bundle):
+    handcar.ok_detached("create", "-b", bundle.args("sleep", "100").write(), "light")
+    for argv, also_not in ((["start", "light"], {"oci.state"}),
+                           (["state", "light"], set()),
+                           (["kill", "light", "KILL"], {"oci.state"}),
+                           (["delete", "--force", "light"], {"oci.state"})):
+        result, modules = imported(handcar, *argv)
+        assert result.returncode == 0, result.stderr
+        assert "rootless.store" in modules                      # the list is real
+        assert modules & (EXPENSIVE | PROCESS_STARTING | also_not) == set(), argv
