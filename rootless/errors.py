@@ -41,6 +41,24 @@ class HelperFailed(HandcarError):
         super().__init__(f"{argv[0]} exited with status {returncode}{detail}")
 
 
+class step:
+    """`with step("mounting /proc"):` names the step in any error raised inside.
+    (A class, not a contextlib generator: contextlib costs start-up time.)"""
+
+    def __init__(self, what):
+        self.what = what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, _traceback):
+        if isinstance(err, OSError):
+            raise SetupError(f"{self.what}: {err.strerror or err}") from None
+        if isinstance(err, SetupError):
+            raise SetupError(f"{self.what}: {err}") from None
+        return False
+
+
 def os_error_message(err):
     """'what: why' for an OSError, without Python's '[Errno N]' noise."""
     what = err.filename if err.filename is not None else ""

@@ -14,7 +14,6 @@ reports any error to the parent over the channel and leaves with os._exit.
 
 import errno
 import os
-import resource
 
 import _signal   # the C halves of signal and socket: their Python modules import
 import _socket   # enum, a start-up cost the child would pay after fork
@@ -22,12 +21,13 @@ from oci.record import Record
 
 from oci.linux import CAPABILITIES
 from oci.spec import DEFAULT_PATH, env_value
-from . import host, libc, mounts
+from . import libc
 
-hooks = terminal = None          # imported by _import_what_the_child_needs when needed
-seccomp_filter = None            # built by it, loaded just before execve
-from .errors import HandcarError, SetupError, os_error_message
-from .mounts import step
+# The children's own modules, imported by the intermediate (_import_what_the_child_needs):
+# the parent, which imports this module to fork, has no use for them.
+host = mounts = resource = hooks = terminal = None
+seccomp_filter = None            # built there too, loaded just before execve
+from .errors import HandcarError, SetupError, os_error_message, step
 
 # setns order: user first (it grants the rights to join the rest), mount last (after it,
 # the other namespace paths would be looked up in the container's filesystem).
@@ -97,7 +97,6 @@ def intermediate(channel, launch):
     # Nothing of the parent's (the container's lock, the caller's stray fds) may reach
     # the container: keep only stdio, the preserved fds and the channel.
     _close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
-    _import_what_the_child_needs(launch)
     linux = launch.spec.linux
     to_join = {ns.type: ns.path for ns in linux.namespaces if ns.path}
     fds = {}
@@ -124,6 +123,7 @@ def intermediate(channel, launch):
         # where we were not born in it) before we make a cgroup namespace, which is
         # rooted where we are then.
         channel.send("prepare")
+        _import_what_the_child_needs(launch)          # while the parent maps us
         channel.expect("prepared", "mapping the user namespace and placing the cgroup")
         # Become root there, unless our own ids are mapped (keep-id: the caller is itself
         # inside, and what we make in its directories stays its own); the creator of a
@@ -174,7 +174,11 @@ def _own_namespaces(ns_dir):
 def _import_what_the_child_needs(launch):
     """handcar imports lazily, but after pivot_root (or setns into the container's mount
     namespace) its own files are out of reach: import now what will be needed there."""
-    global hooks, terminal, seccomp_filter
+    global host, mounts, resource, hooks, terminal, seccomp_filter
+    import resource
+    from . import host
+    if not launch.exec_into:
+        from . import mounts
     if any(launch.spec.hooks.values()):
         from . import hooks
     if launch.spec.process.terminal:

@@ -13,7 +13,7 @@ import stat
 
 from oci import mounts as opts
 from . import libc, mountinfo
-from .errors import SetupError
+from .errors import SetupError, step
 
 DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_SYMLINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),
@@ -26,24 +26,6 @@ _STATVFS_FLAGS = ((os.ST_RDONLY, opts.RDONLY), (os.ST_NOSUID, opts.NOSUID),
                   (os.ST_NODEV, opts.NODEV), (os.ST_NOEXEC, opts.NOEXEC),
                   (os.ST_NOATIME, opts.NOATIME), (os.ST_NODIRATIME, opts.NODIRATIME),
                   (os.ST_RELATIME, opts.RELATIME))
-
-
-class step:
-    """`with step("mounting /proc"):` names the step in any error raised inside.
-    (A class, not a contextlib generator: contextlib costs start-up time.)"""
-
-    def __init__(self, what):
-        self.what = what
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, err, _traceback):
-        if isinstance(err, OSError):
-            raise SetupError(f"{self.what}: {err.strerror or err}") from None
-        if isinstance(err, SetupError):
-            raise SetupError(f"{self.what}: {err}") from None
-        return False
 
 
 # --- paths inside the rootfs ------------------------------------------------------------

@@ -179,7 +179,7 @@ def _join_namespaces(userns, netns):
     """Join the container's user namespace (unless it is ours: root without one) and then
     its network namespace, where the user namespace grants CAP_NET_ADMIN."""
     from . import libc
-    from .mounts import step
+    from .errors import step
     with step("joining the user namespace of the container"):
         if os.readlink(f"/proc/self/fd/{userns}") != os.readlink("/proc/self/ns/user"):
             libc.setns(userns, libc.NAMESPACE_FLAGS["user"])
