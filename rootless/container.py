@@ -172,7 +172,8 @@ def create(store, container_id, bundle, options, foreground=False):
                                                      enabled=options.cgroup)
     console = Console.open(spec.process, options.console_socket, foreground)
     try:
-        record = store.reserve(container_id, bundle, spec.annotations)
+        record = store.reserve(container_id, bundle, spec.annotations, rootfs=rootfs,
+                               hooks=sorted(kind for kind, hs in spec.hooks.items() if hs))
     except BaseException:
         console.close()
         raise
@@ -180,7 +181,6 @@ def create(store, container_id, bundle, options, foreground=False):
     init_pid = fifo_fd = 0
     cgroup = listener = None      # once made, _discard finds the cgroup through the record
     try:
-        record.save(rootfs=rootfs, hooks=sorted(kind for kind, hs in spec.hooks.items() if hs))
         if placement:
             cgroup = _make_cgroup(record, placement, settings)
         write_atomic(record.config_path, text)

@@ -133,8 +133,9 @@ class Store:
         check_id(container_id)
         return os.path.join(self.root, container_id)
 
-    def reserve(self, container_id, bundle, annotations):
-        """A new, locked Record in status `creating`; AlreadyExists if the id is taken."""
+    def reserve(self, container_id, bundle, annotations, **fields):
+        """A new, locked Record in status `creating` (with `fields` in its state from the
+        start); AlreadyExists if the id is taken."""
         path = self.path(container_id)
         self._ensure_root()
         try:
@@ -145,7 +146,8 @@ class Store:
         record.lock()
         record.data = {"id": container_id, "status": "creating", "pid": 0, "start_time": 0,
                        "bundle": bundle, "created": rfc3339_now(),
-                       "owner": user_name(os.geteuid()), "annotations": annotations}
+                       "owner": user_name(os.geteuid()), "annotations": annotations,
+                       **fields}
         record.save()
         return record
 

@@ -55,6 +55,15 @@ def test_reserve_lock_and_status(tmp_path):
     assert store.ids() == ["c1"]
 
 
+def test_reserve_writes_the_first_fields_at_once(tmp_path):
+    store = st.Store(str(tmp_path / "root"))
+    store.reserve("c1", "/bundle", {"k": "v"}, rootfs="/bundle/rootfs", hooks=["poststop"])
+    data = store.open("c1", lock=False).data
+    assert (data["status"], data["bundle"], data["annotations"]) == ("creating", "/bundle",
+                                                                     {"k": "v"})
+    assert (data["rootfs"], data["hooks"]) == ("/bundle/rootfs", ["poststop"])
+
+
 def test_status_follows_the_init_process(tmp_path):
     store = st.Store(str(tmp_path / "root"))
     record = store.reserve("c1", "/bundle", {})
