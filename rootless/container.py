@@ -402,9 +402,9 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
     into `cgroup` where it can be; otherwise `place(pid)` puts it where it belongs, or
     else it is moved into `cgroup`. `on_init(fds)` takes the namespace fds the
     intermediate sends when launch.send_namespaces asks for them."""
-    from . import userns
     from .channel import Channel
-    from .init import intermediate, run_child
+    from .init import before_fork, intermediate, run_child
+    before_fork(launch)
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -425,6 +425,7 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
             elif kind == "prepare":
                 _stage("prepare")
                 if launch.mapping:
+                    from . import userns          # (create imported it to plan the mapping)
                     userns.apply(launch.mapping, pid)
                 if place and not born_in_cgroup:
                     place(pid)
