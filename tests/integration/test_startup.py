@@ -8,13 +8,14 @@ from harness import HANDCAR
 
 EXPENSIVE = {"click", "re", "enum", "json", "socket", "subprocess", "signal", "shutil",
              "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs",
-             "jeepney", "rootless.systemd"}
+             "jeepney", "rootless.systemd",
+             "rootless.friendly", "rootless.images", "rootless.settings"}   # friendly mode's
 
 
-def imported(handcar, *argv):
+def imported(handcar, *argv, cwd=None):
     result = subprocess.run([sys.executable, "-X", "importtime", HANDCAR, "--root",
                              str(handcar.root), *argv], capture_output=True, text=True,
-                            timeout=30)
+                            timeout=30, cwd=cwd)
     lines = [line.rsplit("|", 1)[1] for line in result.stderr.splitlines()
              if line.startswith("import time:") and "|" in line]
     # What site imports (an editable install's finder, say) is not handcar's doing: it is
@@ -27,6 +28,10 @@ def test_run_and_exec_import_nothing_expensive(handcar, bundle):
     result, modules = imported(handcar, "run", "-b", bundle.args("true").write(), "fast")
     assert result.returncode == 0, result.stderr
     assert "rootless.init" in modules and "rootless.mounts" in modules   # the list is real
+    assert modules & EXPENSIVE == set()
+    # runc's `run ID` in the bundle's directory (the lone-ID rule tells it from an image)
+    result, modules = imported(handcar, "run", "plain", cwd=bundle.args("true").write())
+    assert result.returncode == 0, result.stderr
     assert modules & EXPENSIVE == set()
     handcar.ok_detached("run", "-d", "-b", bundle.args("sleep", "100").write(), "box")
     result, modules = imported(handcar, "exec", "box", "true")

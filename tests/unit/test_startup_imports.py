@@ -12,7 +12,8 @@ import pytest
 
 EXPENSIVE = ("click", "re", "enum", "json", "socket", "subprocess", "signal", "shutil",
              "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs",
-             "jeepney", "rootless.systemd")
+             "jeepney", "rootless.systemd",
+             "rootless.friendly", "rootless.images", "rootless.settings")   # friendly mode's
 
 # The verb runs against a state root with nothing in it: it fails (no such container)
 # after parsing, opening the store and importing what its implementation needs.
