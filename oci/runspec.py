@@ -6,6 +6,8 @@ or none for the host sandbox) and a Layout (where the engine-side code put the r
 Everything the caller got wrong is a SpecError-like list of problems with the flag named.
 """
 
+import posixpath
+
 from .default import default_spec
 from .errors import HandcarError
 from .record import Record
@@ -108,7 +110,7 @@ def parse_volume(text, cwd):
         else:
             raise RunError(f"-v {text}: unknown option {option!r} (ro, rw)")
     if not source.startswith("/"):
-        source = _join(cwd, source)
+        source = posixpath.normpath(posixpath.join(cwd, source))   # strings only
     return {"destination": destination, "type": "bind", "source": source,
             "options": flags}
 
@@ -216,20 +218,6 @@ def network_kind(network):
     if kind == "ns" and not network[3:].startswith("/"):
         raise RunError(f"--network {network}: expected ns:/path/to/netns")
     return kind
-
-
-def _join(directory, relative):
-    parts = [p for p in (directory.rstrip("/") + "/" + relative).split("/")]
-    out = []
-    for part in parts:
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if out:
-                out.pop()
-            continue
-        out.append(part)
-    return "/" + "/".join(out)
 
 
 # --- building the spec ------------------------------------------------------------------
