@@ -52,7 +52,6 @@ class RunRequest(Record):
         "seccomp": None,           # a linux.seccomp document, "default" (podman's
                                    # profile for this machine), or None (unconfined)
         "tty": False,
-        "interactive": False,
         "remove": False,           # --rm
         "stop_signal": "",         # the image's StopSignal, for `handcar stop`
         "no_new_privileges": False,
@@ -282,7 +281,7 @@ def build_spec(request, image, layout, machine="x86_64"):
 
 
 def annotations(request):
-    items = {"handcar.name": request.name, "handcar.image": request.image or ""}
+    items = {"handcar.image": request.image or ""}
     if request.remove:
         items["handcar.rm"] = "true"
     if request.stop_signal:

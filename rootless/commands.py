@@ -303,10 +303,15 @@ def list_(g, fmt, quiet):
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(st.id, str(st.pid), st.status, st.bundle, st.created, st.owner)
                  for st in states]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-        for row in rows:
-            print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "   "
-                       + row[-1])
+        print_table(rows, gap="   ")
+
+
+def print_table(rows, gap="  "):
+    """Rows of cells in aligned columns (the last one left as it is), as runc and docker
+    print their listings."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print(gap.join(cell.ljust(w) for cell, w in zip(row, widths)) + gap + row[-1])
 
 
 def spec(g, bundle, rootless):

@@ -25,6 +25,7 @@ from oci.runspec import (HOST_DIRS, ImageConfig, Layout, RunError, RunRequest, b
                          network_kind, parse_cpus, parse_env_file, parse_size, parse_user,
                          parse_volume)
 from . import log
+from .commands import print_table
 from .errors import AlreadyExists, HandcarError, NotFound
 from .settings import settings
 from .store import check_id, write_atomic
@@ -97,6 +98,16 @@ def _prepare(bundle, name, image_text, command, flags):
     if flags.detach and flags.tty:
         raise RunError("-t with -d is not supported: a detached container's output goes "
                        "to its log (handcar logs); leave out -t")
+    # the options that need no image are checked before one is pulled or copied
+    cwd = os.getcwd()
+    volumes = tuple(parse_volume(v, cwd) for v in flags.volume)
+    for volume in volumes:
+        if not os.path.exists(volume["source"]):
+            raise RunError(f"-v: {volume['source']} does not exist")
+    env = tuple(_environment(flags))
+    memory = parse_size(flags.memory, "--memory") if flags.memory else None
+    cpus = parse_cpus(flags.cpus) if flags.cpus else None
+    seccomp = _seccomp(flags.security_opt, config)
     network = flags.network or config.network
     image, layout = None, Layout()
     if image_text is None:
@@ -107,7 +118,6 @@ def _prepare(bundle, name, image_text, command, flags):
         image, layout = _image_layout(bundle, image_text)
         network = network or _default_network()
     slirp, ports = _network(network, flags.publish, image if flags.publish_all else None)
-    cwd = os.getcwd()
     user = _user(flags.user, image, layout, bundle)
     if image_text is not None:
         layout = layout.replace(etc_files=_etc_files(bundle, flags.hostname or name, slirp))
@@ -115,20 +125,14 @@ def _prepare(bundle, name, image_text, command, flags):
         layout = layout.replace(init_binary=_init_binary())
     request = RunRequest(
         name=name, image=image_text, command=tuple(command), entrypoint=flags.entrypoint,
-        env=tuple(_environment(flags)), workdir=flags.workdir, user=user,
-        volumes=tuple(parse_volume(v, cwd) for v in flags.volume), tmpfs=tuple(flags.tmpfs),
-        read_only=flags.read_only, ports=ports, network=network,
-        hostname=flags.hostname,
-        memory=parse_size(flags.memory, "--memory") if flags.memory else None,
-        cpus=parse_cpus(flags.cpus) if flags.cpus else None, pids_limit=flags.pids_limit,
+        env=env, workdir=flags.workdir, user=user, volumes=volumes, tmpfs=tuple(flags.tmpfs),
+        read_only=flags.read_only, ports=ports, network=network, hostname=flags.hostname,
+        memory=memory, cpus=cpus, pids_limit=flags.pids_limit,
         init=flags.init or config.init, cap_add=tuple(flags.cap_add),
-        cap_drop=tuple(flags.cap_drop), seccomp=_seccomp(flags.security_opt, config),
-        tty=flags.tty, interactive=flags.interactive, remove=flags.rm,
+        cap_drop=tuple(flags.cap_drop), seccomp=seccomp,
+        tty=flags.tty, remove=flags.rm,
         stop_signal=image.stop_signal if image else "",
         no_new_privileges="no-new-privileges" in flags.security_opt)
-    for volume in request.volumes:
-        if not os.path.exists(volume["source"]):
-            raise RunError(f"-v: {volume['source']} does not exist")
     return request, image, layout
 
 
@@ -173,8 +177,6 @@ def _default_network():
 def _host_sandbox(bundle):
     """The host's own system, read-only, with the current directory read-write."""
     import pwd
-    from . import userns
-    from .store import user_name
     cwd = os.getcwd()
     if cwd == "/":
         raise RunError("the host sandbox binds the current directory read-write: "
@@ -217,6 +219,7 @@ def _as_json(mappings):
 def _image_layout(bundle, image_text):
     """(ImageConfig, Layout) for an image or a rootfs directory."""
     from oci.image import ImageError, parse_reference
+    mapping = container_mapping()           # images are unpacked (and copied) with it
     reference = parse_reference(image_text, os.path.exists, os.path.isdir)
     if reference.kind == "dir":
         if not os.path.isdir(reference.path):
@@ -227,7 +230,7 @@ def _image_layout(bundle, image_text):
         if reference.kind == "name":
             found = store.find(reference.path)
         else:                           # re-read: the layout or archive may have changed
-            found = store.pull(image_text, container_mapping())
+            found = store.pull(image_text, mapping)
         if found is None:
             raise ImageError(f"no such image {image_text!r} (handcar images lists them; "
                              "handcar pull oci:DIR or docker-archive:FILE adds one)")
@@ -245,9 +248,8 @@ def _image_layout(bundle, image_text):
     else:
         from . import userns
         log.debug("overlayfs is not available here: copying the image")
-        userns.run_in_userns(container_mapping(), copy_tree, lower, rootfs)
+        userns.run_in_userns(mapping, copy_tree, lower, rootfs)
         layout = Layout(rootfs="rootfs")
-    mapping = container_mapping()             # the one the image was unpacked with
     return image, layout.replace(uid_mappings=_as_json(mapping.uid_mappings),
                                  gid_mappings=_as_json(mapping.gid_mappings))
 
@@ -380,7 +382,9 @@ def _run_container(store, name, bundle, flags):
     options = CreateOptions()
     if not flags.detach:
         if not flags.interactive and not flags.tty:
-            _redirect(0, os.open(os.devnull, os.O_RDONLY))
+            null_fd = os.open(os.devnull, os.O_RDONLY)     # docker: no stdin without -i
+            os.dup2(null_fd, 0)
+            os.close(null_fd)
         return run_container(store, name, bundle, options, keep=True)
     log_fd = os.open(os.path.join(bundle, "ctr.log"),
                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
@@ -403,11 +407,6 @@ def _run_container(store, name, bundle, flags):
         sys.stdout, sys.stderr = saved_stdout, saved_stderr
         os.close(log_fd)
         os.close(null_fd)
-
-
-def _redirect(target, source):
-    os.dup2(source, target)
-    os.close(source)
 
 
 def _claim_name(store, wanted):
@@ -589,7 +588,7 @@ def ps(store, show_all):
                      _ago(record.data.get("created", "")),
                      "exited" if status == "stopped" else status,
                      _ports_column(annotations.get("handcar.ports"))))
-    _print_table(rows)
+    print_table(rows)
 
 
 def _ports_column(annotation):
@@ -616,27 +615,22 @@ def _ago(rfc3339):
     return f"{seconds} seconds ago"
 
 
-def _print_table(rows):
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
-
-
 def stop(store, names, timeout):
-    from .container import STOP_TIMEOUT, kill, parse_signal
+    from .cgroups import SIGKILL
+    from .container import STOP_TIMEOUT, kill, parse_signal, resume
     for name in names:
         record = _open_friendly(store, name)
-        if record.status() in ("running", "created", "paused"):
+        status = record.status()
+        if status in ("running", "created", "paused"):
             stop_signal = (record.data.get("annotations") or {}).get("handcar.stop-signal")
-            if record.status() == "paused":
-                from .container import resume
+            if status == "paused":
                 resume(store, name)
             kill(store, name, parse_signal(stop_signal or "SIGTERM"))
             deadline = time.monotonic() + timeout
             while record.init_alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
             if record.init_alive():
-                kill(store, name, parse_signal("SIGKILL"), all_processes=True)
+                kill(store, name, SIGKILL, all_processes=True)
                 deadline = time.monotonic() + STOP_TIMEOUT
                 while record.init_alive() and time.monotonic() < deadline:
                     time.sleep(0.01)
@@ -675,7 +669,7 @@ def images(quiet):
         for name in image.names or ("<none>",):
             rows.append((name, image.id[:12], image.created, _size(image.size)))
     if not quiet:
-        _print_table(rows)
+        print_table(rows)
 
 
 def _size(count):
