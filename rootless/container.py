@@ -197,7 +197,8 @@ def create(store, container_id, bundle, options, foreground=False):
             record.save(notify_socket=os.environ["NOTIFY_SOCKET"])
         listener = _seccomp_listener(spec)
         launch = Launch(container_id=container_id, spec=launch_spec, bundle=bundle,
-                        parent_pid=os.getpid(), rootfs=rootfs, mapping=mapping,
+                        parent_pid=os.getpid(),
+                        caller_ids=(os.geteuid(), os.getegid()), rootfs=rootfs, mapping=mapping,
                         fifo_fd=fifo_fd, console_fd=console.child_fd, extra_env=extra_env,
                         listener_fd=listener.fileno() if listener else -1,
                         pass_fds=listen_count + options.preserve_fds,
@@ -397,25 +398,53 @@ def cgroup_of(record):
 
 
 def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
-    """Fork the intermediate, answer it and the process it forks, and return
-    (channel, pid of that process) once the process is ready. The intermediate is forked
-    into `cgroup` where it can be; otherwise `place(pid)` puts it where it belongs, or
-    else it is moved into `cgroup`. `on_init(fds)` takes the namespace fds the
-    intermediate sends when launch.send_namespaces asks for them."""
+    """Start the container's init (or exec's process), answer it, and return
+    (channel, its pid) once it is ready. It is born in its namespaces where clone3 can
+    make them all (init.namespaces_at_birth); otherwise an intermediate process joins and
+    makes them, and forks it. Either is forked into `cgroup` where it can be; otherwise
+    `place(pid)` puts it where it belongs, or else it is moved into `cgroup`.
+    `on_init(fds)` takes the container's user and network namespaces as fds when
+    launch.send_namespaces asks for them."""
     from .channel import Channel
-    from .init import before_fork, intermediate, run_child
+    from .init import before_fork, init_born_in_namespaces, intermediate, run_child
     before_fork(launch)
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
     sys.stderr.flush()
-    pid, born_in_cgroup = _fork(cgroup)
+    pid, born_in_cgroup, born_in_namespaces = _fork(cgroup, launch)
     if pid == 0:
         parent_end.close()
-        run_child(child_end, intermediate, launch)
+        run_child(child_end, init_born_in_namespaces if born_in_namespaces else intermediate,
+                  launch)
     child_end.close()
     init_pid = 0
     hooks_asked = False           # init may ask before the intermediate names its pid
+
+    def prepare(child):
+        """Map the child's user namespace and put it in its cgroup."""
+        _stage("prepare")
+        if launch.mapping:
+            from . import userns          # (create imported it to plan the mapping)
+            userns.apply(launch.mapping, child)
+        if place and not born_in_cgroup:
+            place(child)
+        elif cgroup and not born_in_cgroup:
+            cgroup.add(child)
+        parent_end.send("prepared")
+
     try:
+        if born_in_namespaces:
+            init_pid, pid = pid, 0
+            # before "prepared": init then changes ids and becomes undumpable, out of reach
+            # through /proc/PID
+            fds = _namespaces_of_init(init_pid) if launch.send_namespaces else ()
+            if launch.spec.process.oom_score_adj is not None:
+                from .init import set_oom_score_adj
+                set_oom_score_adj(launch.spec.process.oom_score_adj, log.warning, init_pid)
+            prepare(init_pid)
+            if on_init:
+                on_init(fds)
+            _stage("init")
         ready = False
         while not (ready and init_pid):
             message = parent_end.receive(CHILD_TIMEOUT)
@@ -423,15 +452,7 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
             if message is None:
                 raise SetupError("the container's process exited before it was ready")
             elif kind == "prepare":
-                _stage("prepare")
-                if launch.mapping:
-                    from . import userns          # (create imported it to plan the mapping)
-                    userns.apply(launch.mapping, pid)
-                if place and not born_in_cgroup:
-                    place(pid)
-                elif cgroup and not born_in_cgroup:
-                    cgroup.add(pid)
-                parent_end.send("prepared")
+                prepare(pid)
             elif kind == "init":
                 init_pid = message["pid"]
                 if on_init:
@@ -459,13 +480,31 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
                 _send_signal(child, cgroups.SIGKILL)
         if pid:
             os.waitpid(pid, 0)
+        if born_in_namespaces:
+            os.waitpid(init_pid, 0)       # our own child: no zombie left behind
         parent_end.close()
         raise
 
 
-def _fork(cgroup):
-    """(pid, whether the child was born in `cgroup`): clone3 into the cgroup where the
-    kernel can, else a plain fork (the parent then moves the child, slowly)."""
+def _namespaces_of_init(pid):
+    fds = []
+    try:
+        for name in ("user", "net"):
+            fds.append(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as err:
+        for fd in fds:
+            os.close(fd)
+        raise SetupError(f"opening the container's {name} namespace: {err.strerror}") from None
+    return fds
+
+
+def _fork(cgroup, launch):
+    """(pid, whether the child was born in `cgroup`, whether in its namespaces): clone3
+    into the cgroup and with the namespaces where the kernel can; else a plain fork (the
+    parent then moves the child, slowly, and an intermediate makes the namespaces, and
+    says why where it cannot)."""
+    from .init import namespaces_at_birth
+    flags = namespaces_at_birth(launch)
     if cgroup:
         from . import libc
         try:
@@ -473,12 +512,18 @@ def _fork(cgroup):
         except OSError as err:
             raise cgroups.CgroupError(f"opening cgroup {cgroup.path}: {err.strerror}") from None
         try:
-            return libc.fork_into_cgroup(fd), True
+            return libc.clone(flags or 0, fd), True, flags is not None
         except OSError as err:
-            log.debug(f"clone3 into {cgroup.path}: {err.strerror}; forking, then moving")
+            log.debug(f"clone3 into {cgroup.path}: {err.strerror}")
         finally:
             os.close(fd)
-    return os.fork(), False
+    if flags is not None:
+        from . import libc
+        try:
+            return libc.clone(flags), False, True
+        except OSError as err:
+            log.debug(f"clone3 with namespaces: {err.strerror}; using an intermediate")
+    return os.fork(), False, False
 
 
 def start(store, container_id):
@@ -763,7 +808,8 @@ def exec_(store, container_id, process, options):
     try:
         listener = _seccomp_listener(spec)
         launch = Launch(container_id=container_id, spec=launch_spec,
-                        bundle=record.data["bundle"], parent_pid=os.getpid(), exec_into=True,
+                        bundle=record.data["bundle"], parent_pid=os.getpid(),
+                        caller_ids=(os.geteuid(), os.getegid()), exec_into=True,
                         console_fd=console.child_fd, pass_fds=options.preserve_fds,
                         listener_fd=listener.fileno() if listener else -1)
         unit = record.data.get("systemd_unit")

@@ -1,9 +1,14 @@
-"""The child side of create and exec: the intermediate process, then the container's
-init (create) or the exec'd process.
+"""The child side of create and exec: the container's init (create) or the exec'd
+process, and the intermediate process that starts them where one is needed.
 
-    parent ──fork──▶ intermediate: joins/unshares the user namespace and asks the parent
-                     to map it, becomes root there, joins/unshares the other namespaces,
-                     forks init (PID 1 of a new pid namespace), reports its pid, exits.
+    parent ──clone3──▶ init, born in its new namespaces (create, when none is joined by
+                       path and there is no time namespace: namespaces_at_birth); the
+                       parent maps its user namespace at once, init becomes root there,
+                       makes its cgroup namespace, and goes on as below.
+    parent ──fork──▶ intermediate (exec, joins by path, a time namespace): joins/unshares
+                     the user namespace and asks the parent to map it, becomes root there,
+                     joins/unshares the other namespaces, forks init (PID 1 of a new pid
+                     namespace) or exec's process, reports its pid, exits.
                      init: builds the rootfs, pivots, sets identity, capabilities and
                      limits, reports ready, waits for the parent's go, then blocks on
                      exec.fifo until `start`, and execs the process.
@@ -43,6 +48,7 @@ class Launch(Record):
         "spec": None,  # oci.spec.Spec; for exec, its process is the exec'd one
         "bundle": None,
         "parent_pid": None,
+        "caller_ids": (0, 0),  # the parent's (euid, egid), on the host
         "exec_into": False,  # True: exec into a running container, no rootfs to build
         "rootfs": "",
         "mapping": None,  # userns.MappingPlan, or None
@@ -108,8 +114,8 @@ def intermediate(channel, launch):
             # here: init may not write its own /proc entries (it is made undumpable,
             # below), and after joining a container's mount namespace (exec) /proc is
             # the container's, where this process has no pid
-            _set_oom_score_adj(channel, launch.spec.process.oom_score_adj)
-        host_ids = os.geteuid(), os.getegid()          # before they are ours no more
+            set_oom_score_adj(launch.spec.process.oom_score_adj,
+                              lambda text: channel.send("warning", msg=text))
         # our /proc/PID/ns, opened while /proc is the host's (a mount namespace joined
         # by path brings the container's /proc, where this process has no pid)
         ns_dir = os.open("/proc/self/ns", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) \
@@ -125,13 +131,10 @@ def intermediate(channel, launch):
         channel.send("prepare")
         _import_what_the_child_needs(launch)          # while the parent maps us
         channel.expect("prepared", "mapping the user namespace and placing the cgroup")
-        # Become root there, unless our own ids are mapped (keep-id: the caller is itself
-        # inside, and what we make in its directories stays its own); the creator of a
-        # user namespace has every capability in it whatever its id.
-        if "user" in fds or launch.mapping and not launch.mapping.maps_caller(*host_ids):
-            with step("becoming root in the user namespace"):
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
+        if "user" in fds:
+            _become_root()
+        else:
+            _become_root_unless_the_caller_is_mapped(launch)
         for kind in JOIN_ORDER:
             if kind in fds and kind != "user":
                 _join(fds, kind)
@@ -162,6 +165,20 @@ def intermediate(channel, launch):
     channel.send("init", pid=pid, fds=_own_namespaces(ns_dir) if ns_dir is not None else ())
 
 
+def _become_root_unless_the_caller_is_mapped(launch):
+    """Become root in the new user namespace, unless the caller's own ids are mapped
+    (keep-id: the caller is itself inside, and what we make in its directories stays its
+    own); the creator of a user namespace has every capability in it whatever its id."""
+    if launch.mapping and not launch.mapping.maps_caller(*launch.caller_ids):
+        _become_root()
+
+
+def _become_root():
+    with step("becoming root in the user namespace"):
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+
+
 def _own_namespaces(ns_dir):
     fds = []
     for name in ("user", "net"):
@@ -169,6 +186,41 @@ def _own_namespaces(ns_dir):
             fds.append(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=ns_dir))
     os.close(ns_dir)
     return fds
+
+
+# --- or init, born in its namespaces ------------------------------------------------------
+
+def namespaces_at_birth(launch):
+    """The clone flags that make a new container's namespaces with its init, in one
+    clone3, so that no intermediate is needed; None where one is: a namespace joined by
+    path (setns has an order, see JOIN_ORDER), a time namespace (its offsets must be
+    written before a process is in it), exec. The cgroup namespace is left out: init
+    makes it once the parent has placed it (see init_born_in_namespaces)."""
+    namespaces = launch.spec.linux.namespaces
+    if launch.exec_into or any(ns.path or ns.type == "time" for ns in namespaces):
+        return None
+    flags = libc.CLONE_NEWUSER if launch.mapping else 0
+    for ns in namespaces:
+        if ns.type not in ("user", "cgroup"):
+            flags |= libc.NAMESPACE_FLAGS[ns.type]
+    return flags
+
+
+def init_born_in_namespaces(channel, launch):
+    """The container's init when clone3 made its namespaces (namespaces_at_birth): the
+    intermediate's work less the joins and the fork. The parent maps the user namespace
+    (and places the cgroup, sets oomScoreAdj and takes the namespaces it needs) as soon
+    as we exist, without being asked: we are in the user namespace from birth. The
+    parent's death shows on the channel, which everything here waits on."""
+    _close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
+    _import_what_the_child_needs(launch)              # while the parent maps us
+    channel.expect("prepared", "mapping the user namespace and placing the cgroup")
+    _become_root_unless_the_caller_is_mapped(launch)
+    libc.prctl(libc.PR_SET_DUMPABLE, 0)              # why: see intermediate()
+    if any(ns.type == "cgroup" for ns in launch.spec.linux.namespaces):
+        with step("creating the cgroup namespace"):
+            libc.unshare(libc.CLONE_NEWCGROUP)       # rooted where the parent placed us
+    container_init(channel, launch)
 
 
 def before_fork(launch):
@@ -458,14 +510,14 @@ def _setgroups_allowed():
         return True
 
 
-def _set_oom_score_adj(channel, value):
+def set_oom_score_adj(value, warn, pid="self"):
+    """Set a process's oom_score_adj, from the host's user namespace: lowering it needs
+    CAP_SYS_RESOURCE there. Without it, warn(text) and leave it as it is."""
     try:
-        with open("/proc/self/oom_score_adj", "w") as f:
+        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(value))
     except PermissionError:
-        # Lowering the score needs CAP_SYS_RESOURCE on the host.
-        channel.send("warning", msg=f"cannot set oomScoreAdj to {value} without "
-                                    "privileges; left as it is")
+        warn(f"cannot set oomScoreAdj to {value} without privileges; left as it is")
 
 
 def _join_session_keyring(container_id):

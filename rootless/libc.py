@@ -126,12 +126,16 @@ class _CloneArgs(ctypes.Structure):
         "tls", "set_tid", "set_tid_size", "cgroup")]
 
 
-def fork_into_cgroup(cgroup_fd):
-    """os.fork(), but the child starts in the cgroup `cgroup_fd` names (clone3 with
-    CLONE_INTO_CGROUP). Moving a process into a new cgroup afterwards waits for an RCU
-    grace period (~15 ms); being born there does not. Python's own fork bookkeeping is
-    done around the system call exactly as os.fork does it."""
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=SIGCHLD, cgroup=cgroup_fd)
+def clone(flags=0, cgroup_fd=None):
+    """os.fork() through clone3: the child starts in the new namespaces `flags` name
+    (CLONE_NEW*), and in the cgroup `cgroup_fd` names when one is given (moving a process
+    into a new cgroup afterwards waits for an RCU grace period, ~15 ms; being born there
+    does not). Python's own fork bookkeeping is done around the system call exactly as
+    os.fork does it."""
+    if cgroup_fd is not None:
+        flags |= CLONE_INTO_CGROUP
+    args = _CloneArgs(flags=flags, exit_signal=SIGCHLD,
+                      cgroup=cgroup_fd if cgroup_fd is not None else 0)
     ctypes.pythonapi.PyOS_BeforeFork()
     try:
         pid = _syscall("clone3", ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))

@@ -231,3 +231,29 @@ def test_a_foreground_run_holds_only_stdio_and_its_channel(handcar, bundle, tmp_
         run.wait()
     assert sorted(fds)[:3] == [0, 1, 2] and len(fds) == 4, fds
     assert fds[max(fds)].startswith("socket:"), fds
+
+
+def children_of(pid):
+    return [child for child, parent in processes().items() if parent == pid]
+
+
+@pytest.mark.parametrize("time_namespace", [False, True])
+def test_init_is_born_in_its_namespaces_unless_an_intermediate_is_needed(
+        handcar, bundle, time_namespace):
+    """Where clone3 can make every namespace with init, init is create's own child and
+    PID 1 from birth; a time namespace (its offsets are written before a process is in
+    it) needs the intermediate, which has forked init and exited by the "init" stage."""
+    if time_namespace:
+        bundle.linux["namespaces"].append({"type": "time"})
+    mounts_before = mount_points()
+    create = Create(handcar, bundle.args("sleep", "1000").write(), "born", "init")
+    create.wait_stopped()
+    children = children_of(create.process.pid)
+    if time_namespace:
+        assert children == [] and create.cgroup_pids(), "no intermediate, or no init?"
+    else:
+        assert len(children) == 1, children
+        with open(f"/proc/{children[0]}/status") as f:
+            ns_pids = next(line for line in f if line.startswith("NSpid:")).split()[1:]
+        assert ns_pids == [str(children[0]), "1"]
+    kill_and_clean_up(handcar, create, mounts_before)

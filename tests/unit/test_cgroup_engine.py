@@ -147,13 +147,21 @@ def _child_exits_with_its_cgroup():
     os._exit(0)
 
 
+def _exec_launch():
+    """A launch that needs no namespaces at birth (exec's): only the cgroup is at stake."""
+    from oci.spec import Spec
+    from rootless.init import Launch
+    return Launch(spec=Spec(), exec_into=True)
+
+
 def test_fork_falls_back_when_clone3_cannot_place_the_child(tmp_path):
     from rootless import container
-    pid, born = container._fork(cgroups.Cgroup(str(tmp_path)))      # not a cgroup
+    pid, born, in_namespaces = container._fork(cgroups.Cgroup(str(tmp_path)),  # not a cgroup
+                                               _exec_launch())
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)
-    assert born is False
+    assert born is False and in_namespaces is False
 
 
 @pytest.mark.skipif(cgroups.delegated_root() is None, reason="no delegated cgroup v2 subtree "
@@ -163,7 +171,7 @@ def test_fork_is_born_in_the_cgroup(tmp_path):
     leaf = cgroups.Cgroup(os.path.join(cgroups.delegated_root(), "handcar", "clone3-test"))
     leaf.create(cgroups.delegated_root(), set())
     read_end, write_end = os.pipe()
-    pid, born = container._fork(leaf)
+    pid, born, _ = container._fork(leaf, _exec_launch())
     if pid == 0:
         os.dup2(write_end, 1)
         _child_exits_with_its_cgroup()

@@ -148,3 +148,29 @@ def test_a_helper_that_cannot_start_leaves_no_child_behind(tmp_path, monkeypatch
         userns.apply(HELPER_PLAN, 4242)
     with pytest.raises(ChildProcessError):                 # newuidmap was waited for
         os.waitpid(-1, os.WNOHANG)
+
+
+def _launch(namespaces, mapping=True, exec_into=False):
+    from rootless.init import Launch
+    spec = oci_spec.Spec(linux=oci_spec.Linux(namespaces=tuple(
+        oci_spec.Namespace(kind, path) for kind, path in namespaces)))
+    return Launch(spec=spec, exec_into=exec_into,
+                  mapping=userns.MappingPlan((M(0, 1000, 1),), (M(0, 1000, 1),), True)
+                  if mapping else None)
+
+
+def test_init_is_born_in_the_namespaces_one_clone3_can_make():
+    from rootless import libc
+    from rootless.init import namespaces_at_birth
+    every = [("user", ""), ("mount", ""), ("pid", ""), ("network", ""), ("ipc", ""),
+             ("uts", ""), ("cgroup", "")]
+    assert namespaces_at_birth(_launch(every)) == (
+        libc.CLONE_NEWUSER | libc.CLONE_NEWNS | libc.CLONE_NEWPID | libc.CLONE_NEWNET
+        | libc.CLONE_NEWIPC | libc.CLONE_NEWUTS)      # cgroup: unshared once placed
+    # root without a user namespace: the rest still at birth
+    assert namespaces_at_birth(_launch([("mount", ""), ("pid", "")], mapping=False)) == (
+        libc.CLONE_NEWNS | libc.CLONE_NEWPID)
+    # an intermediate where one is needed
+    assert namespaces_at_birth(_launch(every + [("time", "")])) is None
+    assert namespaces_at_birth(_launch([("user", ""), ("network", "/run/netns/x")])) is None
+    assert namespaces_at_birth(_launch(every, exec_into=True)) is None
