@@ -211,10 +211,14 @@ def init_born_in_namespaces(channel, launch):
     intermediate's work less the joins and the fork. The parent maps the user namespace
     (and places the cgroup, sets oomScoreAdj and takes the namespaces it needs) as soon
     as we exist, without being asked: we are in the user namespace from birth. The
-    parent's death shows on the channel, which everything here waits on."""
+    parent's death shows on the channel, which everything here waits on; until it has
+    mapped us, a parent-death signal makes it quiet too (getppid() cannot tell here: the
+    parent is outside our pid namespace)."""
+    libc.prctl(libc.PR_SET_PDEATHSIG, _signal.SIGKILL)
     _close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
     _import_what_the_child_needs(launch)              # while the parent maps us
     channel.expect("prepared", "mapping the user namespace and placing the cgroup")
+    libc.prctl(libc.PR_SET_PDEATHSIG, 0)             # init outlives create
     _become_root_unless_the_caller_is_mapped(launch)
     libc.prctl(libc.PR_SET_DUMPABLE, 0)              # why: see intermediate()
     if any(ns.type == "cgroup" for ns in launch.spec.linux.namespaces):
