@@ -9,7 +9,7 @@ import time
 
 from oci.record import Record
 from . import cgroups, log
-from .errors import HandcarError, NotFound, SetupError, SpecError, WrongStatus
+from .errors import HandcarError, NotFound, SetupError, SpecError, WrongStatus, step
 from .store import process_start_time, user_name, write_atomic
 
 # start, kill and delete are hot verbs that need little of this module: what only create,
@@ -408,7 +408,8 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
     `on_init(fds)` takes the container's user and network namespaces as fds when
     launch.send_namespaces asks for them."""
     from .channel import Channel
-    from .init import before_fork, init_born_in_namespaces, intermediate, run_child
+    from .init import (before_fork, init_born_in_namespaces, intermediate, open_namespaces,
+                       run_child, set_oom_score_adj)
     before_fork(launch)
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
@@ -439,9 +440,14 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
             init_pid, pid = pid, 0
             # before "prepared": init then changes ids and becomes undumpable, out of reach
             # through /proc/PID
-            fds = _namespaces_of_init(init_pid) if launch.send_namespaces else ()
+            if launch.send_namespaces:
+                with step("opening the container's /proc/PID/ns"):
+                    ns_dir = os.open(f"/proc/{init_pid}/ns",
+                                     os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                fds = open_namespaces(ns_dir)
+            else:
+                fds = ()
             if launch.spec.process.oom_score_adj is not None:
-                from .init import set_oom_score_adj
                 set_oom_score_adj(launch.spec.process.oom_score_adj, log.warning, init_pid)
             prepare(init_pid)
             if on_init:
@@ -488,27 +494,15 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
         raise
 
 
-def _namespaces_of_init(pid):
-    fds = []
-    try:
-        for name in ("user", "net"):
-            fds.append(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC))
-    except OSError as err:
-        for fd in fds:
-            os.close(fd)
-        raise SetupError(f"opening the container's {name} namespace: {err.strerror}") from None
-    return fds
-
-
 def _fork(cgroup, launch):
     """(pid, whether the child was born in `cgroup`, whether in its namespaces): clone3
     into the cgroup and with the namespaces where the kernel can; else a plain fork (the
     parent then moves the child, slowly, and an intermediate makes the namespaces, and
     says why where it cannot)."""
+    from . import libc
     from .init import namespaces_at_birth
     flags = namespaces_at_birth(launch)
     if cgroup:
-        from . import libc
         try:
             fd = os.open(cgroup.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as err:
@@ -520,7 +514,6 @@ def _fork(cgroup, launch):
         finally:
             os.close(fd)
     if flags is not None:
-        from . import libc
         try:
             return libc.clone(flags), False, True
         except OSError as err:

@@ -162,7 +162,7 @@ def intermediate(channel, launch):
         run_child(channel, exec_init if launch.exec_into else container_init, launch)
     # The parent may need the container's user and network namespaces (slirp4netns, lo):
     # once init has changed its ids it can no longer reach them through /proc/PID/ns.
-    channel.send("init", pid=pid, fds=_own_namespaces(ns_dir) if ns_dir is not None else ())
+    channel.send("init", pid=pid, fds=open_namespaces(ns_dir) if ns_dir is not None else ())
 
 
 def _become_root_unless_the_caller_is_mapped(launch):
@@ -179,12 +179,20 @@ def _become_root():
         os.setresuid(0, 0, 0)
 
 
-def _own_namespaces(ns_dir):
+def open_namespaces(ns_dir):
+    """fds of the container's user and network namespaces, from its /proc/PID/ns
+    directory `ns_dir` (closed here): what the network set-up needs (on_init)."""
     fds = []
-    for name in ("user", "net"):
-        with step(f"opening the container's {name} namespace"):
-            fds.append(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=ns_dir))
-    os.close(ns_dir)
+    try:
+        for name in ("user", "net"):
+            with step(f"opening the container's {name} namespace"):
+                fds.append(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=ns_dir))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    finally:
+        os.close(ns_dir)
     return fds
 
 
