@@ -1,11 +1,70 @@
-"""libc through ctypes: the system calls Python's os module lacks (in 3.11), and a fork
+"""libc through _ctypes: the system calls Python's os module lacks (in 3.11), and a fork
 into a cgroup. Every wrapper raises OSError with errno and a filename, as os does.
-(libseccomp has its own binding, in seccomp.py.)"""
+(libseccomp has its own binding, through the whole of ctypes, in seccomp.py.)
 
-import ctypes
+_ctypes is ctypes' C half. The ctypes package on top of it defines every C type, loader
+and helper there is, which costs create, run and exec ~1 ms of start-up (a third of
+everything they import): the few C types and the function pointers used here are
+declared below exactly as ctypes declares them."""
+
+import _ctypes
 import os
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+class c_int(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class c_long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class c_ulong(_ctypes._SimpleCData):
+    _type_ = "L"
+
+
+class c_uint32(_ctypes._SimpleCData):
+    _type_ = "I"
+
+
+class c_uint64(_ctypes._SimpleCData):
+    _type_ = "Q"
+
+
+class _LibcFunction(_ctypes.CFuncPtr):
+    """A libc function (ctypes.CDLL(None, use_errno=True)'s): C calling convention,
+    returns an int, errno kept for get_errno; arguments are ints, bytes or None."""
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_int
+
+
+class _PythonFunction(_ctypes.CFuncPtr):
+    """A function of the interpreter's own C API (ctypes.pythonapi's): called with the GIL
+    held."""
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_PYTHONAPI
+    _restype_ = None
+
+
+class _Program:
+    """The running program and the libraries it has loaded (libc, and the interpreter's
+    API: python3 links it in), as dlopen(NULL) gives them."""
+    _handle = _ctypes.dlopen(None, os.RTLD_NOW)
+
+
+class _Functions:
+    """`_libc.name`: the libc function `name`, looked up on first use."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __getattr__(self, name):
+        function = self.kind((name, _Program))
+        setattr(self, name, function)
+        return function
+
+
+_libc = _Functions(_LibcFunction)
+_python = _Functions(_PythonFunction)
 
 # Namespace clone flags.
 CLONE_NEWTIME = 0x00000080
@@ -47,7 +106,7 @@ SIGCHLD = 17
 
 def _check(result, filename=None):
     if result == -1:
-        err = ctypes.get_errno()
+        err = _ctypes.get_errno()
         raise OSError(err, os.strerror(err), filename)
     return result
 
@@ -57,7 +116,7 @@ def _syscall(name, *args, filename=None):
         number = _SYSCALLS[_MACHINE][name]
     except KeyError:
         raise OSError(38, f"{name} is not supported on {_MACHINE}") from None
-    return _check(_libc.syscall(ctypes.c_long(number), *args), filename)
+    return _check(_libc.syscall(c_long(number), *args), filename)
 
 
 def _bytes(path):
@@ -66,7 +125,7 @@ def _bytes(path):
 
 def mount(source, target, fstype, flags=0, data=None):
     _check(_libc.mount(_bytes(source), _bytes(target), _bytes(fstype),
-                       ctypes.c_ulong(flags), _bytes(data)), target)
+                       c_ulong(flags), _bytes(data)), target)
 
 
 def umount2(target, flags=0):
@@ -86,8 +145,8 @@ def setns(fd, nstype=0, filename=None):
 
 
 def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
-    return _check(_libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
-                              ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)))
+    return _check(_libc.prctl(option, c_ulong(arg2), c_ulong(arg3), c_ulong(arg4),
+                              c_ulong(arg5)))
 
 
 def setdomainname(name):
@@ -97,7 +156,7 @@ def setdomainname(name):
 
 def join_session_keyring(name):
     """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a fresh session keyring named `name`."""
-    _syscall("keyctl", ctypes.c_long(1), _bytes(name))
+    _syscall("keyctl", c_long(1), _bytes(name))
 
 
 # openat2(2) resolve flags.
@@ -107,21 +166,20 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
+class _OpenHow(_ctypes.Structure):
+    _fields_ = [("flags", c_uint64), ("mode", c_uint64), ("resolve", c_uint64)]
 
 
 def openat2(dir_fd, path, flags, resolve):
     """openat2(2) (Linux 5.6): a new fd for `path` under `dir_fd`, resolved as `resolve`
     says. OSError ENOSYS where the kernel (or a seccomp filter around us) lacks it."""
     how = _OpenHow(flags=flags, resolve=resolve)
-    return _syscall("openat2", ctypes.c_int(dir_fd), _bytes(path), ctypes.byref(how),
-                    ctypes.c_size_t(ctypes.sizeof(how)), filename=path)
+    return _syscall("openat2", c_int(dir_fd), _bytes(path), _ctypes.byref(how),
+                    c_ulong(_ctypes.sizeof(how)), filename=path)
 
 
-class _CloneArgs(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint64) for name in (
+class _CloneArgs(_ctypes.Structure):
+    _fields_ = [(name, c_uint64) for name in (
         "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
         "tls", "set_tid", "set_tid_size", "cgroup")]
 
@@ -136,26 +194,25 @@ def clone(flags=0, cgroup_fd=None):
         flags |= CLONE_INTO_CGROUP
     args = _CloneArgs(flags=flags, exit_signal=SIGCHLD,
                       cgroup=cgroup_fd if cgroup_fd is not None else 0)
-    ctypes.pythonapi.PyOS_BeforeFork()
+    _python.PyOS_BeforeFork()
     try:
-        pid = _syscall("clone3", ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+        pid = _syscall("clone3", _ctypes.byref(args), c_ulong(_ctypes.sizeof(args)))
     except OSError:
-        ctypes.pythonapi.PyOS_AfterFork_Parent()
+        _python.PyOS_AfterFork_Parent()
         raise
     if pid == 0:
-        ctypes.pythonapi.PyOS_AfterFork_Child()
+        _python.PyOS_AfterFork_Child()
     else:
-        ctypes.pythonapi.PyOS_AfterFork_Parent()
+        _python.PyOS_AfterFork_Parent()
     return pid
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _CapHeader(_ctypes.Structure):
+    _fields_ = [("version", c_uint32), ("pid", c_int)]
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+class _CapData(_ctypes.Structure):
+    _fields_ = [("effective", c_uint32), ("permitted", c_uint32), ("inheritable", c_uint32)]
 
 
 _CAP_V3 = 0x20080522
@@ -165,7 +222,7 @@ def capget():
     """This thread's (effective, permitted, inheritable) capability sets as 64-bit masks."""
     header = _CapHeader(_CAP_V3, 0)
     data = (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), data))
+    _check(_libc.capget(_ctypes.byref(header), data))
     return tuple(getattr(data[0], name) | getattr(data[1], name) << 32
                  for name in ("effective", "permitted", "inheritable"))
 
@@ -179,4 +236,4 @@ def capset(effective, permitted, inheritable):
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_libc.capset(ctypes.byref(header), data))
+    _check(_libc.capset(_ctypes.byref(header), data))
