@@ -136,6 +136,8 @@ def main():
                         help="a runtime to measure (default: handcar, runc and crun)")
     args = parser.parse_args()
     top = Path(tempfile.mkdtemp(prefix="handcar-bench."))
+    states = Path(tempfile.mkdtemp(prefix="handcar-bench.", dir=state_parent()))
+    print(f"# state roots in {states}", file=sys.stderr)
     try:
         bundle, sleeper = make_bundle(top)
         specs = args.runtime or [f"handcar={shutil.which('handcar') or 'handcar'}",
@@ -143,7 +145,7 @@ def main():
         runtimes = []
         for spec in specs:
             name, _, command = spec.partition("=")
-            rt = Runtime(name, command.split(), str(top / f"state-{name}"))
+            rt = Runtime(name, command.split(), str(states / f"state-{name}"))
             if works(rt, bundle):
                 runtimes.append(rt)
         samples = {rt.name: {} for rt in runtimes}
@@ -164,6 +166,25 @@ def main():
             for container_id in listed.stdout.split():
                 subprocess.run(rt.argv("delete", "--force", container_id), capture_output=True)
         shutil.rmtree(top, ignore_errors=True)
+        shutil.rmtree(states, ignore_errors=True)
+
+
+def state_parent():
+    """Where the runtimes keep their state: on a tmpfs, as on users' machines, where it is
+    $XDG_RUNTIME_DIR (/run/user/UID). The test user here has none, and /tmp is on disk,
+    where each state.json replaced costs a write-back (ext4's auto_da_alloc)."""
+    for candidate in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+        if candidate and os.access(candidate, os.W_OK) and _is_tmpfs(candidate):
+            return candidate
+    return None
+
+
+def _is_tmpfs(path):
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split() for line in f]
+    best = max((m for m in mounts if path == m[4] or path.startswith(m[4].rstrip("/") + "/")),
+               key=lambda m: len(m[4]), default=None)
+    return best is not None and best[best.index("-") + 1] == "tmpfs"
 
 
 def report(runtimes, samples, rates, rounds):
