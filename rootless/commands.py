@@ -123,21 +123,26 @@ def exec_(g, container_id, command, process_file, env, user, additional_gids, cw
         if command:
             raise UsageError("give either --process or a command, not both")
         process = container.load_process_file(process_file)
+
+        def make_process(_container_process):
+            return process
     else:
         if not command:
             raise UsageError("missing the command to run (or --process FILE)")
         for item in env:
             if "=" not in item:
                 raise UsageError(f"--env {item!r}: expected KEY=VALUE")
-        base = g.store().open(container_id, lock=False).load_spec().process
-        process = container.process_for_exec(
-            base, command, env=env, user=_parse_user(user) if user else None,
-            additional_gids=additional_gids, cwd=cwd, caps=cap, no_new_privs=no_new_privs,
-            tty=tty)
+        ids = _parse_user(user) if user else None
+
+        def make_process(container_process):
+            return container.process_for_exec(
+                container_process, command, env=env, user=ids,
+                additional_gids=additional_gids, cwd=cwd, caps=cap,
+                no_new_privs=no_new_privs, tty=tty)
     options = container.ExecOptions(pid_file=pid_file, console_socket=console_socket,
                                     detach=detach, preserve_fds=preserve_fds,
                                     ignore_paused=ignore_paused)
-    return container.exec_(g.store(), container_id, process, options)
+    return container.exec_(g.store(), container_id, make_process, options)
 
 
 def ps(g, container_id, fmt, ps_args, show_all):

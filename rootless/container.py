@@ -781,8 +781,9 @@ def _namespaces_of(pid):
     return tuple(joined)
 
 
-def exec_(store, container_id, process, options):
-    """Run `process` in a running container; its exit status, or 0 when detached."""
+def exec_(store, container_id, make_process, options):
+    """Run a process in a running container, `make_process(the container's process)`
+    (process_for_exec, or a --process file's); its exit status, or 0 when detached."""
     from . import libc
     from .init import Launch
     _check_preserved_fds(options.preserve_fds)
@@ -793,6 +794,7 @@ def exec_(store, container_id, process, options):
     if status not in ("created", "running", "paused"):
         raise WrongStatus(f"cannot exec in a {status} container")
     spec = record.load_spec()
+    process = make_process(spec.process)
     linux = spec.linux.replace(namespaces=_namespaces_of(record.pid),
                                 time_offsets={})
     launch_spec = spec.replace(process=process, linux=linux)
