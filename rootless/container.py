@@ -170,19 +170,24 @@ def create(store, container_id, bundle, options, foreground=False):
     placement = None if scope else cgroups.plan_leaf(cgroups_path, container_id,
                                                      controllers(settings),
                                                      enabled=options.cgroup)
+    if placement:
+        _refuse_a_used_cgroup(store, container_id, placement[1])
     console = Console.open(spec.process, options.console_socket, foreground)
     try:
+        # the cgroup is in the record before it exists: _discard (or a later delete, if
+        # we die) finds it there
         record = store.reserve(container_id, bundle, spec.annotations, rootfs=rootfs,
+                               cgroup=placement[1] if placement else None,
                                hooks=sorted(kind for kind, hs in spec.hooks.items() if hs))
     except BaseException:
         console.close()
         raise
     _stage("reserved")
     init_pid = fifo_fd = 0
-    cgroup = listener = None      # once made, _discard finds the cgroup through the record
+    cgroup = listener = None
     try:
         if placement:
-            cgroup = _make_cgroup(record, placement, settings)
+            cgroup = _make_cgroup(placement, settings)
         write_atomic(record.config_path, text)
         os.mkfifo(record.fifo_path, 0o622)
         os.chmod(record.fifo_path, 0o622)         # writable by the container's user
@@ -304,13 +309,18 @@ def _stop_network(record):
         network.stop(record)
 
 
-def _make_cgroup(record, placement, settings):
+def _refuse_a_used_cgroup(store, container_id, leaf):
+    """Before the container's record names its cgroup (delete removes what it names, and
+    kills what is in it), make sure that cgroup is nobody else's."""
+    if cgroups.Cgroup(leaf).pids():
+        store.refuse_taken(container_id)          # our own id's: say so, as reserve would
+        raise cgroups.CgroupError(f"cgroup {leaf} is in use by other processes")
+
+
+def _make_cgroup(placement, settings):
     from oci.resources import controllers
     root, leaf = placement
     cgroup = cgroups.Cgroup(leaf)
-    if cgroup.exists() and cgroup.pids():
-        raise cgroups.CgroupError(f"cgroup {leaf} is in use by other processes")
-    record.save(cgroup=leaf)                      # before anything of it exists: see _discard
     cgroup.create(root, controllers(settings))
     cgroup.apply(settings)
     return cgroup

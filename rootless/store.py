@@ -104,6 +104,10 @@ def process_start_time(pid):
     return int(fields[19])
 
 
+def _already_exists(container_id):
+    return AlreadyExists(f"container {container_id} already exists")
+
+
 class Store:
     def __init__(self, root=None):
         self.root = os.path.abspath(root or default_root())
@@ -133,6 +137,11 @@ class Store:
         check_id(container_id)
         return os.path.join(self.root, container_id)
 
+    def refuse_taken(self, container_id):
+        """AlreadyExists if the id is taken (reserve is what takes it, atomically)."""
+        if os.path.lexists(self.path(container_id)):
+            raise _already_exists(container_id)
+
     def reserve(self, container_id, bundle, annotations, **fields):
         """A new, locked Record in status `creating` (with `fields` in its state from the
         start); AlreadyExists if the id is taken."""
@@ -141,7 +150,7 @@ class Store:
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
-            raise AlreadyExists(f"container {container_id} already exists") from None
+            raise _already_exists(container_id) from None
         record = Record(path, container_id)
         record.lock()
         record.data = {"id": container_id, "status": "creating", "pid": 0, "start_time": 0,

@@ -59,6 +59,20 @@ def test_cgroups_path_is_taken_under_the_delegated_root(handcar, bundle):
     assert leaf_of(handcar.state("cp")["pid"]) == os.path.join(ROOT, "custom", "place")
     handcar.ok("delete", "--force", "cp")
     assert not os.path.exists(os.path.join(ROOT, "custom", "place"))
+    os.rmdir(os.path.join(ROOT, "custom"))        # the parent it named stays, as with runc
+
+
+def test_a_cgroup_in_use_is_refused_and_left_alone(handcar, bundle, running):
+    # another container's cgroup, named by cgroupsPath: create must not join it, nor, in
+    # failing, remove it (delete removes the cgroup a record names, and kills what is in it)
+    leaf = leaf_of(running)
+    bundle.linux["cgroupsPath"] = os.path.relpath(leaf, ROOT)
+    result = handcar("create", "-b", bundle.args("true").write(), "intruder")
+    assert (result.returncode, result.stderr) == (
+        1, f"handcar: cgroup {leaf} is in use by other processes\n")
+    assert handcar("list", "-q").stdout.split() == ["cg"]
+    assert handcar.state("cg")["status"] == "running"
+    assert len(cgroups.Cgroup(leaf).pids()) == 3
 
 
 def test_pause_and_resume(handcar, running):
