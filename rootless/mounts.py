@@ -95,8 +95,8 @@ def _resolve_with_openat2(root, parts, path):
         raise _NoProcFs() from None
     finally:
         os.close(fd)
-    resolved = os.path.relpath(found, root)
-    if resolved == ".." or resolved.startswith("../"):
+    resolved = _relative(root, found)
+    if resolved is None:
         return _walk(root, [], parts, path)   # `root` is not spelled as the kernel sees it
     if end == len(parts):
         return found
@@ -148,12 +148,23 @@ def _inside(root, path):
     return root == "/" or path == root or path.startswith(root + "/")
 
 
+def _relative(root, host_path):
+    """`host_path` relative to `root` ("." for `root` itself), both normalized; None where
+    it is not inside `root`. (What os.path.relpath says here, at a twentieth of its cost:
+    a rootfs build asks ~80 times.)"""
+    root, host_path = os.path.normpath(root), os.path.normpath(host_path)
+    if host_path == root:
+        return "."
+    below = root if root == "/" else root + "/"
+    return host_path[len(below):] if host_path.startswith(below) else None
+
+
 def open_in_root(root, host_path, flags=os.O_PATH):
     """An fd for `host_path` (a path resolve_in_root gave), checked to be inside `root`:
     with openat2, opened from `root` with no symlink allowed on the way (one planted
     since resolving fails); without, opened O_NOFOLLOW and its real path checked."""
-    relative = os.path.relpath(host_path, root)
-    if relative == ".." or relative.startswith("../"):
+    relative = _relative(root, host_path)
+    if relative is None:
         raise SetupError(f"{host_path} is outside the container's rootfs {root}")
     if has_openat2():
         root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -216,8 +227,10 @@ def _makedirs_in_root(root, host):
     """Make directory `host` and its missing parents, each one in its parent's fd and
     opened without following symlinks (one planted meanwhile is refused). Returns an
     O_PATH fd of `host`."""
+    relative = _relative(root, host)
+    if relative is None:
+        raise SetupError(f"{host} is outside the container's rootfs {root}")
     parent = open_in_root(root, root, os.O_PATH | os.O_DIRECTORY)
-    relative = os.path.relpath(host, root)
     try:
         for part in ([] if relative == "." else relative.split("/")):
             try:

@@ -88,3 +88,13 @@ def test_a_symlink_planted_after_resolving_is_refused(root, tmp_path):
 def test_open_in_root_refuses_paths_outside(root, tmp_path):
     with pytest.raises(SetupError, match="outside"):
         open_in_root(root, str(tmp_path))
+
+
+def test_relative_paths_below_the_root_only():
+    assert mounts._relative("/r/rootfs", "/r/rootfs") == "."
+    assert mounts._relative("/r/rootfs", "/r/rootfs/etc/x") == "etc/x"
+    assert mounts._relative("/r/rootfs", "/r/rootfs/etc/../../x") is None
+    assert mounts._relative("/r/rootfs", "/r/rootfs2/x") is None       # a sibling's name
+    assert mounts._relative("/r/rootfs", "/r") is None
+    assert mounts._relative("/", "/proc/sys") == "proc/sys"            # after pivot_root
+    assert mounts._relative("/", "/") == "."
