@@ -180,6 +180,12 @@ def open_in_root(root, host_path, flags=os.O_PATH):
             os.close(root_fd)
     else:
         fd = os.open(host_path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return _checked_inside(root, fd, host_path)
+
+
+def _checked_inside(root, fd, host_path):
+    """`fd` (of `host_path`), once its real path is seen to be inside `root`; closed and
+    refused otherwise."""
     try:
         real = os.readlink(f"/proc/self/fd/{fd}")
     except FileNotFoundError:
@@ -207,26 +213,62 @@ class opened_in_root:
         return False
 
 
+class made_in_root(opened_in_root):
+    """`with made_in_root(root, path) as (host_path, fd_path):` make_in_root, and a
+    /proc/self/fd path for what it made or found, checked as opened_in_root checks (the
+    descriptor that made it is the one mounted on: no second open)."""
+
+    def __init__(self, root, path, directory=True):
+        self.root, self.path, self.directory = root, path, directory
+
+    def __enter__(self):
+        host_path, self.fd = _make_and_open_in_root(self.root, self.path, self.directory)
+        return host_path, f"/proc/self/fd/{self.fd}"
+
+
 def make_in_root(root, path, directory=True):
     """Resolve `path` inside `root` and create it (a directory, or an empty file for a
     file bind mount) with its parents if it does not exist. Returns the host path."""
-    host = resolve_in_root(root, path)
-    if directory:
-        os.close(_makedirs_in_root(root, host))
-    elif not os.path.lexists(host):
-        parent = _makedirs_in_root(root, os.path.dirname(host))
-        try:
-            os.close(os.open(os.path.basename(host), os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                             | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=parent))
-        finally:
-            os.close(parent)
+    host, fd = _make_and_open_in_root(root, path, directory)
+    os.close(fd)
     return host
 
 
+def _make_and_open_in_root(root, path, directory):
+    """make_in_root's host path, and an O_PATH fd of it checked to be inside `root`."""
+    host = resolve_in_root(root, path)
+    if directory:
+        return host, _makedirs_in_root(root, host)
+    return host, _make_file_in_root(root, host)
+
+
+def _make_file_in_root(root, host):
+    """An O_PATH fd of `host`, checked to be inside `root`; an empty file (with its
+    missing parents) where nothing is there yet."""
+    if os.path.lexists(host):
+        return open_in_root(root, host)
+    parent = _makedirs_in_root(root, os.path.dirname(host))
+    name = os.path.basename(host)
+    try:
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644, dir_fd=parent))
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    finally:
+        os.close(parent)
+    return _checked_inside(root, fd, host)
+
+
 def _makedirs_in_root(root, host):
-    """Make directory `host` and its missing parents, each one in its parent's fd and
-    opened without following symlinks (one planted meanwhile is refused). Returns an
-    O_PATH fd of `host`."""
+    """An O_PATH fd of directory `host`, checked to be inside `root`. Where it is missing,
+    it is made with its missing parents, each one in its parent's fd and opened without
+    following symlinks (one planted meanwhile is refused)."""
+    if has_openat2():
+        try:
+            # Usually it is there: one call, which refuses symlinks on the way as the walk
+            # below does.
+            return open_in_root(root, host, os.O_PATH | os.O_DIRECTORY)
+        except FileNotFoundError:
+            pass
     relative = _relative(root, host)
     if relative is None:
         raise SetupError(f"{host} is outside the container's rootfs {root}")
@@ -246,7 +288,7 @@ def _makedirs_in_root(root, host):
     except BaseException:
         os.close(parent)
         raise
-    return parent
+    return _checked_inside(root, parent, host)
 
 
 # --- flags ------------------------------------------------------------------------------
@@ -328,8 +370,7 @@ class RootfsBuilder:
         is_dir = os.path.isdir(source)
         if not is_dir and not os.path.exists(source):
             raise SetupError(f"bind source {source} does not exist")
-        target = make_in_root(self.root, destination, directory=is_dir)
-        with opened_in_root(self.root, target) as fd_path:
+        with made_in_root(self.root, destination, directory=is_dir) as (target, fd_path):
             libc.mount(source, fd_path, None, parsed.flags & (opts.BIND | opts.REC))
         extra = parsed.flags & ~(opts.BIND | opts.REC | opts.REMOUNT)
         if extra or parsed.cleared:
@@ -339,13 +380,14 @@ class RootfsBuilder:
                 _submounts_readonly(target)
 
     def mount_fs(self, mount, parsed):
-        target = make_in_root(self.root, mount.destination)
         if parsed.copy_up and mount.type == "tmpfs":
+            target = make_in_root(self.root, mount.destination)
             with opened_in_root(self.root, target) as fd_path:
                 # what the tmpfs covers stays reachable through a descriptor opened before
                 covered = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                self._mount_fs_on(target, mount, parsed)
+                with opened_in_root(self.root, target) as fd_path:
+                    self._mount_fs_on(fd_path, mount, parsed)
                 with step("copying what the image has there into it (tmpcopyup)"), \
                         opened_in_root(self.root, target) as fd_path:
                     tmpfs = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -356,12 +398,12 @@ class RootfsBuilder:
             finally:
                 os.close(covered)
         else:
-            self._mount_fs_on(target, mount, parsed)
+            with made_in_root(self.root, mount.destination) as (_target, fd_path):
+                self._mount_fs_on(fd_path, mount, parsed)
 
-    def _mount_fs_on(self, target, mount, parsed):
-        with opened_in_root(self.root, target) as fd_path:
-            libc.mount(mount.source or mount.type, fd_path, mount.type,
-                       parsed.flags & ~opts.REMOUNT, parsed.data or None)
+    def _mount_fs_on(self, fd_path, mount, parsed):
+        libc.mount(mount.source or mount.type, fd_path, mount.type,
+                   parsed.flags & ~opts.REMOUNT, parsed.data or None)
 
     def mount_cgroup(self, mount, parsed):
         """A private cgroup2 mount where the host is unified and the container has its own
@@ -369,14 +411,13 @@ class RootfsBuilder:
         read-only rbind of the host's /sys/fs/cgroup."""
         host_unified = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
         if self.private_cgroupns and (host_unified or mount.type == "cgroup2"):
-            target = make_in_root(self.root, mount.destination)
-            try:
-                with opened_in_root(self.root, target) as fd_path:
+            with made_in_root(self.root, mount.destination) as (_target, fd_path):
+                try:
                     libc.mount("cgroup2", fd_path, "cgroup2", parsed.flags, None)
-                return
-            except OSError as err:
-                if err.errno not in (errno.EPERM, errno.EBUSY, errno.EINVAL):
-                    raise
+                    return
+                except OSError as err:
+                    if err.errno not in (errno.EPERM, errno.EBUSY, errno.EINVAL):
+                        raise
         self.bind("/sys/fs/cgroup", mount.destination, opts.parse_options(
             ("rbind",) + tuple(mount.options)))
 
@@ -385,8 +426,8 @@ class RootfsBuilder:
             raise SetupError(f"device {host_path} does not exist on the host (without root, "
                              "devices are bind mounts of the host's)")
         with step(f"binding device {container_path}"):
-            target = make_in_root(self.root, container_path, directory=False)
-            with opened_in_root(self.root, target) as fd_path:
+            with made_in_root(self.root, container_path, directory=False) as (_target,
+                                                                              fd_path):
                 libc.mount(host_path, fd_path, None, opts.BIND)
 
     def populate_dev(self):

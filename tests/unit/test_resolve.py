@@ -98,3 +98,25 @@ def test_relative_paths_below_the_root_only():
     assert mounts._relative("/r/rootfs", "/r") is None
     assert mounts._relative("/", "/proc/sys") == "proc/sys"            # after pivot_root
     assert mounts._relative("/", "/") == "."
+
+
+def test_made_in_root_gives_the_checked_descriptor_of_what_it_made(root):
+    with mounts.made_in_root(root, "/abs/new/dir") as (host, fd_path):
+        assert host == f"{root}/etc/new/dir"
+        assert os.readlink(fd_path) == host
+    with mounts.made_in_root(root, "/etc") as (host, fd_path):     # there already
+        assert os.readlink(fd_path) == f"{root}/etc"
+    with mounts.made_in_root(root, "/lib/node", directory=False) as (host, fd_path):
+        assert os.readlink(fd_path) == f"{root}/usr/lib/node" and os.path.isfile(host)
+    with pytest.raises(OSError):
+        os.readlink(fd_path)                                       # closed on the way out
+
+
+def test_a_symlink_planted_inside_the_root_is_refused_too(root):
+    target = resolve_in_root(root, "/moved/sub")
+    os.mkdir(os.path.join(root, "moved"))
+    os.mkdir(os.path.join(root, "moved", "sub"))                   # it is there: one open
+    os.rename(os.path.join(root, "moved"), os.path.join(root, "elsewhere"))
+    os.symlink("elsewhere", os.path.join(root, "moved"))
+    with pytest.raises(SetupError, match="symlink"):
+        mounts._makedirs_in_root(root, target)
