@@ -422,27 +422,63 @@ class RootfsBuilder:
             ("rbind",) + tuple(mount.options)))
 
     def bind_device(self, host_path, container_path):
-        if not os.path.exists(host_path):
-            raise SetupError(f"device {host_path} does not exist on the host (without root, "
-                             "devices are bind mounts of the host's)")
+        _check_host_device(host_path)
         with step(f"binding device {container_path}"):
             with made_in_root(self.root, container_path, directory=False) as (_target,
                                                                               fd_path):
                 libc.mount(host_path, fd_path, None, opts.BIND)
 
     def populate_dev(self):
-        for name in DEFAULT_DEVICES:
-            self.bind_device(f"/dev/{name}", f"/dev/{name}")
+        """The default nodes and links in the /dev a mount made. That is usually a new
+        tmpfs, empty: they are made in one descriptor of it rather than each resolved on
+        its own (a node's descriptor is still checked before it is mounted on). A name
+        already there goes the general way (resolved in the rootfs, as the image's
+        symlinks say)."""
         links = DEV_SYMLINKS
         if os.path.exists("/proc/kcore"):
             links += (("/proc/kcore", "core"),)
-        for target, name in links:
-            path = resolve_in_root(self.root, f"/dev/{name}")
-            if name == "ptmx" and os.path.lexists(path):
-                os.unlink(path)
-            with step(f"linking /dev/{name}"):
-                if not os.path.lexists(path):
-                    os.symlink(target, path)
+        with step("opening /dev"):
+            dev_path = resolve_in_root(self.root, "/dev")
+            # Nodes are mounted in this directory, never on it (a node cannot be bound on
+            # a directory): it stays what /dev is while they are.
+            dev = open_in_root(self.root, dev_path, os.O_PATH | os.O_DIRECTORY)
+        try:
+            for name in DEFAULT_DEVICES:
+                if _lexists_in(dev, name):
+                    self.bind_device(f"/dev/{name}", f"/dev/{name}")
+                else:
+                    self._bind_new_device(dev, dev_path, name)
+            for target, name in links:
+                with step(f"linking /dev/{name}"):
+                    try:
+                        os.symlink(target, name, dir_fd=dev)
+                    except FileExistsError:
+                        self._link_over(target, name)
+        finally:
+            os.close(dev)
+
+    def _bind_new_device(self, dev, dev_path, name):
+        """The host's /dev/`name` bound on a new file `name` in `dev`."""
+        host_path = f"/dev/{name}"
+        _check_host_device(host_path)
+        with step(f"binding device {host_path}"):
+            made = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                           | os.O_CLOEXEC, 0o644, dir_fd=dev)
+            node = _checked_inside(self.root, made, f"{dev_path}/{name}")
+            try:
+                # the descriptor that made the file is the mount's target
+                libc.mount(host_path, f"/proc/self/fd/{node}", None, opts.BIND)
+            finally:
+                os.close(node)
+
+    def _link_over(self, target, name):
+        """/dev/`name` -> `target` where the image has that name in /dev already: ptmx is
+        replaced, the others are kept."""
+        path = resolve_in_root(self.root, f"/dev/{name}")
+        if name == "ptmx" and os.path.lexists(path):
+            os.unlink(path)
+        if not os.path.lexists(path):
+            os.symlink(target, path)
 
     def enter(self, no_pivot):
         with step(f"entering the rootfs {self.root}"):
@@ -461,6 +497,20 @@ class RootfsBuilder:
             # Now that the rootfs is "/", give it the propagation the config asks for.
             with step(f"making the rootfs {propagation}"):
                 libc.mount(None, "/", None, opts.PROPAGATION[propagation])
+
+
+def _lexists_in(dir_fd, name):
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _check_host_device(host_path):
+    if not os.path.exists(host_path):
+        raise SetupError(f"device {host_path} does not exist on the host (without root, "
+                         "devices are bind mounts of the host's)")
 
 
 def _open_directory(name, dir_fd):

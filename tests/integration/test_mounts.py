@@ -79,6 +79,24 @@ def test_dev_is_built_from_host_nodes(handcar, bundle):
     assert lines[-4:] == ["null-ok", "4", "pts/ptmx", "/proc/self/fd"]
 
 
+def test_dev_where_the_image_has_some_names_already(handcar, bundle, tmp_path):
+    """A /dev that is not a new tmpfs (here a bind mount of a directory) with a file named
+    null, a ptmx and an fd link of its own: the device is bound on null, ptmx is replaced
+    by the link to pts/ptmx, the image's fd link is kept, the rest is made."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    (dev / "null").write_text("not a device\n")
+    (dev / "ptmx").write_text("not a device\n")
+    os.symlink("/bin", dev / "fd")
+    bundle.config["mounts"] = [
+        {"destination": "/dev", "type": "bind", "source": str(dev), "options": ["rbind"]}
+        if m["destination"] == "/dev" else m for m in bundle.config["mounts"]]
+    out = run(handcar, bundle, "echo x > /dev/null && wc -c < /dev/null; readlink /dev/ptmx; "
+                               "readlink /dev/fd; head -c 3 /dev/zero | wc -c")
+    assert out.split() == ["0", "pts/ptmx", "/bin", "3"]
+    assert (dev / "null").read_text() == "not a device\n"
+
+
 def test_masked_and_readonly_paths(handcar, bundle):
     bundle.linux["maskedPaths"] += ["/etc/passwd", "/home", "/does/not/exist"]
     bundle.linux["readonlyPaths"] += ["/tmp"]
