@@ -567,7 +567,7 @@ def _submounts_readonly(top):
     (/sys and /sys/fs/cgroup from the host would otherwise stay writable below it)."""
     # A mount point appears once for each mount stacked on it; remounting the path
     # changes the top one, which is all a remount can reach: once is enough.
-    points = dict.fromkeys(point for point, _root, _fstype in mountinfo.mounts())
+    points = dict.fromkeys(mountinfo.mount_points())
     for point in points:
         if point.startswith(top + "/"):
             with step(f"making {point} read-only"):
