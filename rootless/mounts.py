@@ -377,7 +377,8 @@ class RootfsBuilder:
             with opened_in_root(self.root, target) as fd_path:
                 remount(fd_path, extra, parsed.cleared)
             if parsed.flags & opts.REC and extra & opts.RDONLY:
-                _submounts_readonly(target)
+                with opened_in_root(self.root, target) as fd_path:
+                    _submounts_readonly(target, fd_path)
 
     def mount_fs(self, mount, parsed):
         if parsed.copy_up and mount.type == "tmpfs":
@@ -562,9 +563,17 @@ def _copy_file(name, source_fd, target_fd):
         os.close(source)
 
 
-def _submounts_readonly(top):
-    """A remount changes one mount: make the rest of a read-only rbind read-only too
-    (/sys and /sys/fs/cgroup from the host would otherwise stay writable below it)."""
+def _submounts_readonly(top, fd_path):
+    """A remount changes one mount: make the rest of a read-only rbind (at `top`, open at
+    `fd_path`) read-only too: /sys and /sys/fs/cgroup from the host would otherwise stay
+    writable below it. mount_setattr does the whole tree in one call (setting read-only
+    never touches a flag the kernel locks); where it cannot, each submount is remounted."""
+    try:
+        libc.mount_setattr(fd_path, libc.MOUNT_ATTR_RDONLY, recursive=True)
+        return
+    except OSError as err:
+        if err.errno not in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
+            raise
     # A mount point appears once for each mount stacked on it; remounting the path
     # changes the top one, which is all a remount can reach: once is enough.
     points = dict.fromkeys(mountinfo.mount_points())

@@ -1,8 +1,9 @@
+import errno
 import os
 
 import pytest
 
-from rootless import mounts
+from rootless import libc, mounts
 from rootless.errors import SetupError
 from rootless.mounts import make_in_root, open_in_root, resolve_in_root
 
@@ -120,3 +121,38 @@ def test_a_symlink_planted_inside_the_root_is_refused_too(root):
     os.symlink("elsewhere", os.path.join(root, "moved"))
     with pytest.raises(SetupError, match="symlink"):
         mounts._makedirs_in_root(root, target)
+
+
+# --- read-only rbinds all the way down (the real thing: tests/integration/test_mounts.py) --
+
+def _readonly_calls(monkeypatch, setattr_errno):
+    calls = []
+
+    def mount_setattr(path, attr_set, recursive=False):
+        calls.append(("mount_setattr", path, attr_set, recursive))
+        if setattr_errno:
+            raise OSError(setattr_errno, os.strerror(setattr_errno), path)
+
+    monkeypatch.setattr(mounts.libc, "mount_setattr", mount_setattr)
+    monkeypatch.setattr(mounts.mountinfo, "mount_points",
+                        lambda: ["/", "/r/sys", "/r/sys/fs/cgroup", "/r/sys/fs/cgroup",
+                                 "/r/sysfoo", "/other"])
+    monkeypatch.setattr(mounts, "remount", lambda path, flags: calls.append(("remount", path)))
+    mounts._submounts_readonly("/r/sys", "/proc/self/fd/7")
+    return calls
+
+
+def test_a_read_only_rbind_is_made_read_only_below_in_one_call(monkeypatch):
+    assert _readonly_calls(monkeypatch, 0) == [
+        ("mount_setattr", "/proc/self/fd/7", libc.MOUNT_ATTR_RDONLY, True)]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSYS, errno.EPERM, errno.EINVAL])
+def test_without_mount_setattr_each_submount_is_remounted_once(monkeypatch, code):
+    # an older kernel, or a seccomp filter around handcar, that refuses mount_setattr
+    assert _readonly_calls(monkeypatch, code)[1:] == [("remount", "/r/sys/fs/cgroup")]
+
+
+def test_mount_setattr_failing_otherwise_is_an_error(monkeypatch):
+    with pytest.raises(OSError):
+        _readonly_calls(monkeypatch, errno.EBADF)
