@@ -51,20 +51,26 @@ class _Program:
     _handle = _ctypes.dlopen(None, os.RTLD_NOW)
 
 
-class _Functions:
-    """`_libc.name`: the libc function `name`, looked up on first use."""
+class _libc:
+    """The libc functions used here, looked up once, on import: in the parent, so that
+    the forked children do not copy the pages a lookup touches."""
+    syscall = _LibcFunction(("syscall", _Program))
+    mount = _LibcFunction(("mount", _Program))
+    umount2 = _LibcFunction(("umount2", _Program))
+    unshare = _LibcFunction(("unshare", _Program))
+    setns = _LibcFunction(("setns", _Program))
+    prctl = _LibcFunction(("prctl", _Program))
+    setdomainname = _LibcFunction(("setdomainname", _Program))
+    capget = _LibcFunction(("capget", _Program))
+    capset = _LibcFunction(("capset", _Program))
 
-    def __init__(self, kind):
-        self.kind = kind
 
-    def __getattr__(self, name):
-        function = self.kind((name, _Program))
-        setattr(self, name, function)
-        return function
+class _python:
+    """The interpreter's fork hooks (what os.fork calls around fork)."""
+    PyOS_BeforeFork = _PythonFunction(("PyOS_BeforeFork", _Program))
+    PyOS_AfterFork_Parent = _PythonFunction(("PyOS_AfterFork_Parent", _Program))
+    PyOS_AfterFork_Child = _PythonFunction(("PyOS_AfterFork_Child", _Program))
 
-
-_libc = _Functions(_LibcFunction)
-_python = _Functions(_PythonFunction)
 
 # Namespace clone flags.
 CLONE_NEWTIME = 0x00000080
