@@ -159,13 +159,19 @@ def _relative(root, host_path):
     return host_path[len(below):] if host_path.startswith(below) else None
 
 
+def _relative_inside(root, host_path):
+    """_relative, for a path that must be inside `root`."""
+    relative = _relative(root, host_path)
+    if relative is None:
+        raise SetupError(f"{host_path} is outside the container's rootfs {root}")
+    return relative
+
+
 def open_in_root(root, host_path, flags=os.O_PATH):
     """An fd for `host_path` (a path resolve_in_root gave), checked to be inside `root`:
     with openat2, opened from `root` with no symlink allowed on the way (one planted
     since resolving fails); without, opened O_NOFOLLOW and its real path checked."""
-    relative = _relative(root, host_path)
-    if relative is None:
-        raise SetupError(f"{host_path} is outside the container's rootfs {root}")
+    relative = _relative_inside(root, host_path)
     if has_openat2():
         root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -269,9 +275,7 @@ def _makedirs_in_root(root, host):
             return open_in_root(root, host, os.O_PATH | os.O_DIRECTORY)
         except FileNotFoundError:
             pass
-    relative = _relative(root, host)
-    if relative is None:
-        raise SetupError(f"{host} is outside the container's rootfs {root}")
+    relative = _relative_inside(root, host)
     parent = open_in_root(root, root, os.O_PATH | os.O_DIRECTORY)
     try:
         for part in ([] if relative == "." else relative.split("/")):
@@ -376,31 +380,27 @@ class RootfsBuilder:
         if extra or parsed.cleared:
             with opened_in_root(self.root, target) as fd_path:
                 remount(fd_path, extra, parsed.cleared)
-            if parsed.flags & opts.REC and extra & opts.RDONLY:
-                with opened_in_root(self.root, target) as fd_path:
+                if parsed.flags & opts.REC and extra & opts.RDONLY:
                     _submounts_readonly(target, fd_path)
 
     def mount_fs(self, mount, parsed):
-        if parsed.copy_up and mount.type == "tmpfs":
-            target = make_in_root(self.root, mount.destination)
-            with opened_in_root(self.root, target) as fd_path:
-                # what the tmpfs covers stays reachable through a descriptor opened before
-                covered = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        with made_in_root(self.root, mount.destination) as (target, fd_path):
+            if not (parsed.copy_up and mount.type == "tmpfs"):
+                self._mount_fs_on(fd_path, mount, parsed)
+                return
+            # what the tmpfs covers stays reachable through a descriptor opened before
+            covered = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                with opened_in_root(self.root, target) as fd_path:
-                    self._mount_fs_on(fd_path, mount, parsed)
+                self._mount_fs_on(fd_path, mount, parsed)
                 with step("copying what the image has there into it (tmpcopyup)"), \
-                        opened_in_root(self.root, target) as fd_path:
-                    tmpfs = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                        opened_in_root(self.root, target) as tmpfs_path:
+                    tmpfs = os.open(tmpfs_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                     try:
                         copy_tree(covered, tmpfs)
                     finally:
                         os.close(tmpfs)
             finally:
                 os.close(covered)
-        else:
-            with made_in_root(self.root, mount.destination) as (_target, fd_path):
-                self._mount_fs_on(fd_path, mount, parsed)
 
     def _mount_fs_on(self, fd_path, mount, parsed):
         libc.mount(mount.source or mount.type, fd_path, mount.type,
