@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from oci.default import default_spec  # noqa: E402
+from rootless.mountinfo import mounts  # noqa: E402
 from rootless.store import user_name  # noqa: E402
 from rootless.userns import SUBGID, SUBUID, subordinate_ranges  # noqa: E402
 
@@ -180,11 +181,9 @@ def state_parent():
 
 
 def _is_tmpfs(path):
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split() for line in f]
-    best = max((m for m in mounts if path == m[4] or path.startswith(m[4].rstrip("/") + "/")),
-               key=lambda m: len(m[4]), default=None)
-    return best is not None and best[best.index("-") + 1] == "tmpfs"
+    holding = [(point, fstype) for point, _root, fstype in mounts()
+               if path == point or path.startswith(point.rstrip("/") + "/")]
+    return max(holding, key=lambda mount: len(mount[0]))[1] == "tmpfs"
 
 
 def report(runtimes, samples, rates, rounds):
