@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from oci.default import default_spec
-from rootless.userns import SUBGID, SUBUID, subordinate_ranges
+from rootless.runtime.userns import SUBGID, SUBUID, subordinate_ranges
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 HANDCAR = str(Path(sys.executable).with_name("handcar"))

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from rootless import cgroups
+from rootless.runtime.cgroups import cgroupfs as cgroups
 from rootless.errors import CgroupError
 
 
@@ -150,12 +150,12 @@ def _child_exits_with_its_cgroup():
 def _exec_launch():
     """A launch that needs no namespaces at birth (exec's): only the cgroup is at stake."""
     from oci.spec import Spec
-    from rootless.init import Launch
+    from rootless.child.init import Launch
     return Launch(spec=Spec(), exec_into=True)
 
 
 def test_fork_falls_back_when_clone3_cannot_place_the_child(tmp_path):
-    from rootless import container
+    from rootless.runtime import container
     pid, born, in_namespaces = container._fork(cgroups.Cgroup(str(tmp_path)),  # not a cgroup
                                                _exec_launch())
     if pid == 0:
@@ -167,7 +167,7 @@ def test_fork_falls_back_when_clone3_cannot_place_the_child(tmp_path):
 @pytest.mark.skipif(cgroups.delegated_root() is None, reason="no delegated cgroup v2 subtree "
                     "here (scripts/test delegates one to the test user)")
 def test_fork_is_born_in_the_cgroup(tmp_path):
-    from rootless import container
+    from rootless.runtime import container
     leaf = cgroups.Cgroup(os.path.join(cgroups.delegated_root(), "handcar", "clone3-test"))
     leaf.create(cgroups.delegated_root(), set())
     read_end, write_end = os.pipe()

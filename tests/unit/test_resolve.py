@@ -3,9 +3,10 @@ import os
 
 import pytest
 
-from rootless import libc, mounts
+from rootless.system import libc
+from rootless.child import mounts
 from rootless.errors import SetupError
-from rootless.mounts import make_in_root, open_in_root, resolve_in_root
+from rootless.child.mounts import make_in_root, open_in_root, resolve_in_root
 
 
 @pytest.fixture(params=["openat2", "walk"], autouse=True)

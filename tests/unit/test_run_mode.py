@@ -2,7 +2,10 @@
 
 import pytest
 
-from rootless import commands, container, friendly, verbs
+from rootless.cli import commands
+from rootless.runtime import container
+from rootless.friendly import run as friendly
+from rootless.cli import verbs
 from rootless.errors import UsageError
 
 

@@ -10,7 +10,8 @@ from oci.state import OCI_VERSION, process_state
 
 from oci.errors import SpecError
 from oci.spec import from_json
-from rootless import libc, seccomp
+from rootless.system import libc
+from rootless.child import seccomp
 
 
 def spec_with(seccomp_doc):

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from oci import spec as oci_spec
-from rootless import userns
+from rootless.runtime import userns
 from rootless.errors import UsernsError
 
 
@@ -90,7 +90,7 @@ def test_root_writes_any_mapping_directly(subids):
 
 
 def test_missing_helpers_are_named(monkeypatch):
-    from rootless import host
+    from rootless.system import host
     monkeypatch.setattr(host, "find_program", lambda program, also=(): None)
     with pytest.raises(UsernsError, match="newuidmap not found: install the uidmap package"):
         userns.check_helpers()
@@ -151,7 +151,7 @@ def test_a_helper_that_cannot_start_leaves_no_child_behind(tmp_path, monkeypatch
 
 
 def _launch(namespaces, mapping=True, exec_into=False):
-    from rootless.init import Launch
+    from rootless.child.init import Launch
     spec = oci_spec.Spec(linux=oci_spec.Linux(namespaces=tuple(
         oci_spec.Namespace(kind, path) for kind, path in namespaces)))
     return Launch(spec=spec, exec_into=exec_into,
@@ -160,8 +160,8 @@ def _launch(namespaces, mapping=True, exec_into=False):
 
 
 def test_init_is_born_in_the_namespaces_one_clone3_can_make():
-    from rootless import libc
-    from rootless.init import namespaces_at_birth
+    from rootless.system import libc
+    from rootless.child.init import namespaces_at_birth
     every = [("user", ""), ("mount", ""), ("pid", ""), ("network", ""), ("ipc", ""),
              ("uts", ""), ("cgroup", "")]
     assert namespaces_at_birth(_launch(every)) == (

@@ -2,7 +2,9 @@
 
 import pytest
 
-from rootless import cli, commands, verbs
+from rootless.cli import clickcli as cli
+from rootless.cli import commands
+from rootless.cli import verbs
 
 PLAIN = [
     ["create", "-b", "/b", "--pid-file=/p", "c1"],
@@ -69,7 +71,7 @@ def test_every_verb_has_a_handler():
 def test_the_fast_path_does_not_import_click():
     import subprocess
     import sys
-    code = ("import sys; from rootless.verbs import parse; "
+    code = ("import sys; from rootless.cli.verbs import parse; "
             "parse(['--root', '/r', 'create', '-b', '/b', 'c1']); "
             "print('click' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -12,7 +12,7 @@ import stat
 from oci.record import Record
 
 from oci.spec import IDMapping
-from .errors import HelperFailed, UsernsError
+from rootless.errors import HelperFailed, UsernsError
 
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
@@ -114,7 +114,7 @@ def _check_allowed(kind, mappings, own_id, path, user_name, uid):
 
 
 def check_helpers():
-    from .host import find_program
+    from rootless.system.host import find_program
     for helper in ("newuidmap", "newgidmap"):
         path = find_program(helper, also=("/usr/bin", "/usr/sbin", "/bin"))
         if not path:
@@ -220,8 +220,8 @@ def run_in_userns(mapping_plan, function, *args):
     namespace mapped by `mapping_plan`: how files owned by a container's ids are made,
     copied and removed. Raises what the child reported."""
     import sys
-    from .channel import Channel
-    from .init import run_child
+    from rootless.system.channel import Channel
+    from rootless.child.init import run_child
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -241,7 +241,7 @@ def run_in_userns(mapping_plan, function, *args):
 
 
 def _userns_child(channel, function, args):
-    from . import libc
+    from rootless.system import libc
     libc.prctl(libc.PR_SET_PDEATHSIG, 9)
     libc.unshare(libc.CLONE_NEWUSER | libc.CLONE_NEWNS)
     channel.send("prepare")

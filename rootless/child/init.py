@@ -26,13 +26,13 @@ from oci.record import Record
 
 from oci.linux import CAPABILITIES
 from oci.spec import DEFAULT_PATH, env_value
-from . import libc
+from rootless.system import libc
 
 # The children's own modules, imported by the intermediate (_import_what_the_child_needs):
 # the parent, which imports this module to fork, has no use for them.
 host = mounts = resource = hooks = terminal = None
 seccomp_filter = None            # built there too, loaded just before execve
-from .errors import HandcarError, SetupError, os_error_message, step
+from rootless.errors import HandcarError, SetupError, os_error_message, step
 
 # setns order: user first (it grants the rights to join the rest), mount last (after it,
 # the other namespace paths would be looked up in the container's filesystem).
@@ -247,13 +247,13 @@ def before_fork(launch):
 def _import_the_childrens_modules(launch):
     global host, mounts, resource, hooks, terminal
     import resource
-    from . import host
+    from rootless.system import host
     if not launch.exec_into:
-        from . import mounts
+        from rootless.child import mounts
     if any(launch.spec.hooks.values()):
-        from . import hooks
+        from rootless.runtime import hooks
     if launch.spec.process.terminal:
-        from . import terminal
+        from rootless.runtime import terminal
 
 
 def _import_what_the_child_needs(launch):
@@ -262,7 +262,7 @@ def _import_what_the_child_needs(launch):
     global seccomp_filter
     _import_the_childrens_modules(launch)             # (done already, when before_fork did)
     if launch.spec.linux.seccomp is not None:
-        from . import seccomp      # libseccomp is loaded from the host's filesystem
+        from rootless.child import seccomp      # libseccomp is loaded from the host's filesystem
         seccomp_filter = seccomp.Filter(launch.spec.linux.seccomp)
 
 

@@ -10,7 +10,7 @@ config dir; $HANDCAR_CONFIG names another file).
 import os
 
 from oci.record import Record
-from .errors import HandcarError
+from rootless.errors import HandcarError
 
 KEYS = {
     "network": (str, "a network mode such as \"slirp4netns\", \"none\" or \"host\""),

@@ -27,8 +27,8 @@ from oci import jsonio
 from oci.image import (ImageError, check_digest, choose_manifest, docker_archive_entry,
                        image_config, is_index, manifest_parts, parse_reference)
 from oci.record import Record
-from .errors import os_error_message
-from .store import _remove_tree
+from rootless.errors import os_error_message
+from rootless.runtime.store import _remove_tree
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -168,7 +168,7 @@ class ImageStore:
         return image
 
     def _write_meta(self, image):
-        from .store import write_atomic
+        from rootless.runtime.store import write_atomic
         write_atomic(os.path.join(image.path, "image.json"), jsonio.dumps({
             "names": list(image.names), "size": image.size, "created": image.created,
             "layers": list(image.layers)}), 0o644)
@@ -187,7 +187,7 @@ class ImageStore:
                 remove_owned_tree(os.path.join(self.root, name), mapping)
 
     def _unpack(self, image_id, config_bytes, layers, mapping):
-        from . import userns
+        from rootless.runtime import userns
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         work = os.path.join(self.root, f".pull-{image_id[:12]}-{os.getpid()}")
         os.mkdir(work, 0o700)
@@ -256,7 +256,7 @@ def _alive(pid):
 def remove_owned_tree(path, mapping):
     """Remove a tree whose files belong to a container's ids (a copy, an image, an
     overlay's upper layer), from a user namespace mapped like the container's."""
-    from . import userns
+    from rootless.runtime import userns
     if mapping is None or mapping.direct:
         _make_removable(path)
         _remove_tree(path)

@@ -15,7 +15,7 @@ import errno
 import os
 import time
 
-from .errors import CgroupError
+from rootless.errors import CgroupError
 
 DEFAULT_PARENT = "handcar"
 SIGKILL = 9                 # the same on every Linux architecture (and no enum to import)
@@ -24,7 +24,7 @@ FREEZE_TIMEOUT = 10
 
 def cgroup2_mount(mountinfo="/proc/self/mountinfo"):
     """Where cgroup2 is mounted, or None."""
-    from .mountinfo import mounts
+    from rootless.system.mountinfo import mounts
     try:
         for point, root, fstype in mounts(mountinfo):
             if fstype == "cgroup2" and root == "/":

@@ -8,9 +8,10 @@ import sys
 import time
 
 from oci.record import Record
-from . import cgroups, log
-from .errors import HandcarError, NotFound, SetupError, SpecError, WrongStatus, step
-from .store import process_start_time, user_name, write_atomic
+from rootless.runtime.cgroups import cgroupfs as cgroups
+from rootless import log
+from rootless.errors import HandcarError, NotFound, SetupError, SpecError, WrongStatus, step
+from rootless.runtime.store import process_start_time, user_name, write_atomic
 
 # start, kill and delete are hot verbs that need little of this module: what only create,
 # run and exec need (fork machinery, hooks, terminals) is imported where it is used.
@@ -104,7 +105,7 @@ class Console:
                 raise HandcarError("--console-socket is only for a process with "
                                    "terminal: true")
             return cls()
-        from . import terminal
+        from rootless.runtime import terminal
         if console_socket:
             return cls(terminal.connect_console_socket(console_socket))
         if foreground:
@@ -124,7 +125,7 @@ class Console:
             self.child_end.close()
             self.child_end = None
         if self.our_end:
-            from . import terminal
+            from rootless.runtime import terminal
             self.master = terminal.receive_master(self.our_end)
             self.our_end.close()
             self.our_end = None
@@ -154,8 +155,8 @@ def create(store, container_id, bundle, options, foreground=False):
     """Create a container and leave its init waiting for `start`. Returns its Record
     (still locked), the channel to its init and its Console."""
     from oci.resources import controllers
-    from . import userns
-    from .init import Launch
+    from rootless.runtime import userns
+    from rootless.child.init import Launch
     bundle = os.path.realpath(bundle)
     store.path(container_id)                       # refuse a bad id before anything else
     _check_preserved_fds(options.preserve_fds)
@@ -195,7 +196,7 @@ def create(store, container_id, bundle, options, foreground=False):
         extra_env, listen_count = _socket_activation()
         launch_spec = spec
         if os.environ.get("NOTIFY_SOCKET", "").startswith("/"):
-            from . import notify
+            from rootless.runtime import notify
             mount, env = notify.prepare(record)
             launch_spec = spec.replace(mounts=spec.mounts + (mount,))
             extra_env += env
@@ -212,7 +213,7 @@ def create(store, container_id, bundle, options, foreground=False):
                         send_namespaces=bool(network))
 
         def run_create_hooks(pid):
-            from . import hooks
+            from rootless.runtime import hooks
             state = record.state("creating", pid).to_json()
             hooks.run(spec.hooks, "prestart", state)
             hooks.run(spec.hooks, "createRuntime", state)
@@ -259,7 +260,7 @@ def _seccomp_listener(spec):
     seccomp = spec.linux.seccomp
     if seccomp is None or not seccomp.uses_notify():
         return None
-    from .seccomp import connect_listener
+    from rootless.child.seccomp import connect_listener
     return connect_listener(seccomp.listener_path)
 
 
@@ -298,14 +299,14 @@ def _network_setup(spec, bundle):
     wanted = settings(spec, os.path.join(bundle, "config.json"))
     if wanted is None:
         return None
-    from . import network
+    from rootless.network import slirp as network
     return network.Setup(wanted)
 
 
 def _stop_network(record):
     """Stop what runs for the container's network (slirp4netns) if anything does."""
     if record.data.get("network"):
-        from . import network
+        from rootless.network import slirp as network
         network.stop(record)
 
 
@@ -337,7 +338,7 @@ class _Scope:
         """Have systemd put `pid` in the scope, then limit the scope's cgroup as any
         other container cgroup."""
         from oci.resources import controllers
-        from .systemd import BusError
+        from rootless.runtime.cgroups.systemd import BusError
         record.save(systemd_unit=self.unit)       # before asking: _discard stops it
         try:
             self.manager.start_scope(self.unit, self.slice, pid,
@@ -358,7 +359,7 @@ class _Scope:
 def _systemd_scope(cgroups_path, container_id, settings):
     """(the _Scope to ask systemd for, None), or (None, the cgroupsPath to make directly
     instead, where systemd would have put it) when systemd cannot be reached (warned)."""
-    from . import systemd
+    from rootless.runtime.cgroups import systemd
     slice_name, unit = cgroups.systemd_unit(cgroups_path, container_id,
                                             systemd.default_slice())
     manager = systemd.connect("making the container's cgroup directly in your delegated "
@@ -374,7 +375,7 @@ def _stop_systemd_unit(record):
     unit = record.data.get("systemd_unit")
     if not unit:
         return
-    from . import systemd
+    from rootless.runtime.cgroups import systemd
     try:
         manager = systemd.connect(f"removing the cgroup of {unit} directly")
     except HandcarError as err:
@@ -393,7 +394,7 @@ def _join_scope(cgroup, unit, pid):
     try:
         cgroup.add(pid)
     except cgroups.CgroupError:
-        from . import systemd
+        from rootless.runtime.cgroups import systemd
         manager = systemd.connect(f"the process cannot join {unit}")
         if manager is None:
             raise
@@ -417,8 +418,8 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
     `place(pid)` puts it where it belongs, or else it is moved into `cgroup`.
     `on_init(fds)` takes the container's user and network namespaces as fds when
     launch.send_namespaces asks for them."""
-    from .channel import Channel
-    from .init import (before_fork, init_born_in_namespaces, intermediate, open_namespaces,
+    from rootless.system.channel import Channel
+    from rootless.child.init import (before_fork, init_born_in_namespaces, intermediate, open_namespaces,
                        run_child, set_oom_score_adj)
     before_fork(launch)
     parent_end, child_end = Channel.pair()
@@ -437,7 +438,7 @@ def _spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
         """Map the child's user namespace and put it in its cgroup."""
         _stage("prepare")
         if launch.mapping:
-            from . import userns          # (create imported it to plan the mapping)
+            from rootless.runtime import userns          # (create imported it to plan the mapping)
             userns.apply(launch.mapping, child)
         if place and not born_in_cgroup:
             place(child)
@@ -509,8 +510,8 @@ def _fork(cgroup, launch):
     into the cgroup and with the namespaces where the kernel can; else a plain fork (the
     parent then moves the child, slowly, and an intermediate makes the namespaces, and
     says why where it cannot)."""
-    from . import libc
-    from .init import namespaces_at_birth
+    from rootless.system import libc
+    from rootless.child.init import namespaces_at_birth
     flags = namespaces_at_birth(launch)
     if cgroup:
         try:
@@ -552,7 +553,7 @@ def _start(record):
     or None."""
     host_notify = record.data.get("notify_socket")
     if host_notify:
-        from . import notify
+        from rootless.runtime import notify
         notify_socket = notify.listen(record)
     else:
         notify_socket = None
@@ -565,7 +566,7 @@ def _start(record):
 
 
 def _run_warning_hooks(record, kind, status):
-    from . import hooks
+    from rootless.runtime import hooks
     try:
         hooks.run(record.load_spec().hooks, kind, record.state(status).to_json())
     except HandcarError as err:
@@ -699,7 +700,7 @@ def _stop(record):
 
 def run(store, container_id, bundle, options, detach=False, keep=False):
     """create + start; in the foreground, wait and return the container's exit status."""
-    from . import libc
+    from rootless.system import libc
     if not detach:
         # Adopt the init when the intermediate exits, so we can wait for it.
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
@@ -794,8 +795,8 @@ def _namespaces_of(pid):
 def exec_(store, container_id, make_process, options):
     """Run a process in a running container, `make_process(the container's process)`
     (process_for_exec, or a --process file's); its exit status, or 0 when detached."""
-    from . import libc
-    from .init import Launch
+    from rootless.system import libc
+    from rootless.child.init import Launch
     _check_preserved_fds(options.preserve_fds)
     record = store.open(container_id, lock=False)
     status = record.status()
@@ -889,7 +890,7 @@ def _wait_foreground(pid, channel, console):
     """Wait for the process, proxying its terminal if we hold one; its exit status, 128+N
     when killed by signal N. Reports an exec failure the child sends on the channel."""
     if console.master is not None:
-        from . import terminal
+        from rootless.runtime import terminal
         wait_status = terminal.proxy(console.master, lambda block=False: _reap(pid, block))
         console.master = None
     else:
@@ -979,7 +980,7 @@ def update(store, container_id, settings):
 
 def _tell_systemd(unit, settings):
     """Give systemd a scope's new limits, so that it keeps them."""
-    from . import systemd
+    from rootless.runtime.cgroups import systemd
     manager = systemd.connect(f"writing the new limits to the cgroup of {unit} only")
     if manager:
         try:

@@ -3,7 +3,7 @@
 import os
 
 from oci.linux import CAPABILITIES, NAMESPACES
-from . import __version__
+from rootless.version import __version__
 
 
 def find_program(name, also=()):
@@ -27,7 +27,7 @@ def last_cap():
 def host_facts():
     available = {kind for kind, name in NAMESPACES.items()
                  if os.path.exists(f"/proc/self/ns/{name}")}
-    from .cgroups import cgroup2_mount
+    from rootless.runtime.cgroups.cgroupfs import cgroup2_mount
     return {"last_cap": last_cap(), "namespaces": available, "version": __version__,
             "cgroup_v2": cgroup2_mount() is not None, "seccomp_available": _has_libseccomp(),
             "systemd_available": _has_jeepney()}
@@ -40,8 +40,8 @@ def _has_jeepney():
 
 
 def _has_libseccomp():
-    from .errors import SetupError
-    from .seccomp import library
+    from rootless.errors import SetupError
+    from rootless.child.seccomp import library
     try:
         library()
         return True

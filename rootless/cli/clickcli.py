@@ -5,8 +5,9 @@ import sys
 
 import click
 
-from . import __version__, commands
-from .verbs import GLOBAL_OPTIONS, VERBS, mark_double_dash
+from rootless.version import __version__
+from rootless.cli import commands
+from rootless.cli.verbs import GLOBAL_OPTIONS, VERBS, mark_double_dash
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -46,8 +47,8 @@ def _click_argument(arg):
 
 def _complete_ids(ctx, _param, incomplete):
     """Shell completion of a container id: those in the state root (--root if given)."""
-    from .errors import HandcarError
-    from .store import Store
+    from rootless.errors import HandcarError
+    from rootless.runtime.store import Store
     try:
         ids = Store(ctx.find_root().params.get("root")).ids()
     except (HandcarError, OSError):
@@ -106,7 +107,7 @@ def click_main(argv):
 def _friendly_command_line(argv):
     """Whether a command line click refused was meant for a friendly verb (which exits
     with docker's 125 for a usage error): a friendly verb, or `run` without runc's flags."""
-    from .verbs import RUNC_RUN_ONLY
+    from rootless.cli.verbs import RUNC_RUN_ONLY
     verb = next((token for token in argv if token in VERBS), None)
     if verb in ("logs", "stop", "rm", "pull", "images", "rmi"):
         return True

@@ -11,7 +11,7 @@ import sys
 import _socket   # socket's C half: socket.py imports enum, a start-up cost create pays
 
 from oci import jsonio
-from .errors import HandcarError, SetupError
+from rootless.errors import HandcarError, SetupError
 
 MAX_MESSAGE = 65536
 MAX_FDS = 4                  # fds one message may carry

@@ -24,11 +24,11 @@ from oci import jsonio
 from oci.runspec import (HOST_DIRS, ImageConfig, Layout, RunError, RunRequest, build_spec,
                          network_kind, parse_cpus, parse_env_file, parse_size, parse_user,
                          parse_volume)
-from . import log
-from .commands import print_table
-from .errors import AlreadyExists, HandcarError, NotFound
-from .settings import settings
-from .store import check_id, write_atomic
+from rootless import log
+from rootless.cli.commands import print_table
+from rootless.errors import AlreadyExists, HandcarError, NotFound
+from rootless.friendly.settings import settings
+from rootless.runtime.store import check_id, write_atomic
 
 ADJECTIVES = ("brisk", "steady", "quiet", "eager", "nimble", "sturdy", "swift", "plucky",
               "jolly", "gentle", "bold", "humble", "keen", "lively", "merry", "proud")
@@ -49,14 +49,14 @@ def bundle_of(name):
 
 
 def image_store():
-    from .images import ImageStore
+    from rootless.image.store import ImageStore
     return ImageStore(settings().storage)
 
 
 def container_mapping():
     """How a container from an image or rootfs directory is mapped (and its files made)."""
-    from . import userns
-    from .store import user_name
+    from rootless.runtime import userns
+    from rootless.runtime.store import user_name
     return userns.default_plan(os.geteuid(), os.getegid(), user_name(os.geteuid()))
 
 
@@ -166,7 +166,7 @@ def _free_port():
 
 
 def _default_network():
-    from .host import find_program
+    from rootless.system.host import find_program
     if find_program("slirp4netns"):
         return "slirp4netns"
     log.warning("slirp4netns is not installed, so the container has no network "
@@ -202,8 +202,8 @@ def _host_sandbox(bundle):
 
 def host_sandbox_mapping():
     """keep-id: the caller is itself inside, its subordinate ids around it."""
-    from . import userns
-    from .store import user_name
+    from rootless.runtime import userns
+    from rootless.runtime.store import user_name
     uid, gid = os.geteuid(), os.getegid()
     name = user_name(uid)
     uids = userns.keep_id_mappings(uid, userns.subordinate_ranges(userns.SUBUID, name, uid))
@@ -246,7 +246,7 @@ def _image_layout(bundle, image_text):
                 raise RunError(f"{path}: overlayfs cannot use a path with ',' or ':'")
         layout = Layout(rootfs="rootfs", overlay=(lower, upper, work))
     else:
-        from . import userns
+        from rootless.runtime import userns
         log.debug("overlayfs is not available here: copying the image")
         userns.run_in_userns(mapping, copy_tree, lower, rootfs)
         layout = Layout(rootfs="rootfs")
@@ -274,7 +274,7 @@ def _read_in_root(root, path, limit=1 << 20):
     """A regular file of an image, its symlinks followed inside the image: a hostile one
     must not make us read /dev/zero, a fifo, or the host's own /etc/passwd."""
     import stat
-    from .mounts import resolve_in_root
+    from rootless.child.mounts import resolve_in_root
     try:
         fd = os.open(resolve_in_root(root, path),
                      os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -344,7 +344,7 @@ def _etc_files(bundle, hostname, slirp):
 def _init_binary():
     """catatonit or tini (static: bound into any image) where installed, else None:
     handcar's own init then stays PID 1 (see init.py)."""
-    from .host import find_program
+    from rootless.system.host import find_program
     for program in INIT_PROGRAMS:
         path = program if program.startswith("/") else find_program(program)
         if path and os.access(path, os.X_OK):
@@ -378,7 +378,7 @@ def _seccomp(security_opts, config):
 
 
 def _run_container(store, name, bundle, flags):
-    from .container import CreateOptions, run as run_container
+    from rootless.runtime.container import CreateOptions, run as run_container
     options = CreateOptions()
     if not flags.detach:
         if not flags.interactive and not flags.tty:
@@ -450,7 +450,7 @@ def _overlay_works():
             return f.read().strip() == "yes"
     except OSError:
         pass
-    from . import userns
+    from rootless.runtime import userns
     probe = os.path.join(settings().storage, f".overlay-probe-{os.getpid()}")
     os.makedirs(probe)
     try:
@@ -463,14 +463,14 @@ def _overlay_works():
             log.debug(f"overlayfs in a user namespace: {err}")
             works = False
     finally:
-        from .images import remove_owned_tree
+        from rootless.image.store import remove_owned_tree
         remove_owned_tree(probe, None)
     write_atomic(marker, "yes\n" if works else "no\n", 0o644)
     return works
 
 
 def _mount_overlay(probe):
-    from . import libc
+    from rootless.system import libc
     libc.mount("overlay", os.path.join(probe, "merged"), "overlay", 0,
                f"lowerdir={probe}/lower,upperdir={probe}/upper,workdir={probe}/work")
 
@@ -500,7 +500,7 @@ def copy_tree(source, destination):
 
 def remove_bundle(bundle):
     """A friendly container's directory, with its writable layer (owned by its ids)."""
-    from .images import remove_owned_tree
+    from rootless.image.store import remove_owned_tree
     if not os.path.exists(bundle):
         return
     # an image's bundle has its /etc files; a host sandbox's has none
@@ -509,7 +509,7 @@ def remove_bundle(bundle):
 
 
 def remove_container(store, name):
-    from .container import delete
+    from rootless.runtime.container import delete
     delete(store, name, force=True)
     remove_bundle(bundle_of(name))
 
@@ -616,8 +616,8 @@ def _ago(rfc3339):
 
 
 def stop(store, names, timeout):
-    from .cgroups import SIGKILL
-    from .container import STOP_TIMEOUT, kill, parse_signal, resume
+    from rootless.runtime.cgroups.cgroupfs import SIGKILL
+    from rootless.runtime.container import STOP_TIMEOUT, kill, parse_signal, resume
     for name in names:
         record = _open_friendly(store, name)
         status = record.status()
@@ -683,7 +683,7 @@ def _size(count):
 def rmi(store, names, force):
     """docker's rmi: a name is taken off its image, which is deleted once it has no name
     left (or when it was named by id); an image a container uses stays unless -f."""
-    from .images import absolute_reference
+    from rootless.image.store import absolute_reference
     images_ = image_store()
     for text in names:
         name = str(absolute_reference(text))

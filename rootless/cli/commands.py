@@ -5,8 +5,8 @@ so that each verb pays only for its own."""
 import os
 import sys
 
-from . import log
-from .errors import HandcarError, UsageError
+from rootless import log
+from rootless.errors import HandcarError, UsageError
 
 
 class Globals:
@@ -20,7 +20,7 @@ class Globals:
         self.cgroups = cgroup_manager != "disabled"     # crun's: podman --cgroups=disabled
 
     def store(self):
-        from .store import Store
+        from rootless.runtime.store import Store
         return Store(self.root)
 
 
@@ -30,7 +30,7 @@ def handler(verb_name):
 
 
 def _options(g, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
-    from .container import CreateOptions
+    from rootless.runtime.container import CreateOptions
     return CreateOptions(pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
                          no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
                          systemd=g.systemd, cgroup=g.cgroups)
@@ -38,7 +38,7 @@ def _options(g, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds
 
 def create(g, container_id, bundle, **flags):
     """Create a container; its process waits for `start`."""
-    from . import container
+    from rootless.runtime import container
     record, channel, console = container.create(g.store(), container_id, bundle or ".",
                                                 _options(g, **flags))
     channel.close()
@@ -48,14 +48,14 @@ def create(g, container_id, bundle, **flags):
 
 def start(g, container_id):
     """Start the process of a created container."""
-    from . import container
+    from rootless.runtime import container
     container.start(g.store(), container_id)
 
 
 def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, no_pivot,
         no_new_keyring, preserve_fds, **friendly_flags):
     """runc's run (create + start, and wait) or the friendly run; see verbs.RUN_HELP."""
-    from .verbs import DASHES, FRIENDLY_RUN_OPTIONS, RUNC_RUN_ONLY
+    from rootless.cli.verbs import DASHES, FRIENDLY_RUN_OPTIONS, RUNC_RUN_ONLY
     runc_flags = dict(bundle=bundle, keep=keep, no_subreaper=no_subreaper, pid_file=pid_file,
                       console_socket=console_socket, no_pivot=no_pivot,
                       no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
@@ -74,13 +74,13 @@ def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, n
     if not friendly:
         if len(args) != 1:
             raise UsageError("runc mode takes exactly one container ID")
-        from . import container
+        from rootless.runtime import container
         return container.run(g.store(), args[0], bundle or ".",
                              _options(g, pid_file, console_socket, no_pivot, no_new_keyring,
                                       preserve_fds),
                              detach=detach, keep=keep)
-    from .errors import use_docker_statuses
-    from . import friendly as friendly_mode
+    from rootless.errors import use_docker_statuses
+    from rootless.friendly import run as friendly_mode
     use_docker_statuses()
     if not host_sandbox and not args:
         raise UsageError("missing IMAGE (or -- and a command to run on the host's system)")
@@ -118,7 +118,7 @@ def _parse_user(text):
 def exec_(g, container_id, command, process_file, env, user, additional_gids, cwd, cap,
           no_new_privs, tty, detach, pid_file, console_socket, preserve_fds, ignore_paused):
     """Run a process in a running container; returns its exit status."""
-    from . import container
+    from rootless.runtime import container
     if process_file:
         if command:
             raise UsageError("give either --process or a command, not both")
@@ -149,9 +149,9 @@ def ps(g, container_id, fmt, ps_args, show_all):
     """List the processes of a container (`ps` output, or their pids as JSON); without an
     ID, list the running containers (-a: all), as docker ps does."""
     from oci import jsonio
-    from . import container
+    from rootless.runtime import container
     if container_id is None:
-        from . import friendly
+        from rootless.friendly import run as friendly
         return friendly.ps(g.store(), show_all)
     record = g.store().open(container_id, lock=False)
     if record.status() in ("stopped", "creating"):
@@ -184,13 +184,13 @@ def _ps_table(pids, ps_args):
 
 def pause(g, container_id):
     """Freeze every process of a container (through its cgroup)."""
-    from . import container
+    from rootless.runtime import container
     container.pause(g.store(), container_id)
 
 
 def resume(g, container_id):
     """Thaw a paused container."""
-    from . import container
+    from rootless.runtime import container
     container.resume(g.store(), container_id)
 
 
@@ -208,7 +208,7 @@ def _seconds(text):
 def events(g, container_id, stats_only, interval):
     """Print the container's stats (and OOM events) as JSON lines, as runc does."""
     from oci import jsonio
-    from . import container
+    from rootless.runtime import container
     if stats_only:
         print(jsonio.dumps(container.stats(g.store(), container_id)))
         return
@@ -230,7 +230,7 @@ def update(g, container_id, resources_file, **flags):
     """Change a running container's resource limits."""
     from oci import jsonio
     from oci.resources import parse_resources
-    from . import container
+    from rootless.runtime import container
     if resources_file:
         stream = sys.stdin if resources_file == "-" else None
         try:
@@ -265,7 +265,7 @@ def features(g):
     """Print what this runtime supports on this host (the OCI features document)."""
     from oci import jsonio
     from oci.features import features_document
-    from .host import host_facts
+    from rootless.system.host import host_facts
     print(jsonio.dumps(features_document(**host_facts()), indent=2))
 
 
@@ -278,14 +278,14 @@ def state(g, container_id):
 
 def kill(g, container_id, signal_name, all_processes):
     """Send a signal (default SIGTERM; a name, with or without SIG, or a number)."""
-    from . import container
+    from rootless.runtime import container
     container.kill(g.store(), container_id, container.parse_signal(signal_name or "SIGTERM"),
                    all_processes)
 
 
 def delete(g, container_id, force):
     """Delete a container and everything it holds."""
-    from . import container
+    from rootless.runtime import container
     container.delete(g.store(), container_id, force)
 
 
@@ -338,8 +338,8 @@ def spec(g, bundle, rootless):
 # --- the friendly verbs (docker's exit statuses) ----------------------------------------
 
 def _friendly():
-    from .errors import use_docker_statuses
-    from . import friendly
+    from rootless.errors import use_docker_statuses
+    from rootless.friendly import run as friendly
     use_docker_statuses()
     return friendly
 

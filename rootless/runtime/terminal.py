@@ -17,7 +17,7 @@ import struct
 import termios
 import tty
 
-from .errors import HandcarError
+from rootless.errors import HandcarError
 
 _TIOCGPTN = 0x80045430
 _TIOCSPTLCK = 0x40045431
@@ -61,7 +61,7 @@ def attach(console_fd, size, owner):
 
 def connect_console_socket(path):
     """A connected socket fd for --console-socket (kept across fork for the child)."""
-    from .channel import connect_unix
+    from rootless.system.channel import connect_unix
     return connect_unix(path, "connecting to the console socket")
 
 

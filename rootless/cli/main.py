@@ -9,8 +9,8 @@ import gc
 import os
 import sys
 
-from . import log
-from .errors import HandcarError, exit_status
+from rootless import log
+from rootless.errors import HandcarError, exit_status
 
 
 def main(argv=None):
@@ -33,7 +33,7 @@ def run(argv=None):
     except KeyboardInterrupt:
         status = 130
     except OSError as err:
-        from .errors import os_error_message
+        from rootless.errors import os_error_message
         log.error(os_error_message(err))
         status = exit_status(err)
     except Exception as err:  # noqa: BLE001 - a bug of ours: still one line, and a way in
@@ -57,11 +57,11 @@ def _leave(status):
 
 
 def _dispatch(argv):
-    from .verbs import parse
+    from rootless.cli.verbs import parse
     parsed = parse(argv)
     if parsed is None:                    # help, a mistake, or something unusual: click
-        from .cli import click_main
+        from rootless.cli.clickcli import click_main
         return click_main(argv)
     global_values, verb, values = parsed
-    from . import commands
+    from rootless.cli import commands
     return commands.handler(verb.name)(commands.Globals(**global_values), **values)

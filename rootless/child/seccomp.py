@@ -16,7 +16,7 @@ import ctypes
 import os
 import sys
 
-from .errors import SetupError
+from rootless.errors import SetupError
 
 _ACTIONS = {
     "SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000,
@@ -140,5 +140,5 @@ class Filter:
 
 def connect_listener(path):
     """A socket connected to the seccomp agent at `path` (its fd goes to the child)."""
-    from .channel import connect_unix
+    from rootless.system.channel import connect_unix
     return connect_unix(path, "linux.seccomp.listenerPath: connecting to the seccomp agent at")

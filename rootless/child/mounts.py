@@ -12,8 +12,9 @@ import os
 import stat
 
 from oci import mounts as opts
-from . import libc, mountinfo
-from .errors import SetupError, step
+from rootless.system import libc
+from rootless.system import mountinfo
+from rootless.errors import SetupError, step
 
 DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEV_SYMLINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"),

@@ -27,8 +27,8 @@ to be gone: its host ports are free again when delete returns.
 
 import os
 
-from .errors import HandcarError, SetupError
-from .store import process_start_time
+from rootless.errors import HandcarError, SetupError
+from rootless.runtime.store import process_start_time
 
 SLIRP4NETNS = "slirp4netns"
 TAP_DEVICE = "tap0"
@@ -44,7 +44,7 @@ class Setup:
 
     def __init__(self, settings):
         self.settings = settings
-        from .host import find_program
+        from rootless.system.host import find_program
         self.slirp4netns = find_program(SLIRP4NETNS) if settings.network else None
         if settings.network and not self.slirp4netns:
             raise HandcarError(f"{SLIRP4NETNS} is not installed (install the {SLIRP4NETNS} "
@@ -59,8 +59,8 @@ class Setup:
         pyroute2 import runs while they are being set up."""
         if not self.settings.loopback or self.settings.network:
             return                        # no new namespace, or slirp4netns sets lo up
-        from .channel import Channel
-        from .init import run_child
+        from rootless.system.channel import Channel
+        from rootless.child.init import run_child
         ours, theirs = Channel.pair()
         pid = os.fork()
         if pid == 0:
@@ -154,8 +154,8 @@ class Setup:
 def _lo_helper(channel, parent_pid):
     """Import pyroute2, then join the namespaces of the pid the parent names and set lo
     up. Runs in a child of create (see Setup.begin); never returns."""
-    from . import libc
-    from .init import _close_fds_from
+    from rootless.system import libc
+    from rootless.child.init import _close_fds_from
     libc.prctl(libc.PR_SET_PDEATHSIG, SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(1)                       # create died before we set the signal
@@ -178,8 +178,8 @@ def _lo_helper(channel, parent_pid):
 def _join_namespaces(userns, netns):
     """Join the container's user namespace (unless it is ours: root without one) and then
     its network namespace, where the user namespace grants CAP_NET_ADMIN."""
-    from . import libc
-    from .errors import step
+    from rootless.system import libc
+    from rootless.errors import step
     with step("joining the user namespace of the container"):
         if os.readlink(f"/proc/self/fd/{userns}") != os.readlink("/proc/self/ns/user"):
             libc.setns(userns, libc.NAMESPACE_FLAGS["user"])
@@ -250,7 +250,7 @@ def _fork_watcher(init_pid, init_start_time, exit_write, namespaces):
                 _join_namespaces(*namespaces)
                 # joining a user namespace made us undumpable (a change of credentials):
                 # slirp4netns, as the caller, must be able to open our /proc/PID/ns
-                from . import libc
+                from rootless.system import libc
                 libc.prctl(libc.PR_SET_DUMPABLE, 1)
                 os.write(joined_write, b"1")
                 code = 0
@@ -273,7 +273,7 @@ def _fork_watcher(init_pid, init_start_time, exit_write, namespaces):
 def _watch(pidfd, exit_write):
     """The watcher's body: hold exit_write until the process behind pidfd exits."""
     import select
-    from .init import _close_fds_from
+    from rootless.child.init import _close_fds_from
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):                  # hold none of the caller's pipes or terminal
         os.dup2(null, fd)

@@ -17,8 +17,8 @@ import subprocess
 import time
 
 from oci import jsonio
-from . import libc
-from .errors import HandcarError, HelperFailed
+from rootless.system import libc
+from rootless.errors import HandcarError, HelperFailed
 
 SIGKILL = 9
 CHECK_INTERVAL = 0.1     # seconds between two looks at whether to give up on a hook

@@ -12,7 +12,7 @@ import stat
 import time
 
 from oci import jsonio
-from .errors import AlreadyExists, HandcarError, NotFound
+from rootless.errors import AlreadyExists, HandcarError, NotFound
 
 MAX_ID_BYTES = 1024
 _ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
@@ -278,7 +278,7 @@ class Record:
         return "paused" if self._frozen() else "running"
 
     def _frozen(self):
-        from .cgroups import Cgroup
+        from rootless.runtime.cgroups.cgroupfs import Cgroup
         cgroup = self.data.get("cgroup")
         return bool(cgroup) and Cgroup(cgroup).frozen()
 

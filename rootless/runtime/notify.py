@@ -9,7 +9,7 @@ sends is passed on to the caller's socket with MAINPID set to the container's in
 import os
 import socket
 
-from .errors import HandcarError
+from rootless.errors import HandcarError
 
 CONTAINER_DIR = "/run/notify"
 SOCKET_NAME = "notify.sock"

@@ -18,8 +18,8 @@ a bus that answers with an error fails the command, as runc does.
 import os
 import time
 
-from . import log
-from .errors import CgroupError
+from rootless import log
+from rootless.errors import CgroupError
 
 NAME = "org.freedesktop.systemd1"
 PATH = "/org/freedesktop/systemd1"
