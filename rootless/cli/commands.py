@@ -7,6 +7,7 @@ import sys
 
 from rootless import log
 from rootless.errors import HandcarError, UsageError
+from rootless.runtime.store import CREATING, STOPPED
 
 
 class Globals:
@@ -30,7 +31,7 @@ def handler(verb_name):
 
 
 def _options(g, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
-    from rootless.runtime.container import CreateOptions
+    from rootless.runtime.create import CreateOptions
     return CreateOptions(pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
                          no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
                          systemd=g.systemd, cgroup=g.cgroups)
@@ -38,8 +39,8 @@ def _options(g, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds
 
 def create(g, container_id, bundle, **flags):
     """Create a container; its process waits for `start`."""
-    from rootless.runtime import container
-    record, channel, console = container.create(g.store(), container_id, bundle or ".",
+    from rootless.runtime import create
+    record, channel, console = create.create(g.store(), container_id, bundle or ".",
                                                 _options(g, **flags))
     channel.close()
     console.close()
@@ -48,8 +49,8 @@ def create(g, container_id, bundle, **flags):
 
 def start(g, container_id):
     """Start the process of a created container."""
-    from rootless.runtime import container
-    container.start(g.store(), container_id)
+    from rootless.runtime import lifecycle
+    lifecycle.start(g.store(), container_id)
 
 
 def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, no_pivot,
@@ -74,8 +75,8 @@ def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, n
     if not friendly:
         if len(args) != 1:
             raise UsageError("runc mode takes exactly one container ID")
-        from rootless.runtime import container
-        return container.run(g.store(), args[0], bundle or ".",
+        from rootless.runtime import create
+        return create.run(g.store(), args[0], bundle or ".",
                              _options(g, pid_file, console_socket, no_pivot, no_new_keyring,
                                       preserve_fds),
                              detach=detach, keep=keep)
@@ -118,11 +119,11 @@ def _parse_user(text):
 def exec_(g, container_id, command, process_file, env, user, additional_gids, cwd, cap,
           no_new_privs, tty, detach, pid_file, console_socket, preserve_fds, ignore_paused):
     """Run a process in a running container; returns its exit status."""
-    from rootless.runtime import container
+    from rootless.runtime import execute
     if process_file:
         if command:
             raise UsageError("give either --process or a command, not both")
-        process = container.load_process_file(process_file)
+        process = execute.load_process_file(process_file)
 
         def make_process(_container_process):
             return process
@@ -135,28 +136,28 @@ def exec_(g, container_id, command, process_file, env, user, additional_gids, cw
         ids = _parse_user(user) if user else None
 
         def make_process(container_process):
-            return container.process_for_exec(
+            return execute.process_for_exec(
                 container_process, command, env=env, user=ids,
                 additional_gids=additional_gids, cwd=cwd, caps=cap,
                 no_new_privs=no_new_privs, tty=tty)
-    options = container.ExecOptions(pid_file=pid_file, console_socket=console_socket,
+    options = execute.ExecOptions(pid_file=pid_file, console_socket=console_socket,
                                     detach=detach, preserve_fds=preserve_fds,
                                     ignore_paused=ignore_paused)
-    return container.exec_(g.store(), container_id, make_process, options)
+    return execute.exec_(g.store(), container_id, make_process, options)
 
 
 def ps(g, container_id, fmt, ps_args, show_all):
     """List the processes of a container (`ps` output, or their pids as JSON); without an
     ID, list the running containers (-a: all), as docker ps does."""
     from oci import jsonio
-    from rootless.runtime import container
+    from rootless.runtime import processes
     if container_id is None:
         from rootless.friendly import run as friendly
         return friendly.ps(g.store(), show_all)
     record = g.store().open(container_id, lock=False)
-    if record.status() in ("stopped", "creating"):
+    if record.status() in (STOPPED, CREATING):
         raise HandcarError(f"container {container_id} is not running")
-    pids = sorted(container.container_pids(record))
+    pids = sorted(processes.container_pids(record))
     if fmt == "json":
         print(jsonio.dumps(pids))
         return
@@ -184,14 +185,14 @@ def _ps_table(pids, ps_args):
 
 def pause(g, container_id):
     """Freeze every process of a container (through its cgroup)."""
-    from rootless.runtime import container
-    container.pause(g.store(), container_id)
+    from rootless.runtime import lifecycle
+    lifecycle.pause(g.store(), container_id)
 
 
 def resume(g, container_id):
     """Thaw a paused container."""
-    from rootless.runtime import container
-    container.resume(g.store(), container_id)
+    from rootless.runtime import lifecycle
+    lifecycle.resume(g.store(), container_id)
 
 
 def _seconds(text):
@@ -208,11 +209,11 @@ def _seconds(text):
 def events(g, container_id, stats_only, interval):
     """Print the container's stats (and OOM events) as JSON lines, as runc does."""
     from oci import jsonio
-    from rootless.runtime import container
+    from rootless.runtime import lifecycle
     if stats_only:
-        print(jsonio.dumps(container.stats(g.store(), container_id)))
+        print(jsonio.dumps(lifecycle.stats(g.store(), container_id)))
         return
-    container.events(g.store(), container_id, _seconds(interval),
+    lifecycle.events(g.store(), container_id, _seconds(interval),
                      lambda event: print(jsonio.dumps(event), flush=True))
 
 
@@ -230,7 +231,7 @@ def update(g, container_id, resources_file, **flags):
     """Change a running container's resource limits."""
     from oci import jsonio
     from oci.resources import parse_resources
-    from rootless.runtime import container
+    from rootless.runtime import lifecycle
     if resources_file:
         stream = sys.stdin if resources_file == "-" else None
         try:
@@ -243,7 +244,7 @@ def update(g, container_id, resources_file, **flags):
         document = _resources_from_flags(**flags)
         if not any(document.values()):
             raise UsageError("nothing to update: give -r FILE or a limit flag")
-    container.update(g.store(), container_id, parse_resources(document, resources_file or "flags"))
+    lifecycle.update(g.store(), container_id, parse_resources(document, resources_file or "flags"))
 
 
 def _resources_from_flags(memory, memory_reservation, memory_swap, cpu_share, cpu_quota,
@@ -278,15 +279,15 @@ def state(g, container_id):
 
 def kill(g, container_id, signal_name, all_processes):
     """Send a signal (default SIGTERM; a name, with or without SIG, or a number)."""
-    from rootless.runtime import container
-    container.kill(g.store(), container_id, container.parse_signal(signal_name or "SIGTERM"),
+    from rootless.runtime import lifecycle, processes
+    lifecycle.kill(g.store(), container_id, processes.parse_signal(signal_name or "SIGTERM"),
                    all_processes)
 
 
 def delete(g, container_id, force):
     """Delete a container and everything it holds."""
-    from rootless.runtime import container
-    container.delete(g.store(), container_id, force)
+    from rootless.runtime import lifecycle
+    lifecycle.delete(g.store(), container_id, force)
 
 
 def list_(g, fmt, quiet):

@@ -29,6 +29,7 @@ from rootless.cli.commands import print_table
 from rootless.errors import AlreadyExists, HandcarError, NotFound
 from rootless.friendly.settings import settings
 from rootless.runtime.store import check_id, write_atomic
+from rootless.runtime.store import ALIVE, PAUSED, STOPPED
 
 ADJECTIVES = ("brisk", "steady", "quiet", "eager", "nimble", "sturdy", "swift", "plucky",
               "jolly", "gentle", "bold", "humble", "keen", "lively", "merry", "proud")
@@ -378,7 +379,7 @@ def _seccomp(security_opts, config):
 
 
 def _run_container(store, name, bundle, flags):
-    from rootless.runtime.container import CreateOptions, run as run_container
+    from rootless.runtime.create import CreateOptions, run as run_container
     options = CreateOptions()
     if not flags.detach:
         if not flags.interactive and not flags.tty:
@@ -509,7 +510,7 @@ def remove_bundle(bundle):
 
 
 def remove_container(store, name):
-    from rootless.runtime.container import delete
+    from rootless.runtime.lifecycle import delete
     delete(store, name, force=True)
     remove_bundle(bundle_of(name))
 
@@ -526,7 +527,7 @@ def collect_garbage(store):
         except HandcarError:
             continue
         annotations = record.data.get("annotations") or {}
-        if annotations.get("handcar.rm") == "true" and record.status() == "stopped":
+        if annotations.get("handcar.rm") == "true" and record.status() == STOPPED:
             try:
                 remove_container(store, name)
             except HandcarError as err:
@@ -558,7 +559,7 @@ def logs(store, name, follow):
                 out.write(data)
                 out.flush()
                 continue
-            if not follow or record.status() == "stopped":
+            if not follow or record.status() == STOPPED:
                 if follow:
                     out.write(f.read())       # what it wrote just before it stopped
                     out.flush()
@@ -575,7 +576,7 @@ def ps(store, show_all):
             status = record.status()
         except HandcarError:
             continue
-        if status == "stopped" and not show_all:
+        if status == STOPPED and not show_all:
             continue
         annotations = record.data.get("annotations") or {}
         try:
@@ -586,7 +587,7 @@ def ps(store, show_all):
         rows.append((name, annotations.get("handcar.image") or "-",
                      command if len(command) <= 30 else command[:27] + "...",
                      _ago(record.data.get("created", "")),
-                     "exited" if status == "stopped" else status,
+                     "exited" if status == STOPPED else status,
                      _ports_column(annotations.get("handcar.ports"))))
     print_table(rows)
 
@@ -616,14 +617,15 @@ def _ago(rfc3339):
 
 
 def stop(store, names, timeout):
-    from rootless.runtime.cgroups.cgroupfs import SIGKILL
-    from rootless.runtime.container import STOP_TIMEOUT, kill, parse_signal, resume
+    from rootless.runtime.processes import SIGKILL
+    from rootless.runtime.lifecycle import STOP_TIMEOUT, kill, resume
+    from rootless.runtime.processes import parse_signal
     for name in names:
         record = _open_friendly(store, name)
         status = record.status()
-        if status in ("running", "created", "paused"):
+        if status in ALIVE:
             stop_signal = (record.data.get("annotations") or {}).get("handcar.stop-signal")
-            if status == "paused":
+            if status == PAUSED:
                 resume(store, name)
             kill(store, name, parse_signal(stop_signal or "SIGTERM"))
             deadline = time.monotonic() + timeout
@@ -648,7 +650,7 @@ def rm(store, names, force):
             remove_bundle(bundle)             # its state is gone (runc delete): the rest
             print(name)
             continue
-        if record.status() in ("running", "paused", "created") and not force:
+        if record.status() in ALIVE and not force:
             raise HandcarError(f"container {name} is {record.status()}: stop it first, or "
                                "use rm -f")
         remove_container(store, name)

@@ -15,6 +15,10 @@ from oci import jsonio
 from rootless.errors import AlreadyExists, HandcarError, NotFound
 
 MAX_ID_BYTES = 1024
+
+# A container's status, as the OCI state document names it.
+CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
+ALIVE = (CREATED, RUNNING, PAUSED)          # an init that can be signalled, exec'd into
 _ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -153,7 +157,7 @@ class Store:
             raise _already_exists(container_id) from None
         record = Record(path, container_id)
         record.lock()
-        record.data = {"id": container_id, "status": "creating", "pid": 0, "start_time": 0,
+        record.data = {"id": container_id, "status": CREATING, "pid": 0, "start_time": 0,
                        "bundle": bundle, "created": rfc3339_now(),
                        "owner": user_name(os.geteuid()), "annotations": annotations,
                        **fields}
@@ -266,16 +270,16 @@ class Record:
 
     def status(self):
         """Derived from the init's liveness, never trusted from the file alone."""
-        if self.data.get("status") == "creating":
+        if self.data.get("status") == CREATING:
             # Still being created if its creator holds the lock; otherwise the creator died.
             if self._lock_fd is None and self._locked_by_someone_else():
-                return "creating"
-            return "stopped"
+                return CREATING
+            return STOPPED
         if not self.init_alive():
-            return "stopped"
+            return STOPPED
         if os.path.exists(self.fifo_path):
-            return "created"
-        return "paused" if self._frozen() else "running"
+            return CREATED
+        return PAUSED if self._frozen() else RUNNING
 
     def _frozen(self):
         from rootless.runtime.cgroups.cgroupfs import Cgroup
@@ -286,7 +290,7 @@ class Record:
         """The OCI state; hooks pass the status (and pid) of the moment they run at."""
         status = status or self.status()
         if pid is None:
-            pid = self.pid if status != "stopped" else 0
+            pid = self.pid if status != STOPPED else 0
         from oci.state import State       # only state, list and hooks need the document
         return State(
             id=self.id, status=status, pid=pid,

@@ -155,8 +155,8 @@ def _exec_launch():
 
 
 def test_fork_falls_back_when_clone3_cannot_place_the_child(tmp_path):
-    from rootless.runtime import container
-    pid, born, in_namespaces = container._fork(cgroups.Cgroup(str(tmp_path)),  # not a cgroup
+    from rootless.runtime import spawn
+    pid, born, in_namespaces = spawn.fork_child(cgroups.Cgroup(str(tmp_path)),  # not a cgroup
                                                _exec_launch())
     if pid == 0:
         os._exit(0)
@@ -167,11 +167,11 @@ def test_fork_falls_back_when_clone3_cannot_place_the_child(tmp_path):
 @pytest.mark.skipif(cgroups.delegated_root() is None, reason="no delegated cgroup v2 subtree "
                     "here (scripts/test delegates one to the test user)")
 def test_fork_is_born_in_the_cgroup(tmp_path):
-    from rootless.runtime import container
+    from rootless.runtime import spawn
     leaf = cgroups.Cgroup(os.path.join(cgroups.delegated_root(), "handcar", "clone3-test"))
     leaf.create(cgroups.delegated_root(), set())
     read_end, write_end = os.pipe()
-    pid, born, _ = container._fork(leaf, _exec_launch())
+    pid, born, _ = spawn.fork_child(leaf, _exec_launch())
     if pid == 0:
         os.dup2(write_end, 1)
         _child_exits_with_its_cgroup()

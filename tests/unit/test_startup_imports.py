@@ -39,7 +39,7 @@ def test_forking_leaves_out_what_only_the_children_or_create_need():
     # are the children's business, imported by the intermediate while the parent maps
     # it, and the user namespace plan create's (exec has none to make). The system calls
     # go through ctypes' C half: the ctypes package is ~1 ms (seccomp alone imports it).
-    code = ("import sys\nimport rootless.runtime.container, rootless.child.init\n"
+    code = ("import sys\nimport rootless.runtime.create, rootless.runtime.execute, rootless.child.init\n"
             "print(sorted(m for m in ('rootless.child.mounts', 'rootless.system.host', 'resource', "
             "'rootless.runtime.userns', 'ctypes') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
