@@ -25,7 +25,7 @@ from oci.runspec import (HOST_DIRS, ImageConfig, Layout, RunError, RunRequest, b
                          network_kind, parse_cpus, parse_env_file, parse_size, parse_user,
                          parse_volume)
 from rootless import log
-from rootless.cli.commands import print_table
+from rootless.output import print_table
 from rootless.errors import AlreadyExists, HandcarError, NotFound
 from rootless.friendly.settings import settings
 from rootless.runtime.store import check_id, write_atomic

@@ -7,6 +7,7 @@ import os
 from oci.record import Record
 from rootless import log
 from rootless.errors import HandcarError, SpecError
+from rootless.child import protocol
 from rootless.runtime import lifecycle, network, spawn
 from rootless.runtime.cgroups import manager as cgroup_manager
 from rootless.runtime.foreground import Console, ForwardingSignals, wait_foreground
@@ -147,7 +148,7 @@ def create(store, container_id, bundle, options, foreground=False):
         # the OCI state document, only for those who read it (its module costs ~0.4 ms)
         hooked = bool(spec.hooks.get("startContainer"))
         state = record.state(CREATED).to_json() if hooked or listener else None
-        channel.send("go", state=state if hooked else None,
+        channel.send(protocol.GO, state=state if hooked else None,
                      listener_state=spawn.listener_state(spec, state, init_pid)
                      if listener else None)
         return record, channel, console

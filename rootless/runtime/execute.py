@@ -4,7 +4,8 @@ cgroup, with the container's process settings and runc exec's overrides."""
 import os
 
 from oci.record import Record
-from rootless.errors import HandcarError, SetupError, SpecError, WrongStatus
+from rootless.errors import HandcarError, SpecError, WrongStatus
+from rootless.child import protocol
 from rootless.runtime import spawn
 from rootless.runtime.cgroups import manager as cgroup_manager
 from rootless.runtime.foreground import Console, ForwardingSignals, wait_foreground
@@ -115,7 +116,7 @@ def exec_(store, container_id, make_process, options):
         channel, pid = spawn.spawn(launch, cgroup=cgroups.cgroup, place=cgroups.join)
         try:
             console.child_started()
-            channel.send("go", listener_state=spawn.listener_state(
+            channel.send(protocol.GO, listener_state=spawn.listener_state(
                 spec, record.state().to_json(), pid) if listener else None)
             _wait_for_execve(channel)
             if options.pid_file:
@@ -145,5 +146,5 @@ def _wait_for_execve(channel):
         message = channel.receive(spawn.CHILD_TIMEOUT)
         if message is None:
             return
-        if message["type"] == "error":
-            raise SetupError(message["msg"])
+        if message["type"] == protocol.ERROR:
+            raise protocol.error_from(message)

@@ -57,8 +57,10 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
     `on_init(fds)` takes the container's user and network namespaces as fds when
     launch.send_namespaces asks for them."""
     from rootless.system.channel import Channel
-    from rootless.child.init import (before_fork, init_born_in_namespaces, intermediate, open_namespaces,
-                       run_child, set_oom_score_adj)
+    from rootless.child import protocol
+    from rootless.child.init import (before_fork, init_born_in_namespaces, intermediate,
+                                     open_namespaces, set_oom_score_adj)
+    from rootless.child.protocol import run_child
     before_fork(launch)
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
@@ -82,7 +84,7 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
             place(child)
         elif cgroup and not born_in_cgroup:
             cgroup.add(child)
-        parent_end.send("prepared")
+        parent_end.send(protocol.PREPARED)
 
     try:
         if born_in_namespaces:
@@ -108,28 +110,28 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
             kind = message and message["type"]
             if message is None:
                 raise SetupError("the container's process exited before it was ready")
-            elif kind == "prepare":
+            elif kind == protocol.PREPARE:
                 prepare(pid)
-            elif kind == "init":
+            elif kind == protocol.INIT:
                 init_pid = message["pid"]
                 if on_init:
                     on_init(message.get("fds", []))
                 os.waitpid(pid, 0)
                 pid = 0
                 stage("init")
-            elif kind == "hooks":
+            elif kind == protocol.HOOKS:
                 hooks_asked = True
             if hooks_asked and init_pid:
                 hooks_asked = False
-                parent_end.send("hooks-done", state=on_hooks(init_pid))
-            elif kind == "ready":
+                parent_end.send(protocol.HOOKS_DONE, state=on_hooks(init_pid))
+            elif kind == protocol.READY:
                 ready = True
-            elif kind == "warning":
+            elif kind == protocol.WARNING:
                 log.warning(message["msg"])
-            elif kind == "debug":
+            elif kind == protocol.DEBUG:
                 log.debug(message["msg"])
-            elif kind == "error":
-                raise SetupError(message["msg"])
+            elif kind == protocol.ERROR:
+                raise protocol.error_from(message)
         return parent_end, init_pid
     except BaseException:
         for child in (pid, init_pid):
