@@ -26,6 +26,9 @@ from oci.record import Record
 
 from oci.linux import CAPABILITIES
 from oci.spec import DEFAULT_PATH, env_value
+from rootless.child import protocol
+from rootless.child.protocol import run_child
+from rootless.errors import CommandNotFound, CommandNotRunnable, HandcarError, SetupError, step
 from rootless.system import libc
 from rootless.system.fds import close_fds_from
 
@@ -33,9 +36,6 @@ from rootless.system.fds import close_fds_from
 # the parent, which imports this module to fork, has no use for them.
 host = mounts = resource = hooks = terminal = None
 seccomp_filter = None            # built there too, loaded just before execve
-from rootless.child import protocol
-from rootless.child.protocol import run_child
-from rootless.errors import CommandNotFound, CommandNotRunnable, HandcarError, SetupError, step
 
 # setns order: user first (it grants the rights to join the rest), mount last (after it,
 # the other namespace paths would be looked up in the container's filesystem).
@@ -226,7 +226,7 @@ def before_fork(launch):
 def _import_the_childrens_modules(launch):
     global host, mounts, resource, hooks, terminal
     import resource
-    from rootless.system import host
+    from rootless.runtime import host
     if not launch.exec_into:
         from rootless.child import mounts
     if any(launch.spec.hooks.values()):

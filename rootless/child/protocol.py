@@ -70,7 +70,7 @@ def run_child(channel, body, *args):
         code = 1
         try:
             send_error(channel, err)
-        except OSError:
+        except BaseException:  # noqa: BLE001 - the channel is gone: stderr is all that is left
             os.write(2, f"handcar: {describe(err)}\n".encode())
     finally:
         os._exit(code)

@@ -253,7 +253,7 @@ def features(g):
     """Print what this runtime supports on this host (the OCI features document)."""
     from oci import jsonio
     from oci.features import features_document
-    from rootless.system.host import host_facts
+    from rootless.runtime.host import host_facts
     print(jsonio.dumps(features_document(**host_facts()), indent=2))
 
 

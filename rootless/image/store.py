@@ -28,7 +28,7 @@ from oci.image import (ImageError, check_digest, choose_manifest, docker_archive
                        image_config, is_index, manifest_parts, parse_reference)
 from oci.record import Record
 from rootless.errors import os_error_message
-from rootless.runtime.store import _remove_tree
+from rootless.system.fs import remove_tree
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -259,9 +259,9 @@ def remove_owned_tree(path, mapping):
     from rootless.runtime import userns
     if mapping is None or mapping.direct:
         _make_removable(path)
-        _remove_tree(path)
+        remove_tree(path)
         return
-    userns.run_in_userns(mapping, _remove_tree, path)
+    userns.run_in_userns(mapping, remove_tree, path)
 
 
 def _make_removable(path):
@@ -320,7 +320,8 @@ def _read_oci_layout(reference):
     else:
         raise ImageError(f"{where}: indexes nested too deep")
     config, layer_descriptors = manifest_parts(document, where)
-    layers = [LayerSource(open=(lambda path=blob(d): open(path, "rb")), digest=d["digest"],
+    layers = [LayerSource(open=(lambda path=blob(d): open(path, "rb")),  # noqa: B008
+                          digest=d["digest"],
                           label=d["digest"][7:19]) for d in layer_descriptors]
     for d in layer_descriptors:
         if not os.path.isfile(blob(d)):
@@ -391,9 +392,9 @@ class _HashingReader:
 def _unpack_layers(rootfs, layers, size_fd):
     """Apply each layer to `rootfs`, in order, chrooted there (runs as root in the user
     namespace). Writes each layer's unpacked size to `size_fd`; an error names the layer."""
-    import gzip                              # imported before the chroot: nothing can be
-    import tarfile                           # imported after it (_unpack_layer finds
-    import zlib                              # them in sys.modules)
+    import gzip     # noqa: F401  imported before the chroot: nothing can be
+    import tarfile  # noqa: F401  imported after it (_unpack_layer finds
+    import zlib     # noqa: F401  them in sys.modules)
     files = [layer.open() for layer in layers]
     _enter_rootfs(rootfs)
     progress = sys.stderr.isatty()
@@ -616,7 +617,7 @@ def _listdir(path):
 
 def _remove(path):
     if os.path.isdir(path) and not os.path.islink(path):
-        _remove_tree(path)
+        remove_tree(path)
     else:
         try:
             os.unlink(path)

@@ -45,7 +45,7 @@ class Setup:
 
     def __init__(self, settings):
         self.settings = settings
-        from rootless.system.host import find_program
+        from rootless.runtime.host import find_program
         self.slirp4netns = find_program(SLIRP4NETNS) if settings.network else None
         if settings.network and not self.slirp4netns:
             raise HandcarError(f"{SLIRP4NETNS} is not installed (install the {SLIRP4NETNS} "

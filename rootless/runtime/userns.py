@@ -115,7 +115,7 @@ def _check_allowed(kind, mappings, own_id, path, user_name, uid):
 
 
 def check_helpers():
-    from rootless.system.host import find_program
+    from rootless.runtime.host import find_program
     for helper in ("newuidmap", "newgidmap"):
         path = find_program(helper, also=("/usr/bin", "/usr/sbin", "/bin"))
         if not path:

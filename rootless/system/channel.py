@@ -33,9 +33,9 @@ class Channel:
     def close(self):
         self.sock.close()
 
-    def send(self, kind, fds=(), **fields):
+    def send(self, message_type, fds=(), **fields):
         """A message; `fds` travel with it (SCM_RIGHTS) and arrive as message["fds"]."""
-        data = jsonio.dumps({"type": kind, **fields}).encode()
+        data = jsonio.dumps({"type": message_type, **fields}).encode()
         if fds:
             # no array module: it imports collections.abc, out of reach of a child that
             # has joined a container's mount namespace
