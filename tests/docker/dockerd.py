@@ -22,7 +22,7 @@ sys.path.insert(0, str(TESTS / "integration"))
 sys.path.insert(0, str(TESTS))
 from daemons import (Daemon, SYSTEM_PATH, cgroup2_mount, kill_processes_naming,  # noqa: E402
                      remove_cgroup_tree, system_program, unmount_below)
-from harness import HANDCAR, make_busybox_rootfs  # noqa: E402
+from harness import HANDCAR, SUBUID_RANGE, make_busybox_rootfs  # noqa: E402
 
 SNIPPET = TESTS.parent / "contrib" / "docker" / "daemon.json"
 IMAGE = "handcar-busybox:test"
@@ -51,7 +51,9 @@ MISSING = missing(("dockerd", DOCKERD), ("docker", DOCKER))
 MISSING_ROOTLESS = missing(("dockerd", DOCKERD), ("docker", DOCKER),
                            ("dockerd-rootless.sh", DOCKERD_ROOTLESS),
                            ("rootlesskit", system_program("rootlesskit")),
-                           ("slirp4netns", system_program("slirp4netns")))
+                           ("slirp4netns", system_program("slirp4netns"))) or (
+    None if SUBUID_RANGE else "rootlesskit needs a subordinate id range for this user "
+                              "(/etc/subuid): scripts/test gives the test user one")
 
 
 def daemon_json(runtime_path, **settings):
