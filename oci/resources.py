@@ -13,6 +13,7 @@ _ALLOWED_CGROUP_KEYS = ("cgroup.max.depth", "cgroup.max.descendants")
 _CONTROLLER_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _FILE_CHARACTERS = _CONTROLLER_CHARACTERS | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ.")
 int64 = k.integer(-2**63, 2**63 - 1)
+DEFAULT_CPU_SHARES = 1024
 
 
 def cpu_weight(shares):
@@ -61,7 +62,9 @@ def cgroup_v2_settings(r, data, where="linux.resources"):
     cpu = r.object(data.get("cpu"), f"{where}.cpu")
     cpath = f"{where}.cpu"
     shares = r.field(cpu, "shares", cpath, k.integer(0, 262144), None)
-    if shares:
+    # 1024 is cgroup v1's default share, what containerd's default spec carries: no
+    # limit, so it needs no cpu controller (cgroup v2's default weight means the same)
+    if shares and shares != DEFAULT_CPU_SHARES:
         settings["cpu.weight"] = str(cpu_weight(max(shares, 2)))
     quota = r.field(cpu, "quota", cpath, int64, None)
     period = r.field(cpu, "period", cpath, k.integer(0, 1_000_000), None)

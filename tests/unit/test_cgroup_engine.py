@@ -65,10 +65,22 @@ def test_cgroup_manager_disabled_makes_no_leaf(tree):
         cgroups.plan_leaf("", "c1", {"memory"}, root, enabled=False)
 
 
-def test_missing_controller_is_named_with_how_to_get_it(tree):
+def test_missing_controller_is_named_with_how_to_get_it(tree, monkeypatch):
+    monkeypatch.setattr(cgroups, "v1_controllers", lambda: set())    # a unified host
     root = str(tree / "user.slice" / "u")
     with pytest.raises(CgroupError, match="the cpu controller is not available in .*Delegate=yes"):
         cgroups.plan_leaf("", "c1", {"memory", "cpu"}, root)
+
+
+def test_a_controller_on_cgroup_v1_is_named_as_such(tree, monkeypatch, tmp_path):
+    proc_cgroup = tmp_path / "cgroup"         # a hybrid host's /proc/self/cgroup
+    proc_cgroup.write_text("9:name=systemd:/\n4:memory:/\n1:cpu,cpuacct:/\n0::/\n")
+    assert cgroups.v1_controllers(str(proc_cgroup)) == {"memory", "cpu", "cpuacct"}
+    monkeypatch.setattr(cgroups, "v1_controllers", lambda: {"memory", "cpu", "cpuacct"})
+    root = str(tree / "user.slice" / "u")
+    with pytest.raises(CgroupError, match="the cpu controller is not available in .*: this "
+                                          "host has it on cgroup v1 .*cgroup v2 only"):
+        cgroups.plan_leaf("", "c1", {"cpu"}, root)
 
 
 def test_without_delegation(monkeypatch):

@@ -29,7 +29,7 @@ def test_bad_swap(swap, memory):
 def test_every_section():
     got = settings({
         "memory": {"limit": 33554432, "reservation": 1048576, "swap": 67108864},
-        "cpu": {"shares": 1024, "quota": 50000, "period": 200000, "burst": 1000, "idle": 0,
+        "cpu": {"shares": 512, "quota": 50000, "period": 200000, "burst": 1000, "idle": 0,
                 "cpus": "0-1", "mems": "0"},
         "pids": {"limit": 20},
         "blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 10}],
@@ -42,7 +42,7 @@ def test_every_section():
     })
     assert got == {
         "memory.max": "33554432", "memory.low": "1048576", "memory.swap.max": "33554432",
-        "cpu.weight": "39", "cpu.max": "50000 200000", "cpu.max.burst": "1000", "cpu.idle": "0",
+        "cpu.weight": "20", "cpu.max": "50000 200000", "cpu.max.burst": "1000", "cpu.idle": "0",
         "cpuset.cpus": "0-1", "cpuset.mems": "0", "pids.max": "20",
         "io.weight": ("default 4950", "8:0 1"),
         "io.max": ("8:0 rbps=1000", "8:16 wiops=max"),
@@ -61,6 +61,8 @@ def test_unlimited_values():
 
 def test_nothing_asked_means_nothing_written():
     assert settings({}) == {}
+    # containerd's default spec: cgroup v1's default share is no limit
+    assert settings({"cpu": {"shares": 1024}}) == {}
     assert settings({"devices": [{"allow": False, "access": "rwm"}]}) == {}
 
 

@@ -75,7 +75,26 @@ def available_controllers(directory):
         return set(f.read().split())
 
 
+def v1_controllers(path="/proc/self/cgroup"):
+    """The controllers this host has on cgroup v1 hierarchies (a v1 or hybrid host)."""
+    found = set()
+    try:
+        with open(path) as f:
+            for line in f:
+                number, names, _ = line.split(":", 2)
+                if number != "0":
+                    found.update(name for name in names.split(",") if "=" not in name)
+    except OSError:
+        pass
+    return found
+
+
 def _missing_controller_help(controller, where):
+    if controller in v1_controllers():
+        # docker and containerd on such a host ask for v1 limits: no delegation helps
+        return (f"the {controller} controller is not available in {where}: this host has "
+                "it on cgroup v1 (a v1 or hybrid host), and handcar sets limits through "
+                "cgroup v2 only")
     return (f"the {controller} controller is not available in {where}: ask for it to be "
             f"delegated to you (systemd: Delegate=yes on your user@.service, or "
             f"`Delegate={controller}`; then log in again or `loginctl enable-linger`)")
