@@ -8,7 +8,7 @@ import os
 
 from oci import jsonio
 from oci.image import (ImageError, check_digest, choose_manifest, docker_archive_entry,
-                       is_index, manifest_parts)
+                       host_platform, is_index, manifest_parts)
 from oci.record import Record
 
 
@@ -51,9 +51,9 @@ def read_oci_layout(reference):
     except OSError as err:
         raise ImageError(f"{where}: {err.strerror}") from None
     tag = reference.tag
-    machine = os.uname().machine
+    platform = host_platform(os.uname().machine)
     for _depth in range(4):                       # an index may point at a (platform) index
-        descriptor = choose_manifest(document, tag, machine, where)
+        descriptor = choose_manifest(document, tag, platform, where)
         document = _read_json(read_blob(descriptor), f"{where}: manifest")
         tag = ""
         if not is_index(document):
