@@ -175,6 +175,18 @@ class Spec(Record):
         "linux": Linux(),
     }
 
+    def tuned(self):
+        """Whether the process asks for a scheduler, an I/O priority, CPU affinity, a
+        memory policy, a personality or LSM labels (which rootless/child/tuning.py sets)."""
+        process, linux = self.process, self.linux
+        return bool(process.tuned() or linux.memory_policy or linux.personality
+                    or process.apparmor_profile or process.selinux_label)
+
+    def host_dependent(self):
+        """Whether the spec asks for something this host or caller may not be able to do
+        (which the engine then checks before it starts anything)."""
+        return bool(self.tuned() or self.linux.devices or self.linux.mount_label)
+
 
 def supported_version(version):
     """Any 1.x.y, with a -prerelease or +build suffix (1.0.2-dev, 1.3.0-rc.1, 1.3.0+dev):

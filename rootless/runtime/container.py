@@ -84,6 +84,10 @@ def _check_runnable(spec, bundle):
         problems.append(f"root.path: {rootfs} is not a directory")
     if not spec.linux.namespace("mount"):
         problems.append("linux.namespaces: a mount namespace is required")
+    if not any(os.path.normpath("/" + m.destination.lstrip("/")) == "/proc" for m in spec.mounts):
+        problems.append("mounts: nothing is mounted on /proc, which handcar's init needs in "
+                        "the container (add {\"destination\": \"/proc\", \"type\": "
+                        "\"proc\", \"source\": \"proc\"})")
     if problems:
         raise SpecError(problems, os.path.join(bundle, "config.json"))
     return os.path.realpath(rootfs)
@@ -162,6 +166,9 @@ def create(store, container_id, bundle, options, foreground=False):
     _check_preserved_fds(options.preserve_fds)
     text, spec = load_bundle(bundle)
     rootfs = _check_runnable(spec, bundle)
+    if spec.host_dependent():                    # (issue 17) refused before anything exists
+        from rootless.runtime import support
+        support.check(spec, os.path.join(bundle, "config.json"), log.warning)
     network = _network_setup(spec, bundle)
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
     settings = spec.linux.cgroup_settings
@@ -806,6 +813,9 @@ def exec_(store, container_id, make_process, options):
         raise WrongStatus(f"cannot exec in a {status} container")
     spec = record.load_spec()
     process = make_process(spec.process)
+    if process.tuned() or process.apparmor_profile or process.selinux_label:   # (issue 17)
+        from rootless.runtime import support
+        support.check_process(process, "process")
     linux = spec.linux.replace(namespaces=_namespaces_of(record.pid),
                                 time_offsets={})
     launch_spec = spec.replace(process=process, linux=linux)
