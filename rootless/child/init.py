@@ -34,7 +34,7 @@ from rootless.system.fds import close_fds_from
 
 # The children's own modules, imported by the intermediate (_import_what_the_child_needs):
 # the parent, which imports this module to fork, has no use for them.
-host = mounts = resource = hooks = terminal = None
+host = mounts = resource = hooks = terminal = tuning = None
 seccomp_filter = None            # built there too, loaded just before execve
 
 # setns order: user first (it grants the rights to join the rest), mount last (after it,
@@ -79,6 +79,11 @@ def intermediate(channel, launch):
     libc.prctl(libc.PR_SET_PDEATHSIG, _signal.SIGKILL)
     if os.getppid() != launch.parent_pid:
         os._exit(1)                       # the parent died before we set the signal
+    affinity = launch.spec.process.exec_cpu_affinity
+    if launch.exec_into and affinity and affinity.initial:
+        # where exec's process starts (the CPUs it may run on before the final set)
+        with step("setting process.execCPUAffinity.initial"):
+            os.sched_setaffinity(0, affinity.initial)
     # Nothing of the parent's (the container's lock, the caller's stray fds) may reach
     # the container: keep only stdio, the preserved fds and the channel.
     close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
@@ -224,7 +229,7 @@ def before_fork(launch):
 
 
 def _import_the_childrens_modules(launch):
-    global host, mounts, resource, hooks, terminal
+    global host, mounts, resource, hooks, terminal, tuning
     import resource
     from rootless.runtime import host
     if not launch.exec_into:
@@ -233,6 +238,8 @@ def _import_the_childrens_modules(launch):
         from rootless.runtime import hooks
     if launch.spec.process.terminal:
         from rootless.runtime import terminal
+    if launch.spec.tuned():
+        from rootless.child import tuning
 
 
 def _import_what_the_child_needs(launch):
@@ -322,6 +329,9 @@ def _stay_as_init(channel):
 
 def exec_init(channel, launch):
     """A process exec'd into a running container (its namespaces already joined)."""
+    affinity = launch.spec.process.exec_cpu_affinity
+    if affinity:
+        tuning.set_affinity(affinity.final, "final")   # in the container's cgroup now
     last_cap = _start_session(channel, launch)
     _attach_console(launch)
     path, env = _prepare_process(channel, launch, last_cap)
@@ -357,6 +367,8 @@ def _prepare_process(channel, launch, last_cap):
         except (OSError, ValueError) as err:
             raise SetupError(f"setting {limit.type} to {limit.soft}/{limit.hard}: "
                              f"{getattr(err, 'strerror', None) or err}") from None
+    if tuning:
+        tuning.apply(process, launch.spec.linux)       # before capabilities are dropped
     # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: keep it until then.
     set_identity(channel, process, last_cap,
                  keep_admin=seccomp_filter is not None and not process.no_new_privileges)
@@ -393,6 +405,8 @@ def exec_process(channel, launch, path, env, listener_state=None):
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     _limit_fds(3 + launch.pass_fds, keep=channel.fileno())
     argv, environ = list(args), dict(item.split("=", 1) for item in env)
+    if tuning:
+        tuning.set_exec_labels(launch.spec.process)
     if seccomp_filter:
         listener = _socket.socket(fileno=launch.listener_fd) if launch.listener_fd >= 0 else None
         seccomp_filter.load(listener, listener_state)
