@@ -83,3 +83,83 @@ def test_exit_statuses_come_from_the_kind_and_the_mode():
     with pytest.raises(SetupError) as caught, with_docker_statuses():
         raise SetupError('exec: "x": executable file not found in $PATH')
     assert exit_status(caught.value) == 125
+
+
+# --- the parent's loop (runtime/spawn.answer), against a scripted child in a thread ----
+
+def scripted_child(script):
+    """A channel whose other end a thread drives: each step is a message to send, or
+    ("expect", kind) to wait for; the thread's log of what it received."""
+    import threading
+    parent_end, child_end = Channel.pair()
+    received = []
+
+    def play():
+        for step in script:
+            if step[0] == "expect":
+                message = child_end.receive(5)
+                received.append(message and message["type"])
+                if message is None or message["type"] != step[1]:
+                    break
+            elif step[0] == "close":
+                break
+            else:
+                child_end.send(step[0], **(step[1] if len(step) > 1 else {}))
+        child_end.close()
+
+    thread = threading.Thread(target=play, daemon=True)
+    thread.start()
+    return parent_end, received, thread
+
+
+def test_the_loop_prepares_names_init_runs_the_hooks_and_waits_for_ready(capsys):
+    from rootless.runtime import spawn
+    channel, received, thread = scripted_child([
+        (protocol.PREPARE,), ("expect", protocol.PREPARED),
+        (protocol.HOOKS,),                          # asks before the intermediate names init
+        (protocol.INIT, {"pid": 4242, "fds": []}), ("expect", protocol.HOOKS_DONE),
+        (protocol.WARNING, {"msg": "ignoring capability CAP_X"}), (protocol.READY,),
+        ("expect", protocol.GO)])
+    calls = []
+
+    def prepare(pid):
+        calls.append(("prepare", pid))
+        channel.send(protocol.PREPARED)
+    children = spawn.Children(99, 0)
+    init = spawn.answer(channel, children, prepare,
+                        on_hooks=lambda pid: calls.append(("hooks", pid)) or "STATE",
+                        on_init=lambda fds: calls.append(("init", fds)),
+                        reap=lambda pid: calls.append(("reap", pid)))
+    channel.send(protocol.GO)
+    thread.join(5)
+    assert init == 4242 and (children.intermediate, children.init) == (0, 4242)
+    # the hooks run once init is known, after the intermediate is reaped
+    assert calls == [("prepare", 99), ("init", []), ("reap", 99), ("hooks", 4242)]
+    assert received == [protocol.PREPARED, protocol.HOOKS_DONE, protocol.GO]
+    assert "ignoring capability CAP_X" in capsys.readouterr().err
+
+
+def test_the_loop_raises_the_childs_error_with_its_kind():
+    from rootless.runtime import spawn
+    channel, _, thread = scripted_child([
+        (protocol.INIT, {"pid": 7}),
+        (protocol.ERROR, {"msg": 'exec: "x": executable file not found in $PATH',
+                          "errno": None, "kind": "CommandNotFound"})])
+    children = spawn.Children(5, 0)
+    with pytest.raises(CommandNotFound, match="executable file not found"):
+        spawn.answer(channel, children, prepare=None, reap=lambda pid: None)
+    thread.join(5)
+    assert children.init == 7                       # for the caller to kill
+
+
+def test_the_loop_names_an_early_death_and_a_silent_child():
+    from rootless.runtime import spawn
+    channel, _, thread = scripted_child([(protocol.INIT, {"pid": 7}), ("close",)])
+    with pytest.raises(SetupError, match="exited before it was ready"):
+        spawn.answer(channel, spawn.Children(5, 0), prepare=None, reap=lambda pid: None)
+    thread.join(5)
+    channel, _, thread = scripted_child([("expect", protocol.GO)])
+    with pytest.raises(SetupError, match="timed out waiting for the container's init"):
+        spawn.answer(channel, spawn.Children(5, 0), prepare=None, timeout=0.2)
+    channel.close()
+    thread.join(5)
