@@ -23,7 +23,12 @@ def system_program(name):
 @pytest.fixture
 def per_test_timeout(request):
     """Fail a test that takes longer than TEST_TIMEOUT (the subprocess it waits for is
-    killed as the exception unwinds through subprocess.run)."""
+    killed as the exception unwinds through subprocess.run), unless pytest-timeout is
+    there to do it (it arms the same SIGALRM timer)."""
+    if request.config.pluginmanager.hasplugin("timeout"):
+        yield
+        return
+
     def expire(signum, frame):
         raise TimeoutError(f"{request.node.nodeid} took longer than {TEST_TIMEOUT} s")
     previous = signal.signal(signal.SIGALRM, expire)

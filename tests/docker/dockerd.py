@@ -123,6 +123,8 @@ class RootDocker(Docker):
         # the containers' cgroups (docker's cgroupfs driver names /PARENT/ID in
         # linux.cgroupsPath) under a parent of this tier's own
         self.cgroup_parent = f"handcar-docker-test-{os.getpid()}"
+        # handcar's --root: docker 20.10 keeps the state of every runc-like runtime under
+        # runc's (its containerd namespace is moby)
         self.runtime_root = base / "exec" / "runtime-runc" / "moby"
         self.daemon = Daemon("dockerd", [
             DOCKERD, "--host", f"unix://{self.socket}", "--config-file", str(base / "daemon.json"),
