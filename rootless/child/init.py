@@ -237,7 +237,7 @@ def _import_the_childrens_modules(launch):
     if any(launch.spec.hooks.values()):
         from rootless.runtime import hooks
     if launch.spec.process.terminal:
-        from rootless.runtime import terminal
+        from rootless.child import terminal
     if launch.spec.tuned():
         from rootless.child import tuning
 

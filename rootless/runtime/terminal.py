@@ -1,10 +1,10 @@
-"""Terminals: the container's pty and the two ways its master reaches a user.
+"""Terminals, the parent's half: the two ways a container's pty master reaches a user.
 
-The child opens the pty inside the container (its own devpts instance), makes the slave its
-controlling terminal and stdio, and sends the master over a unix socket with SCM_RIGHTS,
-as runc does. That socket is either the caller's --console-socket (conmon, podman -t) or,
-for a foreground `run`/`exec`, one end of a socketpair whose other end we hold: we then
-proxy the caller's terminal to the master (raw mode, window size, SIGWINCH).
+The child (rootless/child/terminal.py) opens the pty inside the container and sends the
+master over a unix socket with SCM_RIGHTS, as runc does. That socket is either the
+caller's --console-socket (conmon, podman -t) or, for a foreground `run`/`exec`, one end
+of a socketpair whose other end we hold: we then proxy the caller's terminal to the master
+(raw mode, window size, SIGWINCH).
 """
 
 import errno
@@ -13,51 +13,10 @@ import os
 import select
 import signal
 import socket
-import struct
 import termios
 import tty
 
 from rootless.errors import HandcarError
-
-_TIOCGPTN = 0x80045430
-_TIOCSPTLCK = 0x40045431
-
-
-# --- child side -------------------------------------------------------------------------
-
-def open_pty():
-    """(master, slave) fds of a new pty from the devpts behind /dev/ptmx."""
-    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
-    number = struct.unpack("I", fcntl.ioctl(master, _TIOCGPTN, b"\0" * 4))[0]
-    slave = os.open(f"/dev/pts/{number}", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    return master, slave
-
-
-def set_window_size(fd, rows, columns):
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-
-
-def attach(console_fd, size, owner):
-    """Give this process a pty: its master goes to `console_fd`, its slave becomes the
-    controlling terminal and fds 0-2. `owner` is (uid, gid) for the slave."""
-    master, slave = open_pty()
-    if size:
-        set_window_size(slave, *size)
-    os.fchown(slave, *owner)
-    sock = socket.socket(fileno=console_fd)
-    try:
-        socket.send_fds(sock, [b"/dev/ptmx"], [master])
-    finally:
-        sock.close()
-        os.close(master)
-    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-    for fd in (0, 1, 2):
-        os.dup2(slave, fd)
-    os.close(slave)
-
-
-# --- parent side ------------------------------------------------------------------------
 
 def connect_console_socket(path):
     """A connected socket fd for --console-socket (kept across fork for the child)."""
