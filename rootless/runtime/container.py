@@ -219,8 +219,6 @@ def create(store, container_id, bundle, options, foreground=False):
             hooks.run(spec.hooks, "createRuntime", state)
             return state
 
-        if network:
-            network.begin()
         _stage("spawning")
         channel, init_pid = _spawn(launch, run_create_hooks, cgroup,
                                    place=scope and (lambda pid: scope.start(record, pid)),
@@ -290,14 +288,15 @@ def _discard(record, pid):
     record.remove()
 
 
-# --- network (rootless/network.py, imported only for a container that has one) ----------
+# --- network (rootless/network/, imported only for a container that has one) -------------
 
 def _network_setup(spec, bundle):
-    """A network.Setup for a spec with a network namespace of its own or a network
-    annotation (checked before anything is reserved), else None."""
+    """A network.Setup for a spec with a network annotation (checked before anything is
+    reserved), else None: a new network namespace alone needs nothing here (its init
+    brings lo up)."""
     from oci.network import settings
     wanted = settings(spec, os.path.join(bundle, "config.json"))
-    if wanted is None:
+    if wanted is None or wanted.network is None:
         return None
     from rootless.network import slirp as network
     return network.Setup(wanted)
