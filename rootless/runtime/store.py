@@ -247,7 +247,9 @@ class Record:
         self.unlock()
 
     def init_alive(self):
-        return self.pid > 0 and process_start_time(self.pid) == self.data.get("start_time")
+        # (a start time of None, a process already gone when it was recorded, is no life)
+        start_time = process_start_time(self.pid) if self.pid > 0 else None
+        return start_time is not None and start_time == self.data.get("start_time")
 
     def status(self):
         """Derived from the init's liveness, never trusted from the file alone."""

@@ -19,11 +19,17 @@ from rootless.runtime import store as st
 def stopped(tmp_path):
     """A store holding container `gone`, created, whose init has since exited."""
     store = st.Store(str(tmp_path / "state"))
+    hold, release = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(release)
+        os.read(hold, 1)                                # alive until its start time is read
         os._exit(0)
     start_time = st.process_start_time(pid)
+    os.close(release)
     os.waitpid(pid, 0)                                  # reaped: the pid is gone
+    os.close(hold)
+    assert start_time is not None
     record = store.reserve("gone", str(tmp_path), {})
     record.save(status=st.CREATED, pid=pid, start_time=start_time)
     record.unlock()
@@ -32,6 +38,13 @@ def stopped(tmp_path):
 
 def test_the_status_of_a_container_whose_init_died_is_stopped(stopped):
     assert stopped.open("gone", lock=False).status() == st.STOPPED
+
+
+def test_an_init_that_was_gone_when_it_was_recorded_is_not_alive(stopped):
+    record = stopped.open("gone")
+    record.save(start_time=None)                        # process_start_time of a zombie
+    assert record.status() == st.STOPPED
+    record.unlock()
 
 
 def test_kill_all_of_a_stopped_container_succeeds_as_runcs(stopped):
