@@ -32,6 +32,7 @@ class CreateOptions(Record):
         "preserve_fds": 0,
         "systemd": False,         # --systemd-cgroup: ask systemd for a scope
         "cgroup": True,        # False: --cgroup-manager disabled, no cgroup of its own
+        "config": None,        # crun's --config FILE: instead of the bundle's config.json
     }
 
 
@@ -42,6 +43,7 @@ class ExecOptions(Record):
         "detach": False,
         "preserve_fds": 0,
         "ignore_paused": False,
+        "cgroup": None,        # crun's --cgroup: a sub-cgroup of the container's to run in
     }
 
 
@@ -52,15 +54,17 @@ def _stage(name):
         os.kill(os.getpid(), 19)          # SIGSTOP, the same on every Linux architecture
 
 
-def load_bundle(bundle):
-    """(config.json text, Spec) of a bundle."""
+def load_bundle(bundle, path=None):
+    """(config.json text, Spec) of a bundle, or of the config file `path` (--config)."""
     from oci import spec as oci_spec
-    path = os.path.join(bundle, "config.json")
+    named = path is not None
+    path = path or os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
             text = f.read()
     except FileNotFoundError:
-        raise HandcarError(f"no config.json in bundle {bundle}") from None
+        raise HandcarError(f"--config {path}: no such file" if named else
+                           f"no config.json in bundle {bundle}") from None
     except OSError as err:
         raise HandcarError(f"reading {path}: {err.strerror}") from None
     return text, oci_spec.loads(text, source=path)
@@ -164,7 +168,7 @@ def create(store, container_id, bundle, options, foreground=False):
     bundle = os.path.realpath(bundle)
     store.path(container_id)                       # refuse a bad id before anything else
     _check_preserved_fds(options.preserve_fds)
-    text, spec = load_bundle(bundle)
+    text, spec = load_bundle(bundle, options.config)
     rootfs = _check_runnable(spec, bundle)
     if spec.host_dependent():                    # (issue 17) refused before anything exists
         from rootless.runtime import support
@@ -833,6 +837,8 @@ def exec_(store, container_id, make_process, options):
                         listener_fd=listener.fileno() if listener else -1)
         unit = record.data.get("systemd_unit")
         cgroup = cgroup_of(record)
+        if options.cgroup:                         # (issue 17) crun's exec --cgroup
+            cgroup, unit = _sub_cgroup(record, cgroup, options.cgroup), None
         channel, pid = _spawn(launch, cgroup=cgroup, place=unit and cgroup and (
             lambda child: _join_scope(cgroup, unit, child)))
         try:
@@ -857,6 +863,21 @@ def exec_(store, container_id, make_process, options):
         return 0
     with _ForwardingSignals(pid, console):
         return _wait_foreground(pid, channel, console)
+
+
+def _sub_cgroup(record, cgroup, sub):
+    """exec --cgroup SUB: the existing cgroup SUB below the container's."""
+    parts = [part for part in sub.split("/") if part not in ("", ".")]
+    if ".." in parts or not parts:
+        raise HandcarError(f"exec --cgroup {sub}: a path below the container's cgroup, "
+                           "without '..'")
+    if cgroup is None:
+        raise cgroups.CgroupError(f"exec --cgroup {sub}: container {record.id} has no "
+                                  "cgroup of its own")
+    path = os.path.join(cgroup.path, *parts)
+    if not os.path.isdir(path):
+        raise cgroups.CgroupError(f"exec --cgroup {sub}: {path} does not exist")
+    return cgroups.Cgroup(path)
 
 
 def _wait_for_execve(channel):

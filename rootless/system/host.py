@@ -37,6 +37,17 @@ def host_facts():
             "apparmor": apparmor_enabled(), "selinux": selinux_enabled()}
 
 
+def feature_words():
+    """crun's --version line, in crun's order: +NAME for each of its features this build
+    has here (systemd: jeepney installed; SELinux and AppArmor: enabled on this host, as
+    handcar then applies their labels; capabilities always; seccomp: libseccomp loads)."""
+    from rootless.runtime.support import apparmor_enabled, selinux_enabled
+    found = (("+SYSTEMD", _has_jeepney()), ("+SELINUX", selinux_enabled()),
+             ("+APPARMOR", apparmor_enabled()), ("+CAP", True),
+             ("+SECCOMP", _seccomp_api_level() > 0))
+    return [word for word, present in found if present]
+
+
 def usable_namespaces():
     """The namespace kinds this kernel has and lets us make: a kind whose
     /proc/sys/user/max_*_namespaces is 0 cannot be made, nor (without root) a user
