@@ -820,7 +820,7 @@ def exec_(store, container_id, make_process, options):
     process = make_process(spec.process)
     if process.tuned() or process.apparmor_profile or process.selinux_label:   # (issue 17)
         from rootless.runtime import support
-        support.check_process(process, "process")
+        support.check_process(process, "process", bool(spec.linux.namespace("user")))
     linux = spec.linux.replace(namespaces=_namespaces_of(record.pid),
                                 time_offsets={})
     launch_spec = spec.replace(process=process, linux=linux)
