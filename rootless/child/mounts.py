@@ -436,12 +436,12 @@ class RootfsBuilder:
         return target
 
     def mount_fs(self, mount, parsed):
-        if mount.type == "tmpfs" and not _has_mode(parsed.data):
-            with made_in_root(self.root, mount.destination) as (_target, fd_path):
+        with made_in_root(self.root, mount.destination) as (target, fd_path):
+            if mount.type == "tmpfs" and not _has_mode(parsed.data):
                 # crun's rule: a tmpfs without mode= has its mount point's
                 mode = stat.S_IMODE(os.stat(fd_path).st_mode)
-            parsed = parsed.replace(data=",".join(filter(None, (parsed.data, f"mode={mode:o}"))))
-        with made_in_root(self.root, mount.destination) as (target, fd_path):
+                parsed = parsed.replace(data=",".join(filter(None, (parsed.data,
+                                                                    f"mode={mode:o}"))))
             if not (parsed.copy_up and mount.type == "tmpfs"):
                 self._mount_fs_on(fd_path, mount, parsed)
                 return target
