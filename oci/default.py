@@ -9,7 +9,7 @@ def default_spec(rootless=False, uid=0, gid=0):
     """A fresh config.json document (a dict). `uid`/`gid` are the caller's ids, used by the
     rootless variant to map container root to the caller."""
     spec = {
-        "ociVersion": "1.2.0",
+        "ociVersion": "1.3.0",
         "process": {
             "terminal": True,
             "user": {"uid": 0, "gid": 0},

@@ -119,9 +119,12 @@ def parse_tmpfs(text):
     destination, _, options = text.partition(":")
     if not destination.startswith("/"):
         raise RunError(f"--tmpfs {text}: the container path must be absolute")
-    extra = [o for o in options.split(",") if o]
+    extra = [o for o in options.split(",") if o] or ["rw"]
+    if not any(o.startswith("mode=") for o in extra):
+        extra.append("mode=1777")        # docker's default (a bare tmpfs takes its mount
+                                         # point's mode, as crun does)
     return {"destination": destination, "type": "tmpfs", "source": "tmpfs",
-            "options": ["nosuid", "nodev"] + (extra or ["rw", "mode=1777"])}
+            "options": ["nosuid", "nodev"] + extra}
 
 
 def parse_size(text, flag):

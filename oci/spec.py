@@ -12,7 +12,6 @@ from .reader import Reader
 from .record import Record
 from .resources import cgroup_v2_settings, device_allowed, device_rules, without_defaults
 from .seccomp import filter_from_json
-from . import tuning
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
@@ -275,6 +274,9 @@ def _process(r, data, where):
     def at(key):
         return f"{where}.{key}" if where else key
 
+    tuning = _tuning() if any(data.get(key) is not None for key in (
+        "scheduler", "ioPriority", "execCPUAffinity")) else None
+
     args = r.field(data, "args", where, k.string_list, (), required=True)
     if "args" in data and not args:
         r.fail(at("args"), "must name a program")
@@ -453,8 +455,16 @@ def _time_offsets(r, data):
     return offsets
 
 
+def _tuning():
+    """oci.tuning, imported only for a config that uses one of its fields."""
+    from . import tuning
+    return tuning
+
+
 def _linux(r, data):
     resources = r.field(data, "resources", "linux", k.raw_object, {})
+    tuning = _tuning() if any(data.get(key) is not None for key in (
+        "memoryPolicy", "personality")) else None
     namespaces = r.field(data, "namespaces", "linux", k.list_of(_namespace), ())
     kinds = [ns.type for ns in namespaces]
     for kind in set(kinds):

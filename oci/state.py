@@ -2,7 +2,7 @@
 
 from .record import Record
 
-OCI_VERSION = "1.2.0"
+OCI_VERSION = "1.3.0"
 STATUSES = ("creating", "created", "running", "paused", "stopped")
 
 

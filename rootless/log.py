@@ -12,11 +12,11 @@ warning there would end up in the container's logs.
 import sys
 import time
 
-_settings = {"path": None, "format": "text", "debug": False}
+_settings = {"path": None, "format": "text", "debug": False, "warnings": True}
 
 
-def configure(path=None, log_format="text", debug=False):
-    _settings.update(path=path, format=log_format, debug=debug)
+def configure(path=None, log_format="text", debug=False, warnings=True):
+    _settings.update(path=path, format=log_format, debug=debug, warnings=warnings)
 
 
 def _timestamp():
@@ -45,7 +45,8 @@ def error(msg):
 
 
 def warning(msg):
-    _note("warning", msg)
+    if _settings["warnings"]:
+        _note("warning", msg)
 
 
 def debug(msg):

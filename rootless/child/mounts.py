@@ -29,13 +29,6 @@ _STATVFS_FLAGS = ((os.ST_RDONLY, opts.RDONLY), (os.ST_NOSUID, opts.NOSUID),
                   (os.ST_RELATIME, opts.RELATIME))
 
 
-def _mount_point_of(path):
-    """The mount point of the mount that holds `path`."""
-    best = "/"
-    for point, _root, _fstype in mountinfo.mounts():
-        if inside(point, path) and len(point) > len(best):
-            best = point
-    return best
 
 
 def _relative_inside(root, host_path):
@@ -191,12 +184,62 @@ def locked_flags(path):
     return flags
 
 
+_ACCESS_TIME = opts.ATIME_FLAGS | opts.NODIRATIME
+
+
 def remount(path, flags, cleared=0):
-    """Remount the bind mount at `path` with `flags` added to what it has."""
-    kept = locked_flags(path) & ~cleared
+    """Remount the bind mount at `path` with `flags` added to what it has. In a user
+    namespace the kernel locks the access-time flags of a mount that came from the host:
+    where the options ask for others, the mount keeps its own (as crun does) rather than
+    fail with EPERM."""
+    locked = locked_flags(path)
+    kept = locked & ~cleared
     if flags & opts.ATIME_FLAGS:
         kept &= ~opts.ATIME_FLAGS
-    libc.mount(None, path, None, opts.BIND | opts.REMOUNT | kept | flags)
+    try:
+        libc.mount(None, path, None, opts.BIND | opts.REMOUNT | kept | flags)
+    except PermissionError:
+        if not (flags | cleared) & _ACCESS_TIME:
+            raise
+        libc.mount(None, path, None, opts.BIND | opts.REMOUNT | (kept & ~_ACCESS_TIME)
+                   | (flags & ~_ACCESS_TIME) | (locked & _ACCESS_TIME))
+
+
+def set_recursive(fd_path, parsed):
+    """The recursive options (rro, rnosuid, ...) on the mount open at `fd_path` and every
+    mount below it, with one mount_setattr(AT_RECURSIVE). Access-time options the kernel
+    refuses (locked on mounts from the host, in a user namespace) are left as the mounts
+    have them, as remount does."""
+    attr_set, attr_clr = parsed.recursive_set, parsed.recursive_clear
+    try:
+        try:
+            libc.mount_setattr(fd_path, attr_set, recursive=True, attr_clr=attr_clr)
+        except PermissionError:
+            access_time = opts.ATTR__ATIME | opts.ATTR_NODIRATIME
+            if not (attr_set | attr_clr) & access_time:
+                raise
+            libc.mount_setattr(fd_path, attr_set & ~access_time, recursive=True,
+                               attr_clr=attr_clr & ~access_time)
+    except OSError as err:
+        if err.errno == errno.ENOSYS:
+            raise SetupError("recursive mount options need mount_setattr (Linux 5.12)") \
+                from None
+        if err.errno == errno.EPERM:
+            raise SetupError("the kernel refuses a recursive option: a mount in this tree "
+                             "came from the host with that flag locked (without privilege "
+                             "it can be made stricter, not looser)") from None
+        raise
+
+
+def restrict_device(fd_path):
+    """A bound device node nosuid and noexec, as runc's are (mount_setattr changes only
+    these two flags; a remount must repeat the others)."""
+    try:
+        libc.mount_setattr(fd_path, opts.ATTR_NOSUID | opts.ATTR_NOEXEC)
+    except OSError as err:
+        if err.errno != errno.ENOSYS:
+            raise
+        remount(fd_path, opts.NOSUID | opts.NOEXEC)
 
 
 # --- the rootfs -------------------------------------------------------------------------
@@ -212,20 +255,25 @@ class RootfsBuilder:
     def build(self):
         """Everything up to pivot_root (which `enter` does)."""
         linux = self.spec.linux
-        propagation = opts.PROPAGATION.get(linux.rootfs_propagation, opts.SLAVE | opts.REC)
-        with step("making / " + (linux.rootfs_propagation or "rslave")):
-            libc.mount(None, "/", None, propagation)
+        # rslave: the host's mounts and unmounts reach the container, nothing goes back.
+        # The config's rootfsPropagation is the rootfs's own, given to it once it is "/"
+        # (enter): made here, on every mount, it would stop the rootfs being bound at all
+        # (an unbindable tree) or let the container's mounts reach the host (shared).
+        with step("making / rslave"):
+            libc.mount(None, "/", None, opts.SLAVE | opts.REC)
         with step(f"binding the rootfs {self.root}"):
-            if propagation & opts.SHARED:
-                # pivot_root refuses a new root whose parent mount is shared.
-                libc.mount(None, _mount_point_of(self.root), None, opts.PRIVATE)
             libc.mount(self.root, self.root, None, opts.BIND | opts.REC)
         for mount in self.spec.mounts:
             self.mount(mount)
-        if any(os.path.normpath(m.destination) == "/dev" for m in self.spec.mounts):
+        # A /dev bound from elsewhere (the host's, say) is the container's as it is, as
+        # runc leaves it: nothing is made or bound in someone else's directory.
+        dev = _dev_mount(self.spec.mounts)
+        dev_bound = dev and (dev.type == "bind" or opts.parse_options(dev.options).is_bind)
+        if dev and not dev_bound:
             self.populate_dev()
         for device in linux.devices:
-            self.bind_device(device.path, device.path)
+            if not (dev_bound and inside("/dev", os.path.normpath(device.path))):
+                self.bind_device(device.path, device.path)
         cwd = self.spec.process.cwd
         with step(f"creating the working directory {cwd}"):
             make_in_root(self.root, cwd)
@@ -235,15 +283,19 @@ class RootfsBuilder:
         what = f"mounting {mount.type or 'bind'} on {mount.destination}"
         with step(what):
             if mount.type == "bind" or parsed.is_bind:
-                self.bind(self._source(mount.source), mount.destination, parsed)
+                target = self.bind(self._source(mount.source), mount.destination, parsed)
             elif mount.type == "sysfs" and not self.private_netns:
                 # sysfs can only be mounted by the owner of the network namespace.
-                self.bind("/sys", mount.destination, opts.parse_options(
+                target = self.bind("/sys", mount.destination, opts.parse_options(
                     ("rbind",) + tuple(mount.options)))
             elif mount.type in ("cgroup", "cgroup2"):
-                self.mount_cgroup(mount, parsed)
+                target = self.mount_cgroup(mount, parsed)
             else:
-                self.mount_fs(mount, parsed)
+                target = self.mount_fs(mount, parsed)
+            if parsed.recursive:
+                with step("setting its recursive options"), \
+                        opened_in_root(self.root, target) as fd_path:
+                    set_recursive(fd_path, parsed)
             if parsed.propagation:
                 target = resolve_in_root(self.root, mount.destination)
                 for flag in parsed.propagation:
@@ -264,12 +316,18 @@ class RootfsBuilder:
                 remount(fd_path, extra, parsed.cleared)
                 if parsed.flags & opts.REC and extra & opts.RDONLY:
                     _submounts_readonly(target, fd_path)
+        return target
 
     def mount_fs(self, mount, parsed):
         with made_in_root(self.root, mount.destination) as (target, fd_path):
+            if mount.type == "tmpfs" and not _has_mode(parsed.data):
+                # crun's rule: a tmpfs without mode= has its mount point's
+                mode = stat.S_IMODE(os.stat(fd_path).st_mode)
+                parsed = parsed.replace(data=",".join(filter(None, (parsed.data,
+                                                                    f"mode={mode:o}"))))
             if not (parsed.copy_up and mount.type == "tmpfs"):
                 self._mount_fs_on(fd_path, mount, parsed)
-                return
+                return target
             # what the tmpfs covers stays reachable through a descriptor opened before
             covered = os.open(fd_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
@@ -283,10 +341,15 @@ class RootfsBuilder:
                         os.close(tmpfs)
             finally:
                 os.close(covered)
+        return target
 
     def _mount_fs_on(self, fd_path, mount, parsed):
+        data = parsed.data
+        label = self.spec.linux.mount_label
+        if label and mount.type not in ("proc", "sysfs", "cgroup", "cgroup2"):
+            data = ",".join(filter(None, (data, f'context="{label}"')))   # SELinux's
         libc.mount(mount.source or mount.type, fd_path, mount.type,
-                   parsed.flags & ~opts.REMOUNT, parsed.data or None)
+                   parsed.flags & ~opts.REMOUNT, data or None)
 
     def mount_cgroup(self, mount, parsed):
         """A private cgroup2 mount where the host is unified and the container has its own
@@ -294,22 +357,24 @@ class RootfsBuilder:
         read-only rbind of the host's /sys/fs/cgroup."""
         host_unified = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
         if self.private_cgroupns and (host_unified or mount.type == "cgroup2"):
-            with made_in_root(self.root, mount.destination) as (_target, fd_path):
+            with made_in_root(self.root, mount.destination) as (target, fd_path):
                 try:
                     libc.mount("cgroup2", fd_path, "cgroup2", parsed.flags, None)
-                    return
+                    return target
                 except OSError as err:
                     if err.errno not in (errno.EPERM, errno.EBUSY, errno.EINVAL):
                         raise
-        self.bind("/sys/fs/cgroup", mount.destination, opts.parse_options(
+        return self.bind("/sys/fs/cgroup", mount.destination, opts.parse_options(
             ("rbind",) + tuple(mount.options)))
 
     def bind_device(self, host_path, container_path):
         _check_host_device(host_path)
         with step(f"binding device {container_path}"):
-            with made_in_root(self.root, container_path, directory=False) as (_target,
+            with made_in_root(self.root, container_path, directory=False) as (target,
                                                                               fd_path):
                 libc.mount(host_path, fd_path, None, opts.BIND)
+            with opened_in_root(self.root, target) as fd_path:   # the bound node, now
+                restrict_device(fd_path)
 
     def populate_dev(self):
         """The default nodes and links in the /dev a mount made. That is usually a new
@@ -333,10 +398,12 @@ class RootfsBuilder:
                     self._bind_new_device(dev, dev_path, name)
             for target, name in links:
                 with step(f"linking /dev/{name}"):
+                    if name == "ptmx" and _lexists_in(dev, name):
+                        os.unlink(name, dir_fd=dev)      # ours is devpts's: pts/ptmx
                     try:
                         os.symlink(target, name, dir_fd=dev)
                     except FileExistsError:
-                        self._link_over(target, name)
+                        pass                             # the image's own link is kept
         finally:
             os.close(dev)
 
@@ -353,15 +420,11 @@ class RootfsBuilder:
                 libc.mount(host_path, f"/proc/self/fd/{node}", None, opts.BIND)
             finally:
                 os.close(node)
-
-    def _link_over(self, target, name):
-        """/dev/`name` -> `target` where the image has that name in /dev already: ptmx is
-        replaced, the others are kept."""
-        path = resolve_in_root(self.root, f"/dev/{name}")
-        if name == "ptmx" and os.path.lexists(path):
-            os.unlink(path)
-        if not os.path.lexists(path):
-            os.symlink(target, path)
+            bound = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev)
+            try:
+                restrict_device(f"/proc/self/fd/{bound}")
+            finally:
+                os.close(bound)
 
     def enter(self, no_pivot):
         with step(f"entering the rootfs {self.root}"):
@@ -380,6 +443,19 @@ class RootfsBuilder:
             # Now that the rootfs is "/", give it the propagation the config asks for.
             with step(f"making the rootfs {propagation}"):
                 libc.mount(None, "/", None, opts.PROPAGATION[propagation])
+
+
+def _dev_mount(mounts):
+    """The last mount on /dev (the one the container sees there), or None."""
+    found = None
+    for mount in mounts:
+        if os.path.normpath("/" + mount.destination.lstrip("/")) == "/dev":
+            found = mount
+    return found
+
+
+def _has_mode(data):
+    return any(option.startswith("mode=") for option in data.split(","))
 
 
 def _lexists_in(dir_fd, name):

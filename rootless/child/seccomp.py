@@ -64,6 +64,18 @@ def library():
     return lib
 
 
+def api_level(lib):
+    """seccomp_api_get(): what this libseccomp and this kernel support together (1: the
+    basics, 3: KILL_PROCESS and LOG, 5: user notification, 7: 2.6's flags);
+    1 for a libseccomp older than the call (2.4)."""
+    try:
+        function = lib.seccomp_api_get
+    except AttributeError:
+        return 1
+    function.restype = ctypes.c_uint
+    return function()
+
+
 def action_code(action, errno_value):
     code = _ACTIONS[action]
     if action == "SCMP_ACT_ERRNO":

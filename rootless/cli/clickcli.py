@@ -13,9 +13,11 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _version_text():
+    """The version, then crun's line of what this build does here (+SECCOMP ...)."""
     from oci.state import OCI_VERSION
+    from rootless.runtime.host import feature_words
     return (f"handcar version {__version__}\nspec: {OCI_VERSION}\n"
-            f"python: {sys.version.split()[0]}")
+            f"python: {sys.version.split()[0]}\n{' '.join(feature_words())}")
 
 
 def _print_version(ctx, _param, value):

@@ -14,8 +14,10 @@ class Globals:
     """The global flags, as every verb sees them."""
 
     def __init__(self, root=None, log_path=None, log_format="text", debug=False,
-                 systemd_cgroup=False, rootless="auto", cgroup_manager="cgroupfs"):
-        log.configure(log_path, log_format, debug)
+                 systemd_cgroup=False, rootless="auto", cgroup_manager="cgroupfs",
+                 log_level="warning"):
+        log.configure(_log_file(log_path), log_format, debug or log_level == "debug",
+                      warnings=log_level != "error")
         self.root = root
         self.systemd = systemd_cgroup or cgroup_manager == "systemd"
         self.cgroups = cgroup_manager != "disabled"     # crun's: podman --cgroups=disabled
@@ -25,11 +27,25 @@ class Globals:
         return Store(self.root)
 
 
-def _options(g, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
+def _log_file(destination):
+    """--log's FILE, or crun's spelling file:FILE; crun's journald: and syslog: have no
+    counterpart here."""
+    if destination is None or destination.startswith("/") or ":" not in destination:
+        return destination
+    kind, _, path = destination.partition(":")
+    if kind == "file" and path:
+        return path
+    raise UsageError(f"--log {destination}: handcar writes its log to a file only "
+                     "(FILE or file:FILE)")
+
+
+def _options(g, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds,
+             config=None):
     from rootless.runtime.create import CreateOptions
     return CreateOptions(pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
                          no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
-                         systemd=g.systemd, cgroup=g.cgroups)
+                         systemd=g.systemd, cgroup=g.cgroups,
+                         config=os.path.abspath(config) if config else None)
 
 
 def create(g, container_id, bundle, **flags):
@@ -48,11 +64,11 @@ def start(g, container_id):
     lifecycle.start(g.store(), container_id)
 
 
-def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, no_pivot,
-        no_new_keyring, preserve_fds, **friendly_flags):
+def run(g, args, bundle, config, detach, keep, no_subreaper, pid_file, console_socket,
+        no_pivot, no_new_keyring, preserve_fds, **friendly_flags):
     """runc's run (create + start, and wait) or the friendly run; see verbs.RUN_HELP."""
     from rootless.cli.verbs import DASHES, FRIENDLY_RUN_OPTIONS, RUNC_RUN_ONLY
-    runc_flags = dict(bundle=bundle, keep=keep, no_subreaper=no_subreaper, pid_file=pid_file,
+    runc_flags = dict(bundle=bundle, config=config, keep=keep, no_subreaper=no_subreaper, pid_file=pid_file,
                       console_socket=console_socket, no_pivot=no_pivot,
                       no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
     runc_given = [_flag_name(name) for name in RUNC_RUN_ONLY
@@ -73,7 +89,7 @@ def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, n
         from rootless.runtime import create
         return create.run(g.store(), args[0], bundle or ".",
                              _options(g, pid_file, console_socket, no_pivot, no_new_keyring,
-                                      preserve_fds),
+                                      preserve_fds, config),
                              detach=detach, keep=keep)
     from rootless.cli import friendly
     return friendly.run(g, args, host_sandbox, detach, friendly_flags)
@@ -104,7 +120,8 @@ def _parse_user(text):
 
 
 def exec_(g, container_id, command, process_file, env, user, additional_gids, cwd, cap,
-          no_new_privs, tty, detach, pid_file, console_socket, preserve_fds, ignore_paused):
+          no_new_privs, tty, detach, pid_file, console_socket, preserve_fds, ignore_paused,
+          cgroup=None):
     """Run a process in a running container; returns its exit status."""
     from rootless.runtime import execute
     if process_file:
@@ -129,7 +146,7 @@ def exec_(g, container_id, command, process_file, env, user, additional_gids, cw
                 no_new_privs=no_new_privs, tty=tty)
     options = execute.ExecOptions(pid_file=pid_file, console_socket=console_socket,
                                     detach=detach, preserve_fds=preserve_fds,
-                                    ignore_paused=ignore_paused)
+                                    ignore_paused=ignore_paused, cgroup=cgroup)
     return execute.exec_(g.store(), container_id, make_process, options)
 
 
@@ -271,10 +288,26 @@ def kill(g, container_id, signal_name, all_processes):
                    all_processes)
 
 
-def delete(g, container_id, force):
+def delete(g, container_id, force, regex=False):
     """Delete a container and everything it holds."""
     from rootless.runtime import lifecycle
-    lifecycle.delete(g.store(), container_id, force)
+    if not regex:
+        lifecycle.delete(g.store(), container_id, force)
+        return
+    # crun's --regex: every container whose id the expression matches (anywhere, as
+    # regexec does); one that cannot be deleted is a warning, and the rest go on
+    import re
+    try:
+        pattern = re.compile(container_id)
+    except re.error as err:
+        raise UsageError(f"delete --regex {container_id!r}: {err}") from None
+    store = g.store()
+    for name in store.ids():
+        if pattern.search(name):
+            try:
+                lifecycle.delete(store, name, force)
+            except HandcarError as err:
+                log.warning(f"deleting {name}: {err}")
 
 
 def list_(g, fmt, quiet):

@@ -45,9 +45,13 @@ ID = Arg("container_id")
 GLOBAL_OPTIONS = (
     Opt(("--root",), "root", "value", metavar="DIR",
         help="State directory (default: $XDG_RUNTIME_DIR/handcar, else /tmp/handcar-UID)."),
-    Opt(("--log",), "log_path", "value", metavar="FILE", help="Also write log messages to FILE."),
+    Opt(("--log",), "log_path", "value", metavar="FILE",
+        help="Also write log messages to FILE (crun's file:FILE too)."),
     Opt(("--log-format",), "log_format", "value", default="text", choices=("text", "json"),
         help="Format of the --log file."),
+    Opt(("--log-level",), "log_level", "value", default="warning",
+        choices=("error", "warning", "debug"),
+        help="crun's: error leaves warnings out, debug is --debug."),
     Opt(("--debug",), "debug", help="Log debug messages."),
     Opt(("--systemd-cgroup",), "systemd_cgroup",
         help="Ask systemd (over D-Bus) for a transient scope as the container's cgroup; "
@@ -62,6 +66,9 @@ GLOBAL_OPTIONS = (
 CREATE_OPTIONS = (
     Opt(("-b", "--bundle"), "bundle", "value", metavar="DIR",
         help="Bundle directory (holds config.json); default: the current directory."),
+    Opt(("-f", "--config"), "config", "value", metavar="FILE",
+        help="crun's: the config file to use instead of the bundle's config.json (the "
+             "bundle is still -b, or the current directory)."),
     Opt(("--pid-file",), "pid_file", "value", metavar="FILE", help="Write the init's pid to FILE."),
     Opt(("--console-socket",), "console_socket", "value", metavar="PATH",
         help="Unix socket that receives the pty master (process.terminal)."),
@@ -110,7 +117,7 @@ FRIENDLY_RUN_OPTIONS = (
     Opt(("--entrypoint",), "entrypoint", "value", metavar="PROGRAM",
         help="Run PROGRAM instead of the image's entrypoint."),
 )
-RUNC_RUN_ONLY = ("bundle", "pid_file", "console_socket", "no_pivot", "no_new_keyring",
+RUNC_RUN_ONLY = ("bundle", "config", "pid_file", "console_socket", "no_pivot", "no_new_keyring",
                  "preserve_fds", "keep", "no_subreaper")
 DASHES = "\0--"   # stands for a "--" that ended the options (argv cannot hold a NUL)
 RUN_HELP = """Run a container.
@@ -162,6 +169,8 @@ VERBS = {verb.name: verb for verb in (
         Opt(("-c", "--cap"), "cap", "multiple", metavar="CAP", help="Add a capability."),
         Opt(("--no-new-privs",), "no_new_privs", help="Set no_new_privs."),
         Opt(("--ignore-paused",), "ignore_paused", help="Exec even into a paused container."),
+        Opt(("--cgroup",), "cgroup", "value", metavar="PATH",
+            help="crun's: run the process in this existing sub-cgroup of the container's."),
     ), (ID, Arg("command", "[CMD]...", required=False, variadic=True)), interspersed=False),
     Verb("state", "Print the OCI state of a container as JSON.", (), (ID,)),
     Verb("kill", "Send a signal (default SIGTERM; a name, with or without SIG, or a number).", (
@@ -170,6 +179,8 @@ VERBS = {verb.name: verb for verb in (
     ), (ID, Arg("signal_name", "[SIGNAL]", required=False))),
     Verb("delete", "Delete a container and everything it holds.", (
         Opt(("-f", "--force"), "force", help="Kill the container first if it runs."),
+        Opt(("-r", "--regex"), "regex",
+            help="crun's: ID is a regular expression; delete every container it matches."),
     ), (ID,)),
     Verb("list", "List containers.", (
         FORMAT, Opt(("-q", "--quiet"), "quiet", help="Print only the ids."),

@@ -26,18 +26,21 @@ class CreateOptions(Record):
         "preserve_fds": 0,
         "systemd": False,         # --systemd-cgroup: ask systemd for a scope
         "cgroup": True,        # False: --cgroup-manager disabled, no cgroup of its own
+        "config": None,        # crun's --config FILE: instead of the bundle's config.json
     }
 
 
-def load_bundle(bundle):
-    """(config.json text, Spec) of a bundle."""
+def load_bundle(bundle, path=None):
+    """(config.json text, Spec) of a bundle, or of the config file `path` (--config)."""
     from oci import spec as oci_spec
-    path = os.path.join(bundle, "config.json")
+    named = path is not None
+    path = path or os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
             text = f.read()
     except FileNotFoundError:
-        raise HandcarError(f"no config.json in bundle {bundle}") from None
+        raise HandcarError(f"--config {path}: no such file" if named else
+                           f"no config.json in bundle {bundle}") from None
     except OSError as err:
         raise HandcarError(f"reading {path}: {err.strerror}") from None
     return text, oci_spec.loads(text, source=path)
@@ -81,7 +84,7 @@ def create(store, container_id, bundle, options, foreground=False):
     bundle = os.path.realpath(bundle)
     store.path(container_id)                       # refuse a bad id before anything else
     spawn.check_preserved_fds(options.preserve_fds)
-    text, spec = load_bundle(bundle)
+    text, spec = load_bundle(bundle, options.config)
     rootfs = _check_runnable(spec, bundle)
     if spec.host_dependent():                    # (issue 17) refused before anything exists
         from rootless.runtime import support

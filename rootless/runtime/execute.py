@@ -8,6 +8,7 @@ from rootless.errors import HandcarError, SpecError, WrongStatus
 from rootless.child import protocol
 from rootless.runtime import spawn
 from rootless.runtime.cgroups import manager as cgroup_manager
+from rootless.runtime.cgroups.cgroupfs import CgroupError
 from rootless.runtime.foreground import Console, ForwardingSignals, wait_foreground
 from rootless.runtime.processes import SIGKILL, send_signal
 from rootless.runtime.store import ALIVE, PAUSED, write_atomic
@@ -20,6 +21,7 @@ class ExecOptions(Record):
         "detach": False,
         "preserve_fds": 0,
         "ignore_paused": False,
+        "cgroup": None,        # crun's --cgroup: a sub-cgroup of the container's to run in
     }
 
 
@@ -100,7 +102,7 @@ def exec_(store, container_id, make_process, options):
     process = make_process(spec.process)
     if process.tuned() or process.apparmor_profile or process.selinux_label:   # (issue 17)
         from rootless.runtime import support
-        support.check_process(process, "process")
+        support.check_process(process, "process", bool(spec.linux.namespace("user")))
     linux = spec.linux.replace(namespaces=_namespaces_of(record.pid),
                                 time_offsets={})
     launch_spec = spec.replace(process=process, linux=linux)
@@ -116,6 +118,9 @@ def exec_(store, container_id, make_process, options):
                         console_fd=console.child_fd, pass_fds=options.preserve_fds,
                         listener_fd=listener.fileno() if listener else -1)
         cgroups = cgroup_manager.of(record)
+        if options.cgroup:                         # crun's exec --cgroup SUB
+            cgroups = cgroup_manager.Cgroupfs(_sub_cgroup(record, cgroups.cgroup,
+                                                          options.cgroup))
         channel, pid = spawn.spawn(launch, cgroup=cgroups.cgroup, place=cgroups.join)
         try:
             console.child_started()
@@ -139,6 +144,21 @@ def exec_(store, container_id, make_process, options):
         return 0
     with ForwardingSignals(pid, console):
         return wait_foreground(pid, channel, console)
+
+
+def _sub_cgroup(record, cgroup, sub):
+    """exec --cgroup SUB: the path of the existing cgroup SUB below the container's."""
+    parts = [part for part in sub.split("/") if part not in ("", ".")]
+    if ".." in parts or not parts:
+        raise HandcarError(f"exec --cgroup {sub}: a path below the container's cgroup, "
+                           "without '..'")
+    if cgroup is None:
+        raise CgroupError(f"exec --cgroup {sub}: container {record.id} has no cgroup of its "
+                          "own")
+    path = os.path.join(cgroup.path, *parts)
+    if not os.path.isdir(path):
+        raise CgroupError(f"exec --cgroup {sub}: {path} does not exist")
+    return path
 
 
 def _wait_for_execve(channel):

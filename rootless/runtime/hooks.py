@@ -8,7 +8,7 @@ Where they run (runtime-spec, as runc does it):
   poststart                the `start` (or `run`) process, once the process runs
   poststop                 the `delete` process, once the container is gone
 A failure before the process starts is an error; poststart and poststop failures are
-warnings, which their callers log. A hook dies with the process that runs it (a
+warnings (run_warning), and the hooks after a failed one still run. A hook dies with the process that runs it (a
 parent-death signal), so a killed handcar leaves no hook behind.
 """
 
@@ -30,6 +30,17 @@ def run(hooks, kind, state, parent_gone=None):
     hook is killed and init gives up."""
     for hook in hooks.get(kind, ()):
         run_one(hook, kind, jsonio.dumps(state), parent_gone)
+
+
+def run_warning(hooks, kind, state, warn):
+    """poststart and poststop hooks: the process has run, so a failing hook is a warning,
+    `warn(text)`, and the hooks after it still run (runtime-spec)."""
+    state_json = jsonio.dumps(state)
+    for hook in hooks.get(kind, ()):
+        try:
+            run_one(hook, kind, state_json)
+        except HandcarError as err:
+            warn(str(err))
 
 
 def run_one(hook, kind, state_json, parent_gone=None):

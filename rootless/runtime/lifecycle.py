@@ -52,8 +52,9 @@ def let_run(record):
 def _run_warning_hooks(record, kind, status):
     from rootless.runtime import hooks
     try:
-        hooks.run(record.load_spec().hooks, kind, record.state(status).to_json())
-    except HandcarError as err:
+        hooks.run_warning(record.load_spec().hooks, kind, record.state(status).to_json(),
+                          log.warning)
+    except HandcarError as err:           # the saved config could not be read back
         log.warning(str(err))
 
 

@@ -3,9 +3,10 @@ created: each field that cannot be honoured here is refused by name, with why (t
 layer, oci/, has refused what no host could do). Imported only for a config that asks for
 one of these fields (oci.spec.Spec.host_dependent).
 
-Without privilege on the host (root in its first user namespace), the kernel refuses a
-realtime or deadline scheduler, the realtime I/O class, and a nice value below the
-caller's own unless RLIMIT_RTPRIO / RLIMIT_NICE allow them.
+Without privilege on the host (root in its first user namespace, and a container that
+stays there: capabilities in a user namespace of its own do not count), the kernel
+refuses a realtime or deadline scheduler, the realtime I/O class, and a nice value below
+the caller's own unless RLIMIT_RTPRIO / RLIMIT_NICE allow them.
 """
 
 import os
@@ -20,7 +21,8 @@ INFINITE = 2**63
 def check(spec, source, warn):
     """Refuse (SpecError) what `spec` asks and this host cannot do; `warn(text)` what is
     done differently from what was asked."""
-    problems = check_process(spec.process, "process", raise_them=False)
+    problems = check_process(spec.process, "process", in_userns=bool(
+        spec.linux.namespace("user")), raise_them=False)
     linux = spec.linux
     if linux.memory_policy:
         problems += _memory_policy(linux.memory_policy)
@@ -31,11 +33,12 @@ def check(spec, source, warn):
         raise SpecError(problems, source)
 
 
-def check_process(process, where, source="process", raise_them=True):
-    """The problems of a process's own fields (create's, or exec's); raised as a
-    SpecError from `source` when raise_them."""
+def check_process(process, where, in_userns, source="process", raise_them=True):
+    """The problems of a process's own fields (create's, or exec's) for a container in
+    a user namespace of its own or not; raised as a SpecError from `source` when
+    raise_them."""
     problems = []
-    privileged = host_root()
+    privileged = host_root() and not in_userns
     if process.scheduler and not privileged:
         problems += _scheduler(process.scheduler, process.rlimits, f"{where}.scheduler")
     prio = process.io_priority

@@ -115,7 +115,10 @@ def test_exec_passes_preserved_fds(handcar, running, tmp_path):
 
 def test_features(handcar):
     doc = json.loads(handcar.ok("features").stdout)
-    assert doc["ociVersionMax"] >= "1.1"
+    assert doc["ociVersionMax"] == "1.3.0"
+    from rootless.runtime.host import kernel_version
+    if kernel_version() >= (5, 12):
+        assert {"rro", "rnosuid", "rnoexec"} <= set(doc["mountOptions"])
     assert "user" in doc["linux"]["namespaces"]
     assert "CAP_SYS_ADMIN" in doc["linux"]["capabilities"]
     assert "rbind" in doc["mountOptions"]

@@ -98,3 +98,21 @@ def test_poststart_and_poststop_failures_are_warnings(handcar, bundle):
     assert result.returncode == 0
     assert "handcar: warning: poststart hook /bin/false exited with status 1" in result.stderr
     assert "handcar: warning: poststop hook /bin/false exited with status 1" in result.stderr
+
+
+def test_a_failing_poststart_or_poststop_hook_does_not_stop_the_next(handcar, bundle,
+                                                                   hook_script):
+    script, log = hook_script
+    bundle.config["hooks"] = {
+        kind: [{"path": "/bin/false"}, {"path": str(script), "args": ["hook", kind, "after"]},
+               {"path": "/nonexistent/hook"},
+               {"path": str(script), "args": ["hook", kind, "last"]}]
+        for kind in ("poststart", "poststop")}
+    result = handcar("run", "-b", bundle.args("true").write(), "next")
+    assert result.returncode == 0, result.stderr
+    assert [(kind, arg) for kind, arg, _, _ in entries(log)] == [
+        ("poststart", "after"), ("poststart", "last"), ("poststop", "after"),
+        ("poststop", "last")]
+    for kind in ("poststart", "poststop"):
+        assert f"handcar: warning: {kind} hook /bin/false exited with status 1" in result.stderr
+        assert f"handcar: warning: {kind} hook /nonexistent/hook: " in result.stderr

@@ -79,10 +79,10 @@ def test_dev_is_built_from_host_nodes(handcar, bundle):
     assert lines[-4:] == ["null-ok", "4", "pts/ptmx", "/proc/self/fd"]
 
 
-def test_dev_where_the_image_has_some_names_already(handcar, bundle, tmp_path):
-    """A /dev that is not a new tmpfs (here a bind mount of a directory) with a file named
-    null, a ptmx and an fd link of its own: the device is bound on null, ptmx is replaced
-    by the link to pts/ptmx, the image's fd link is kept, the rest is made."""
+def test_a_bound_dev_is_left_as_it_is(handcar, bundle, tmp_path):
+    """A /dev that is a bind mount (here of a directory with a file named null, a ptmx and
+    an fd link of its own) is the container's /dev as it is, as runc leaves it: nothing
+    is bound, made or replaced in it (it is someone else's directory)."""
     dev = tmp_path / "dev"
     dev.mkdir()
     (dev / "null").write_text("not a device\n")
@@ -90,11 +90,26 @@ def test_dev_where_the_image_has_some_names_already(handcar, bundle, tmp_path):
     os.symlink("/bin", dev / "fd")
     bundle.config["mounts"] = [
         {"destination": "/dev", "type": "bind", "source": str(dev), "options": ["rbind"]}
-        if m["destination"] == "/dev" else m for m in bundle.config["mounts"]]
-    out = run(handcar, bundle, "echo x > /dev/null && wc -c < /dev/null; readlink /dev/ptmx; "
-                               "readlink /dev/fd; head -c 3 /dev/zero | wc -c")
-    assert out.split() == ["0", "pts/ptmx", "/bin", "3"]
-    assert (dev / "null").read_text() == "not a device\n"
+        if m["destination"] == "/dev" else m for m in bundle.config["mounts"]
+        if not m["destination"].startswith("/dev/")]
+    out = run(handcar, bundle, "cat /dev/null /dev/ptmx; readlink /dev/fd; ls /dev | wc -l")
+    assert out.split("\n")[:4] == ["not a device", "not a device", "/bin", "3"]
+    assert sorted(os.listdir(dev)) == ["fd", "null", "ptmx"]
+
+
+def test_the_hosts_dev_bound_over_the_containers(handcar, bundle):
+    """/dev bound from the host (docker's --device-less privileged style): its symlinks
+    (stdin -> /proc/self/fd/0) are the host's, followed inside the container."""
+    bundle.config["mounts"] = [
+        {"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind", "nosuid"]}
+        if m["destination"] == "/dev" else m for m in bundle.config["mounts"]
+        if m["destination"] != "/dev/mqueue"]
+    out = run(handcar, bundle, "echo x > /dev/null && echo null-ok; head -c 2 /dev/zero | wc -c; "
+                               "readlink /dev/stdin; test -e /dev/tty && echo tty; "
+                               "grep ' /dev/pts devpts ' /proc/mounts | tail -1")
+    lines = out.splitlines()
+    assert " ".join(lines[:4]).split() == ["null-ok", "2", "/proc/self/fd/0", "tty"]
+    assert "ptmxmode=666" in lines[4]         # the config's devpts, on top of the host's
 
 
 def test_masked_and_readonly_paths(handcar, bundle):

@@ -29,6 +29,8 @@ def test_run_and_exec_import_nothing_expensive(handcar, bundle):
     assert result.returncode == 0, result.stderr
     assert "rootless.child.init" in modules and "rootless.child.mounts" in modules   # the list is real
     assert modules & EXPENSIVE == set()
+    # runtime-spec 1.2/1.3's process settings: their modules only for a config with them
+    assert modules & TUNING == set()
     # runc's `run ID` in the bundle's directory (the lone-ID rule tells it from an image)
     result, modules = imported(handcar, "run", "plain", cwd=bundle.args("true").write())
     assert result.returncode == 0, result.stderr
@@ -50,6 +52,16 @@ def test_a_new_network_namespace_imports_no_network_module(handcar, bundle):
     assert "rootless.child.init" in modules                          # the list is real
     assert modules & EXPENSIVE == set()
     assert not {name for name in modules if name.startswith("rootless.network")}
+
+
+TUNING = {"oci.tuning", "rootless.child.tuning", "rootless.runtime.support"}
+
+
+def test_the_tuning_modules_come_with_the_fields_that_need_them(handcar, bundle):
+    bundle.process["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 3}
+    result, modules = imported(handcar, "run", "-b", bundle.args("true").write(), "tuned")
+    assert result.returncode == 0, result.stderr
+    assert TUNING <= modules
 
 
 # What only the verbs that start a process need: the spec model, ctypes, the child side.

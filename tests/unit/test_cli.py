@@ -36,9 +36,36 @@ def test_every_verb_has_short_help(verb):
     assert result.stdout.startswith(f"Usage: handcar {verb}")
 
 
-def test_version():
+def test_version_and_crun_feature_line():
+    import ctypes
+    from importlib.util import find_spec
     result = handcar("--version")
     assert result.returncode == 0 and result.stdout.startswith("handcar version ")
+    words = result.stdout.splitlines()[-1].split()
+    assert all(word.startswith("+") for word in words) and "+CAP" in words
+    try:
+        ctypes.CDLL("libseccomp.so.2")
+        has_seccomp = True
+    except OSError:
+        has_seccomp = False
+    assert ("+SECCOMP" in words) == has_seccomp
+    assert ("+SYSTEMD" in words) == (find_spec("jeepney") is not None)
+    assert "+EBPF" not in words and "+CRIU" not in words
+
+
+@pytest.mark.parametrize("given,path", [(None, None), ("/l", "/l"), ("log.txt", "log.txt"),
+                                        ("file:/var/log/x", "/var/log/x")])
+def test_log_destinations(given, path):
+    from rootless.cli.commands import _log_file
+    assert _log_file(given) == path
+
+
+@pytest.mark.parametrize("given", ["journald:handcar", "syslog:x", "file:"])
+def test_log_destinations_handcar_cannot_write(given):
+    from rootless.cli.commands import _log_file
+    from rootless.errors import UsageError
+    with pytest.raises(UsageError):
+        _log_file(given)
 
 
 def test_usage_error_exits_2():

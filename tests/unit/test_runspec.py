@@ -31,7 +31,9 @@ def test_volumes():
 
 
 def test_tmpfs_sizes_and_cpus():
-    assert parse_tmpfs("/cache:size=10m")["options"] == ["nosuid", "nodev", "size=10m"]
+    assert parse_tmpfs("/cache:size=10m")["options"] == ["nosuid", "nodev", "size=10m",
+                                                         "mode=1777"]
+    assert parse_tmpfs("/c:mode=700")["options"] == ["nosuid", "nodev", "mode=700"]
     assert parse_tmpfs("/t")["options"][-1] == "mode=1777"
     with pytest.raises(RunError):
         parse_tmpfs("relative")

@@ -23,6 +23,10 @@ PLAIN = [
     ["update", "--pids-limit", "3", "--memory", "64m", "box"], ["update", "-r", "-", "box"],
     ["spec", "--rootless", "-b", "/b"], ["features"],
     ["run", "--", "c1"],
+    ["create", "--config", "/c.json", "c1"], ["run", "-f", "c.json", "-b", "/b", "-d", "x"],
+    ["delete", "--regex", "^box"], ["delete", "-r", "-f", "b.*"],
+    ["exec", "--cgroup", "sub", "box", "true"],
+    ["--log=file:/l", "--log-level", "error", "list"],
 ]
 
 UNUSUAL = [
