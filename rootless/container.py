@@ -613,14 +613,6 @@ def parse_signal(text):
 def kill(store, container_id, signum, all_processes=False):
     record = store.open(container_id, lock=False)
     status = record.status()
-    if status == "stopped" and all_processes:
-        # TEMP (issue 20 item 1, until the lead's fix lands): runc's `kill --all` of a
-        # stopped container signals what is left in its cgroup and succeeds; containerd's
-        # shim calls it after every exit
-        cgroup = cgroup_of(record)
-        if cgroup and cgroup.exists():
-            cgroup.kill(signum)
-        return
     if status not in ("created", "running", "paused"):
         raise WrongStatus(f"cannot kill container {container_id}: it is {status}")
     cgroup = cgroup_of(record)
