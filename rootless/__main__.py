@@ -1,3 +1,3 @@
-from rootless.main import main
+from rootless.cli.main import main
 
 main()

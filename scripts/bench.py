@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from oci.default import default_spec  # noqa: E402
-from rootless.mountinfo import mounts  # noqa: E402
-from rootless.store import user_name  # noqa: E402
-from rootless.userns import SUBGID, SUBUID, subordinate_ranges  # noqa: E402
+from rootless.system.mountinfo import mounts  # noqa: E402
+from rootless.runtime.store import user_name  # noqa: E402
+from rootless.runtime.userns import SUBGID, SUBUID, subordinate_ranges  # noqa: E402
 
 GNU_TIME = "/usr/bin/time"
 

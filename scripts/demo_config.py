@@ -4,7 +4,7 @@ import json
 import os
 import pwd
 
-from rootless.userns import SUBGID, SUBUID, subordinate_ranges
+from rootless.runtime.userns import SUBGID, SUBUID, subordinate_ranges
 
 config = json.load(open("config.json"))
 config["process"]["terminal"] = False

@@ -1,4 +1,4 @@
-"""The image store for real (rootless.images.ImageStore): layers unpacked chrooted, as
+"""The image store for real (rootless.image.store.ImageStore): layers unpacked chrooted, as
 root in the container's user namespace, where a symlink to / is the image's own root;
 nothing imported from the image after the chroot; what killed pulls leave; names
 (absolute paths, archive repo tags, untag, concurrent pulls)."""
@@ -13,9 +13,10 @@ import imagebuild
 from harness import needs_subids
 from oci.errors import HandcarError
 from oci.image import ImageError
-from rootless import userns
-from rootless.images import ImageStore, _enter_rootfs, absolute_reference, remove_owned_tree
-from rootless.store import user_name
+from rootless.runtime import userns
+from rootless.image.store import ImageStore, absolute_reference, remove_owned_tree
+from rootless.image.unpack import _enter_rootfs
+from rootless.runtime.store import user_name
 
 pytestmark = needs_subids
 

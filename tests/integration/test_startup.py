@@ -8,8 +8,8 @@ from harness import HANDCAR
 
 EXPENSIVE = {"click", "re", "enum", "json", "socket", "subprocess", "signal", "shutil",
              "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs",
-             "jeepney", "rootless.systemd",
-             "rootless.friendly", "rootless.images", "rootless.settings"}   # friendly mode's
+             "jeepney", "rootless.runtime.cgroups.systemd",
+             "rootless.friendly", "rootless.image", "rootless.friendly.settings"}   # friendly mode's
 
 
 def imported(handcar, *argv, cwd=None):
@@ -27,7 +27,7 @@ def imported(handcar, *argv, cwd=None):
 def test_run_and_exec_import_nothing_expensive(handcar, bundle):
     result, modules = imported(handcar, "run", "-b", bundle.args("true").write(), "fast")
     assert result.returncode == 0, result.stderr
-    assert "rootless.init" in modules and "rootless.mounts" in modules   # the list is real
+    assert "rootless.child.init" in modules and "rootless.child.mounts" in modules   # the list is real
     assert modules & EXPENSIVE == set()
     # runc's `run ID` in the bundle's directory (the lone-ID rule tells it from an image)
     result, modules = imported(handcar, "run", "plain", cwd=bundle.args("true").write())
@@ -40,7 +40,7 @@ def test_run_and_exec_import_nothing_expensive(handcar, bundle):
 
 
 # What only the verbs that start a process need: the spec model, ctypes, the child side.
-PROCESS_STARTING = {"oci.spec", "ctypes", "rootless.init", "rootless.mounts"}
+PROCESS_STARTING = {"oci.spec", "ctypes", "rootless.child.init", "rootless.child.mounts"}
 
 
 def test_the_verbs_that_look_or_signal_import_no_process_machinery(handcar, bundle):
@@ -51,5 +51,5 @@ def test_the_verbs_that_look_or_signal_import_no_process_machinery(handcar, bund
                            (["delete", "--force", "light"], {"oci.state"})):
         result, modules = imported(handcar, *argv)
         assert result.returncode == 0, result.stderr
-        assert "rootless.store" in modules                      # the list is real
+        assert "rootless.runtime.store" in modules                      # the list is real
         assert modules & (EXPENSIVE | PROCESS_STARTING | also_not) == set(), argv

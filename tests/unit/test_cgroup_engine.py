@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from rootless import cgroups
+from rootless.runtime.cgroups import cgroupfs as cgroups
 from rootless.errors import CgroupError
 
 
@@ -65,10 +65,22 @@ def test_cgroup_manager_disabled_makes_no_leaf(tree):
         cgroups.plan_leaf("", "c1", {"memory"}, root, enabled=False)
 
 
-def test_missing_controller_is_named_with_how_to_get_it(tree):
+def test_missing_controller_is_named_with_how_to_get_it(tree, monkeypatch):
+    monkeypatch.setattr(cgroups, "v1_controllers", lambda: set())    # a unified host
     root = str(tree / "user.slice" / "u")
     with pytest.raises(CgroupError, match="the cpu controller is not available in .*Delegate=yes"):
         cgroups.plan_leaf("", "c1", {"memory", "cpu"}, root)
+
+
+def test_a_controller_on_cgroup_v1_is_named_as_such(tree, monkeypatch, tmp_path):
+    proc_cgroup = tmp_path / "cgroup"         # a hybrid host's /proc/self/cgroup
+    proc_cgroup.write_text("9:name=systemd:/\n4:memory:/\n1:cpu,cpuacct:/\n0::/\n")
+    assert cgroups.v1_controllers(str(proc_cgroup)) == {"memory", "cpu", "cpuacct"}
+    monkeypatch.setattr(cgroups, "v1_controllers", lambda: {"memory", "cpu", "cpuacct"})
+    root = str(tree / "user.slice" / "u")
+    with pytest.raises(CgroupError, match="the cpu controller is not available in .*: this "
+                                          "host has it on cgroup v1 .*cgroup v2 only"):
+        cgroups.plan_leaf("", "c1", {"cpu"}, root)
 
 
 def test_without_delegation(monkeypatch):
@@ -150,13 +162,13 @@ def _child_exits_with_its_cgroup():
 def _exec_launch():
     """A launch that needs no namespaces at birth (exec's): only the cgroup is at stake."""
     from oci.spec import Spec
-    from rootless.init import Launch
+    from rootless.child.init import Launch
     return Launch(spec=Spec(), exec_into=True)
 
 
 def test_fork_falls_back_when_clone3_cannot_place_the_child(tmp_path):
-    from rootless import container
-    pid, born, in_namespaces = container._fork(cgroups.Cgroup(str(tmp_path)),  # not a cgroup
+    from rootless.runtime import spawn
+    pid, born, in_namespaces = spawn.fork_child(cgroups.Cgroup(str(tmp_path)),  # not a cgroup
                                                _exec_launch())
     if pid == 0:
         os._exit(0)
@@ -167,11 +179,11 @@ def test_fork_falls_back_when_clone3_cannot_place_the_child(tmp_path):
 @pytest.mark.skipif(cgroups.delegated_root() is None, reason="no delegated cgroup v2 subtree "
                     "here (scripts/test delegates one to the test user)")
 def test_fork_is_born_in_the_cgroup(tmp_path):
-    from rootless import container
+    from rootless.runtime import spawn
     leaf = cgroups.Cgroup(os.path.join(cgroups.delegated_root(), "handcar", "clone3-test"))
     leaf.create(cgroups.delegated_root(), set())
     read_end, write_end = os.pipe()
-    pid, born, _ = container._fork(leaf, _exec_launch())
+    pid, born, _ = spawn.fork_child(leaf, _exec_launch())
     if pid == 0:
         os.dup2(write_end, 1)
         _child_exits_with_its_cgroup()
@@ -191,3 +203,36 @@ def test_remove_takes_child_cgroups_first():
     os.makedirs(os.path.join(leaf.path, "a", "b"))
     leaf.remove()
     assert not os.path.exists(leaf.path)
+
+
+def test_create_survives_a_delete_removing_the_shared_parent_meanwhile(tree, monkeypatch):
+    # Another container's delete removes the empty default parent (`handcar/`) just after
+    # this create made it, twice: the walk starts again instead of failing with ENOENT.
+    root = str(tree / "user.slice" / "u")
+    parent = os.path.join(root, cgroups.DEFAULT_PARENT)
+    real_mkdir = os.mkdir
+    removals = []
+
+    def mkdir_then_lose_the_parent(path, mode=0o777):
+        real_mkdir(path, mode)
+        if path == parent:
+            make_cgroup(path, "memory pids hugetlb")      # what the kernel gives a new cgroup
+            if len(removals) < 2:
+                removals.append(path)
+                for name in os.listdir(path):
+                    os.unlink(os.path.join(path, name))
+                os.rmdir(path)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_lose_the_parent)
+    leaf = cgroups.Cgroup(os.path.join(parent, "c1"))
+    leaf.create(root, set())
+    assert len(removals) == 2 and os.path.isdir(leaf.path)
+
+
+def test_create_gives_up_naming_the_cgroup_when_the_parent_never_stays(tree, monkeypatch):
+    root = str(tree / "user.slice" / "u")
+    monkeypatch.setattr(cgroups, "_enable", lambda directory, needed: (_ for _ in ()).throw(
+        cgroups._ParentRemoved()) if directory != root else None)
+    with pytest.raises(CgroupError, match=r"creating cgroup .*/handcar/c1: its parent cgroup "
+                                          r"was removed 20 times"):
+        cgroups.Cgroup(os.path.join(root, "handcar", "c1")).create(root, set())

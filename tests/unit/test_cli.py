@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from rootless.container import parse_signal
+from rootless.runtime.processes import parse_signal
 from rootless.errors import HandcarError
 
 VERBS = ["create", "start", "run", "exec", "state", "kill", "delete", "list", "spec", "ps",

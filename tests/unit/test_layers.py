@@ -1,5 +1,5 @@
 """Applying image layers: whiteouts, opaque directories, replacements, links, escapes
-(rootless.images.apply_layer on a plain directory, with layers that are safe without the
+(rootless.image.unpack.apply_layer on a plain directory, with layers that are safe without the
 chroot it runs in for real; the chrooted unpacking and ownership need the user namespace
 and are covered by tests/integration/test_image_unpack.py and test_friendly.py)."""
 
@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from oci.image import ImageError
-from rootless.images import apply_layer
+from rootless.image.unpack import apply_layer
 
 
 def layer(*entries):
@@ -188,15 +188,15 @@ def test_after_the_chroot_nothing_is_imported_from_the_filesystem(tmp_path):
     script = f"""
 import sys, _frozen_importlib
 sys.path.insert(0, {str(tmp_path)!r})
-from rootless.images import _stop_importing
-assert "rootless.settings" not in sys.modules
+from rootless.image.unpack import _stop_importing
+assert "rootless.friendly.settings" not in sys.modules
 not_yet = next(n for n in sys.builtin_module_names if n not in sys.modules)
 _stop_importing()
 assert sys.path == [] and sys.path_importer_cache == {{}}, sys.path
 assert set(sys.meta_path) <= {{_frozen_importlib.BuiltinImporter,
                                _frozen_importlib.FrozenImporter}}, sys.meta_path
 __import__(not_yet)                         # built-in modules read no file
-for name in ("handcar_probe_module", "colorsys", "rootless.settings"):
+for name in ("handcar_probe_module", "colorsys", "rootless.friendly.settings"):
     try:
         __import__(name)
     except ImportError:
@@ -205,4 +205,4 @@ for name in ("handcar_probe_module", "colorsys", "rootless.settings"):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n") == ["refused handcar_probe_module", "refused colorsys",
-                                         "refused rootless.settings", ""]
+                                         "refused rootless.friendly.settings", ""]

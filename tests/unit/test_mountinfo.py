@@ -1,6 +1,6 @@
 import os
 
-from rootless import mountinfo
+from rootless.system import mountinfo
 
 
 def test_mounts_are_read_in_order_with_their_root_and_type(tmp_path):

@@ -7,7 +7,8 @@ import os
 from oci import reader
 from oci.profiles import ALLOWED, DENIED, default_seccomp
 from oci.seccomp import filter_from_json
-from rootless import libc, seccomp
+from rootless.system import libc
+from rootless.child import seccomp
 
 
 def actions(profile, name):

@@ -2,14 +2,17 @@
 
 import pytest
 
-from rootless import commands, container, friendly, verbs
+from rootless.cli import commands
+from rootless.runtime import create
+from rootless.friendly import run as friendly
+from rootless.cli import verbs
 from rootless.errors import UsageError
 
 
 @pytest.fixture
 def calls(monkeypatch, tmp_path):
     seen = []
-    monkeypatch.setattr(container, "run", lambda store, cid, bundle, options, **kw:
+    monkeypatch.setattr(create, "run", lambda store, cid, bundle, options, **kw:
                         seen.append(("runc", cid)) or 0)
     monkeypatch.setattr(friendly, "run", lambda store, image, command, flags:
                         seen.append(("friendly", image, tuple(command))) or 0)

@@ -3,7 +3,7 @@
 import pytest
 
 from oci.errors import HandcarError
-from rootless import settings
+from rootless.friendly import settings
 
 
 def load(tmp_path, text):

@@ -12,8 +12,8 @@ import pytest
 
 EXPENSIVE = ("click", "re", "enum", "json", "socket", "subprocess", "signal", "shutil",
              "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs",
-             "jeepney", "rootless.systemd",
-             "rootless.friendly", "rootless.images", "rootless.settings")   # friendly mode's
+             "jeepney", "rootless.runtime.cgroups.systemd",
+             "rootless.friendly", "rootless.image", "rootless.friendly.settings")   # friendly mode's
 
 # The verb runs against a state root with nothing in it: it fails (no such container)
 # after parsing, opening the store and importing what its implementation needs.
@@ -25,7 +25,7 @@ VERBS = [["state", "x"], ["start", "x"], ["kill", "x", "KILL"], ["delete", "x"],
 @pytest.mark.parametrize("argv", VERBS, ids=" ".join)
 def test_hot_verbs_do_not_import_expensive_modules(argv, tmp_path):
     code = ("import sys\n"
-            "from rootless.main import run\n"
+            "from rootless.cli.main import run\n"
             "run(sys.argv[1:])\n"
             f"print(sorted(m for m in {EXPENSIVE!r} if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-S", "-c", code, "--root", str(tmp_path), *argv],
@@ -35,13 +35,13 @@ def test_hot_verbs_do_not_import_expensive_modules(argv, tmp_path):
 
 
 def test_forking_leaves_out_what_only_the_children_or_create_need():
-    # create and exec import rootless.init to fork; the rootfs, rlimits and host facts
+    # create and exec import rootless.child.init to fork; the rootfs, rlimits and host facts
     # are the children's business, imported by the intermediate while the parent maps
     # it, and the user namespace plan create's (exec has none to make). The system calls
     # go through ctypes' C half: the ctypes package is ~1 ms (seccomp alone imports it).
-    code = ("import sys\nimport rootless.container, rootless.init\n"
-            "print(sorted(m for m in ('rootless.mounts', 'rootless.host', 'resource', "
-            "'rootless.userns', 'ctypes') if m in sys.modules))\n")
+    code = ("import sys\nimport rootless.runtime.create, rootless.runtime.execute, rootless.child.init\n"
+            "print(sorted(m for m in ('rootless.child.mounts', 'rootless.runtime.host', 'resource', "
+            "'rootless.runtime.userns', 'ctypes') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert result.stdout.strip() == "[]", result.stderr

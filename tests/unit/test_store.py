@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from rootless import store as st
+from rootless.runtime import store as st
 from rootless.errors import AlreadyExists, HandcarError, NotFound
 
 

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from rootless import cgroups, systemd
+from rootless.runtime.cgroups import cgroupfs as cgroups
+from rootless.runtime.cgroups import systemd
 from rootless.errors import CgroupError
 
 jeepney = pytest.importorskip("jeepney", reason="jeepney (the test extra) is not installed")

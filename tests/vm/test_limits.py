@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from rootless import cgroups
+from rootless.runtime.cgroups import cgroupfs as cgroups
 
 ROOT = cgroups.delegated_root()
 

@@ -1,0 +1,375 @@
+"""A container's network: lo, slirp4netns and published ports (what a spec asks for is
+oci/network.py's to read).
+
+create imports this module only for a container with a network namespace of its own or a
+handcar.network/handcar.ports annotation, delete only for one whose record has a
+"network" entry; most bundles never load it, nor pyroute2.
+
+  lo          slirp4netns --configure sets lo up with the rest. In a new network
+              namespace without it, a helper process does: forked before the container's
+              own processes, it imports pyroute2 (~120 ms on an idle machine, overlapping
+              the rest of create; nothing of pyroute2 reaches the container's processes),
+              joins the container's user and network namespaces once its init exists,
+              and sets lo up over netlink.
+  slirp4netns Started for the init's network namespace with --configure, an API socket
+              in the container's state directory, --ready-fd and --exit-fd; create waits
+              (bounded) until it is ready, then publishes the ports through its API.
+  watcher     A process forked from create holds the only write end of slirp4netns's
+              exit pipe and waits on a pidfd of the container's init: when the init
+              exits, the watcher exits, the pipe closes and slirp4netns exits with it.
+              handcar itself exits after create, and the container may hold nothing of
+              ours, so this is the one thing that lives exactly as long as the container.
+
+The pids of slirp4netns and the watcher (with their start times) are in the record, so
+delete (and a failed create) kill whatever of them still runs, and wait for slirp4netns
+to be gone: its host ports are free again when delete returns.
+"""
+
+import os
+
+from rootless.child import protocol
+from rootless.errors import HandcarError, SetupError
+from rootless.runtime.store import process_start_time
+
+SLIRP4NETNS = "slirp4netns"
+TAP_DEVICE = "tap0"
+API_SOCKET = "slirp4netns.sock"        # in the container's state directory
+LOG_FILE = "slirp4netns.log"           # slirp4netns's stdout and stderr, for its errors
+READY_TIMEOUT = 30                     # seconds for slirp4netns or the lo helper
+STOP_TIMEOUT = 5                       # seconds for killed helpers to disappear
+SIGKILL = 9
+
+
+class Setup:
+    """One container's network set-up, during create."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        from rootless.runtime.host import find_program
+        self.slirp4netns = find_program(SLIRP4NETNS) if settings.network else None
+        if settings.network and not self.slirp4netns:
+            raise HandcarError(f"{SLIRP4NETNS} is not installed (install the {SLIRP4NETNS} "
+                               f"package; handcar.network asks for it)")
+        for mapping in settings.ports:
+            check_port_free(mapping)
+        self.lo_helper = None                # (pid, Channel) of the lo helper
+        self.namespaces = None               # fds of the container's user and net ns
+
+    def begin(self):
+        """Before the container's processes are forked: start the lo helper, so that its
+        pyroute2 import runs while they are being set up."""
+        if not self.settings.loopback or self.settings.network:
+            return                        # no new namespace, or slirp4netns sets lo up
+        from rootless.system.channel import Channel
+        from rootless.child.protocol import run_child
+        ours, theirs = Channel.pair()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            run_child(theirs, _lo_helper, os.getppid())
+        theirs.close()
+        self.lo_helper = (pid, ours)
+
+    def take_namespaces(self, fds):
+        """The container's user and network namespaces, as fds the intermediate sent
+        (its init, once it changed ids, is out of our reach through /proc/PID/ns)."""
+        self.namespaces = fds
+
+    def attach(self, record, init_pid):
+        """Once the container's init waits for start: lo up, slirp4netns ready, ports
+        published; slirp4netns's and the watcher's pids saved in the record."""
+        if self.lo_helper:
+            channel = self.lo_helper[1]
+            channel.send(protocol.NETNS, fds=self.namespaces)
+            channel.expect(protocol.LO_UP, "bringing lo up", timeout=READY_TIMEOUT)
+        if self.settings.network:
+            ready = self._start_slirp4netns(record, init_pid, process_start_time(init_pid))
+            _wait_until_ready(ready, record)
+            for mapping in self.settings.ports:
+                publish(record, mapping)
+        self.close()
+
+    def close(self):
+        """Stop and reap the lo helper if it still runs (create failed, or it is done),
+        and let go of the namespaces. slirp4netns and the watcher are stopped through the
+        record: stop()."""
+        for fd in self.namespaces or ():
+            os.close(fd)
+        self.namespaces = None
+        if self.lo_helper:
+            pid, channel = self.lo_helper
+            self.lo_helper = None
+            try:
+                os.kill(pid, SIGKILL)         # before it could see the channel close
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            channel.close()
+
+    def _start_slirp4netns(self, record, init_pid, init_start_time):
+        """Spawn slirp4netns and its watcher, record them; the read end of the ready pipe."""
+        import subprocess
+        network = self.settings.network
+        supported = _supported_flags(self.slirp4netns)
+        ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
+        exit_read, exit_write = os.pipe2(os.O_CLOEXEC)
+        # The API socket's path is relative to the state directory (slirp4netns's working
+        # directory): an absolute one may exceed the 107 bytes of a unix socket address.
+        argv = [self.slirp4netns, "--configure", f"--mtu={network.mtu}",
+                f"--cidr={network.cidr}", f"--api-socket={API_SOCKET}",
+                f"--ready-fd={ready_write}", f"--exit-fd={exit_read}"]
+        if not network.allow_host_loopback:
+            argv.append("--disable-host-loopback")
+        if network.enable_ipv6:
+            argv.append("--enable-ipv6")
+        argv += [flag for flag in ("--enable-sandbox", "--enable-seccomp") if flag in supported]
+        try:
+            # the watcher first: it holds the exit pipe and is the pid slirp4netns joins
+            watcher = _fork_watcher(init_pid, init_start_time, exit_write, self.namespaces)
+            processes = {"watcher": [watcher, process_start_time(watcher)]}
+            record.save(network=processes)        # from here on, stop() finds them
+            argv += [str(watcher), TAP_DEVICE]
+            try:
+                with open(os.path.join(record.path, LOG_FILE), "wb") as output:
+                    # its own session: a foreground run's ^C is for the container
+                    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                               stdout=output, stderr=output, cwd=record.path,
+                                               pass_fds=(ready_write, exit_read),
+                                               start_new_session=True)
+            except OSError as err:
+                raise SetupError(f"starting {argv[0]}: {err.strerror}") from None
+            processes[SLIRP4NETNS] = [process.pid, process_start_time(process.pid)]
+            record.save(network=processes)
+        except BaseException:
+            os.close(ready_read)
+            raise
+        finally:
+            os.close(exit_read)                   # slirp4netns's ends
+            os.close(ready_write)
+            os.close(exit_write)                  # the watcher's, from now on
+        return ready_read
+
+
+# --- the lo helper ----------------------------------------------------------------------
+
+def _lo_helper(channel, parent_pid):
+    """Import pyroute2, then join the namespaces of the pid the parent names and set lo
+    up. Runs in a child of create (see Setup.begin); never returns."""
+    from rootless.system import libc
+    from rootless.system.fds import close_fds_from
+    libc.prctl(libc.PR_SET_PDEATHSIG, SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)                       # create died before we set the signal
+    close_fds_from(3, keep={channel.fileno()})
+    try:
+        from pyroute2 import IPRoute
+    except ImportError:
+        raise SetupError("pyroute2 is not installed (pip install pyroute2): handcar needs "
+                         "it to bring lo up in a new network namespace") from None
+    userns, netns = channel.expect(protocol.NETNS, "waiting for the container's init")["fds"]
+    _join_namespaces(userns, netns)
+    try:
+        with IPRoute() as netlink:
+            netlink.link("set", index=netlink.link_lookup(ifname="lo")[0], state="up")
+    except Exception as err:  # noqa: BLE001 - pyroute2's NetlinkError is no OSError
+        raise SetupError(f"bringing lo up over netlink: {err}") from None
+    channel.send(protocol.LO_UP)
+
+
+def _join_namespaces(userns, netns):
+    """Join the container's user namespace (unless it is ours: root without one) and then
+    its network namespace, where the user namespace grants CAP_NET_ADMIN."""
+    from rootless.system import libc
+    from rootless.errors import step
+    with step("joining the user namespace of the container"):
+        if os.readlink(f"/proc/self/fd/{userns}") != os.readlink("/proc/self/ns/user"):
+            libc.setns(userns, libc.NAMESPACE_FLAGS["user"])
+    with step("joining the network namespace of the container"):
+        libc.setns(netns, libc.NAMESPACE_FLAGS["network"])
+
+
+# --- slirp4netns ------------------------------------------------------------------------
+
+def _supported_flags(program):
+    """The --flags `program --help` lists (what this slirp4netns build supports)."""
+    import subprocess
+    try:
+        result = subprocess.run([program, "--help"], capture_output=True, text=True,
+                                timeout=READY_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {word.rstrip(",=") for word in (result.stdout + result.stderr).split()
+            if word.startswith("--")}
+
+
+def _wait_until_ready(ready_read, record):
+    """Wait for slirp4netns's "1" on the ready pipe; a clear error if it exits first or
+    takes longer than READY_TIMEOUT."""
+    import select
+    try:
+        poller = select.poll()
+        poller.register(ready_read, select.POLLIN)
+        if not poller.poll(READY_TIMEOUT * 1000):
+            raise SetupError(f"{SLIRP4NETNS} did not get ready within {READY_TIMEOUT}s"
+                             f"{_last_words(record)}")
+        if os.read(ready_read, 1) != b"1":
+            raise SetupError(f"{SLIRP4NETNS} failed{_last_words(record)}")
+    finally:
+        os.close(ready_read)
+
+
+def _last_words(record):
+    """': <the last line slirp4netns wrote>', or ''."""
+    try:
+        with open(os.path.join(record.path, LOG_FILE), "rb") as f:
+            lines = [line for line in f.read().decode(errors="replace").splitlines()
+                     if line.strip() and not line.startswith("WARNING")]
+    except OSError:
+        return ""
+    return f": {lines[-1].strip()}" if lines else ""
+
+
+def _fork_watcher(init_pid, init_start_time, exit_write, namespaces):
+    """Fork the watcher (see the module's docstring); its pid, once it has joined the
+    container's user and network namespaces: slirp4netns is pointed at it, since the
+    container's init (its ids changed, undumpable) is out of an unprivileged reach."""
+    try:
+        pidfd = os.pidfd_open(init_pid)
+    except ProcessLookupError:
+        raise SetupError("the container's init exited while its network was set up") from None
+    except OSError as err:                # ENOSYS before Linux 5.3
+        raise SetupError(f"watching the container's init: pidfd_open: {err.strerror}") \
+            from None
+    joined_read, joined_write = os.pipe2(os.O_CLOEXEC)
+    try:
+        if process_start_time(init_pid) != init_start_time:
+            raise SetupError("the container's init exited while its network was set up")
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _join_namespaces(*namespaces)
+                # joining a user namespace made us undumpable (a change of credentials):
+                # slirp4netns, as the caller, must be able to open our /proc/PID/ns
+                from rootless.system import libc
+                libc.prctl(libc.PR_SET_DUMPABLE, 1)
+                os.write(joined_write, b"1")
+                code = 0
+                _watch(pidfd, exit_write)
+            finally:
+                os._exit(code)
+        os.close(joined_write)
+        joined_write = -1
+        if os.read(joined_read, 1) != b"1":
+            os.waitpid(pid, 0)
+            raise SetupError("the network watcher could not join the container's namespaces")
+        return pid
+    finally:
+        os.close(pidfd)
+        os.close(joined_read)
+        if joined_write >= 0:
+            os.close(joined_write)
+
+
+def _watch(pidfd, exit_write):
+    """The watcher's body: hold exit_write until the process behind pidfd exits."""
+    import select
+    from rootless.system.fds import close_fds_from
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):                  # hold none of the caller's pipes or terminal
+        os.dup2(null, fd)
+    close_fds_from(3, keep={pidfd, exit_write})
+    os.setsid()
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    while not poller.poll():
+        pass
+
+
+# --- the API socket: ports --------------------------------------------------------------
+
+def publish(record, mapping):
+    """Forward host port -> container port through slirp4netns's API (add_hostfwd)."""
+    reply = _api_call(record, {"execute": "add_hostfwd", "arguments": {
+        "proto": mapping.protocol, "host_addr": mapping.host_ip,
+        "host_port": mapping.host_port, "guest_port": mapping.container_port}})
+    if "error" in reply:
+        why = reply["error"].get("desc", reply["error"]) if isinstance(reply["error"], dict) \
+            else reply["error"]
+        raise SetupError(f"publishing port {mapping}: {SLIRP4NETNS}: {why} (is host port "
+                         f"{mapping.host_port}/{mapping.protocol} in use?)")
+
+
+def _api_call(record, request):
+    import socket
+    from oci import jsonio
+    # /proc/self/fd/N/name: a short address whatever the length of the state path
+    directory = os.open(record.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as api:
+            api.settimeout(READY_TIMEOUT)
+            try:
+                api.connect(f"/proc/self/fd/{directory}/{API_SOCKET}")
+                api.sendall(jsonio.dumps(request).encode())
+                api.shutdown(socket.SHUT_WR)
+                reply = b""
+                while chunk := api.recv(4096):
+                    reply += chunk
+            except OSError as err:
+                raise SetupError(f"{SLIRP4NETNS}'s API socket: {err.strerror or err}") from None
+    finally:
+        os.close(directory)
+    try:
+        return jsonio.loads(reply, explain=False)
+    except ValueError:
+        raise SetupError(f"{SLIRP4NETNS}'s API answered {reply[:200]!r}") from None
+
+
+def check_port_free(mapping):
+    """Refuse a host port that is taken (or not ours to take) before anything starts."""
+    import errno
+    import socket
+    kind = socket.SOCK_STREAM if mapping.protocol == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as probe:
+        if kind == socket.SOCK_STREAM:
+            # as slirp4netns listens: a connection in TIME_WAIT does not count
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((mapping.host_ip, mapping.host_port))
+        except OSError as err:
+            where = f"host port {mapping.host_ip}:{mapping.host_port}/{mapping.protocol}"
+            if err.errno == errno.EADDRINUSE:
+                raise HandcarError(f"cannot publish {mapping}: {where} is already in use") \
+                    from None
+            if err.errno == errno.EACCES:
+                raise HandcarError(f"cannot publish {mapping}: {where} needs privilege "
+                                   "(see sysctl net.ipv4.ip_unprivileged_port_start)") \
+                    from None
+            if err.errno == errno.EADDRNOTAVAIL:
+                raise HandcarError(f"cannot publish {mapping}: {mapping.host_ip} is not an "
+                                   "address of this host") from None
+            raise HandcarError(f"cannot publish {mapping}: {err.strerror}") from None
+
+
+# --- delete -----------------------------------------------------------------------------
+
+def stop(record):
+    """Kill slirp4netns and the watcher if they still run, and wait for them to be gone
+    (a killed slirp4netns's host ports are free once it is)."""
+    processes = record.data.get("network") or {}
+    running = []
+    for name, (pid, start_time) in processes.items():
+        if pid and start_time is not None and process_start_time(pid) == start_time:
+            try:
+                os.kill(pid, SIGKILL)
+                running.append((name, pid, start_time))
+            except ProcessLookupError:
+                pass
+    import time
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for name, pid, start_time in running:
+        while process_start_time(pid) == start_time:
+            if time.monotonic() > deadline:
+                raise HandcarError(f"container {record.id}: {name} (pid {pid}) did not exit "
+                                   f"within {STOP_TIMEOUT}s of SIGKILL")
+            time.sleep(0.005)
