@@ -14,18 +14,28 @@ from pathlib import Path
 
 import kube_images
 
+HERE = Path(__file__).resolve().parent
 HANDCAR = Path(sys.executable).with_name("handcar")
 CNI_PLUGINS = "/usr/lib/cni"            # Debian's containernetworking-plugins
 # The test bench's addresses (RFC 2544): the pods' network exists only inside the guest
 POD_SUBNET = "198.18.0.0/24"
-# Where each handler keeps its containers' state: the shim's `Root` option + the namespace
+# Where each handler keeps its containers' state: the shim's `Root` option (the snippet's
+# for handcar, the shim's default for runc) and the CRI's namespace
 STATE_ROOTS = {"handcar": "/run/containerd/handcar/k8s.io", "runc": "/run/containerd/runc/k8s.io"}
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+SNIPPET = HERE.parent.parent / "contrib" / "containerd" / "config.toml"
+
+
 def containerd_config(work):
-    """containerd's configuration: the CRI plugin with a runtime handler for handcar (the
-    runc shim with handcar as its binary, as in contrib/containerd) and one for runc."""
+    """containerd's configuration: the node's own places, the pause image and the pods'
+    network, then contrib/containerd/config.toml as users append it (the runtime handler
+    "handcar": runc's shim with handcar as its binary, and runc's own entry), with this
+    handcar's path put in."""
+    snippet = SNIPPET.read_text().replace('BinaryName = "/usr/local/bin/handcar"',
+                                          f'BinaryName = "{HANDCAR}"')
+    assert str(HANDCAR) in snippet, f"{SNIPPET} changed: where is its BinaryName?"
     return f"""\
 version = 2
 root = "{work}/root"
@@ -33,6 +43,9 @@ state = "{work}/state"
 
 [grpc]
   address = "{work}/containerd.sock"
+
+[ttrpc]
+  address = "{work}/containerd.sock.ttrpc"
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{kube_images.PAUSE}"
@@ -42,14 +55,8 @@ state = "{work}/state"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.handcar]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.handcar.options]
-        BinaryName = "{HANDCAR}"
-        Root = "{Path(STATE_ROOTS['handcar']).parent}"
-"""
+
+""" + snippet
 
 
 def cni_config(work):
