@@ -55,7 +55,13 @@ def make_bundle(top):
     config["process"]["args"] = ["/bin/sleep", "1000"]
     config["root"]["path"] = str(rootfs)
     (sleeper / "config.json").write_text(json.dumps(config))
-    return str(top), str(sleeper)
+    # the same with a network namespace of its own (lo up, nothing else): what a new
+    # network namespace costs create (issue 17: nothing, within noise)
+    netns = top / "netns"
+    netns.mkdir()
+    config["linux"]["namespaces"].append({"type": "network"})
+    (netns / "config.json").write_text(json.dumps(config))
+    return str(top), str(sleeper), str(netns)
 
 
 class Runtime:
@@ -93,7 +99,7 @@ class Runtime:
             return int(out.read().split()[-1])
 
 
-def round_of(rt, bundle, sleeper, samples):
+def round_of(rt, bundle, sleeper, netns, samples):
     cid = rt.new_id()
     samples["run"].append(rt.timed("run", "-b", bundle, cid))
     cid = rt.new_id()
@@ -108,6 +114,9 @@ def round_of(rt, bundle, sleeper, samples):
     delete = rt.timed("delete", "--force", cid)
     samples["delete"].append(delete)
     samples["create+start+delete"].append(create + start + delete)
+    cid = rt.new_id()
+    samples["create, new netns"].append(rt.timed("create", "-b", netns, cid))
+    rt.timed("delete", "--force", cid)
     if os.path.exists(GNU_TIME):
         samples["peak RSS of run (MiB)"].append(rt.peak_rss_kib(bundle) / 1024)
 
@@ -140,7 +149,7 @@ def main():
     states = Path(tempfile.mkdtemp(prefix="handcar-bench.", dir=state_parent()))
     print(f"# state roots in {states}", file=sys.stderr)
     try:
-        bundle, sleeper = make_bundle(top)
+        bundle, sleeper, netns = make_bundle(top)
         specs = args.runtime or [f"handcar={shutil.which('handcar') or 'handcar'}",
                                  "runc=runc", "crun=crun"]
         runtimes = []
@@ -151,12 +160,12 @@ def main():
                 runtimes.append(rt)
         samples = {rt.name: {} for rt in runtimes}
         for rt in runtimes:
-            for key in ("run", "create", "start", "state", "exec", "kill", "delete",
-                        "create+start+delete", "peak RSS of run (MiB)"):
+            for key in ("run", "create", "create, new netns", "start", "state", "exec",
+                        "kill", "delete", "create+start+delete", "peak RSS of run (MiB)"):
                 samples[rt.name][key] = []
         for _ in range(args.rounds):
             for rt in runtimes:                    # interleaved: A B A B ...
-                round_of(rt, bundle, sleeper, samples[rt.name])
+                round_of(rt, bundle, sleeper, netns, samples[rt.name])
         rates = {rt.name: (throughput(rt, bundle, 20, 1), throughput(rt, bundle, 20, 2))
                  for rt in runtimes}
         report(runtimes, samples, rates, args.rounds)
@@ -206,6 +215,10 @@ def report(runtimes, samples, rates, rounds):
             cells.append(f"{median:.1f} ({min(values):.1f}-{max(values):.1f})")
         ratios = [f"{medians[0] / m:.2f}" for m in medians[1:]]
         print(f"{key:<24}" + "".join(f"{c:>24}" for c in cells) + "".join(f"{r:>14}" for r in ratios))
+    label = "create: netns / none"             # what a new network namespace adds
+    ratios = [statistics.median(samples[n]["create, new netns"]) /
+              statistics.median(samples[n]["create"]) for n in names]
+    print(f"{label:<24}" + "".join(f"{r:>24.2f}" for r in ratios))
     for i, label in enumerate(("containers/s, sequential", "containers/s, 2 parallel")):
         values = [rates[name][i] for name in names]
         print(f"{label:<24}" + "".join(f"{v:>24.1f}" for v in values) +

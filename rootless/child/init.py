@@ -263,6 +263,8 @@ def container_init(channel, launch):
     spec, linux = launch.spec, launch.spec.linux
     last_cap = _start_session(channel, launch)
     private = {ns.type for ns in linux.namespaces if not ns.path}
+    if "network" in private:
+        _bring_loopback_up()
     builder = mounts.RootfsBuilder(spec, launch.rootfs, launch.bundle,
                                    private_netns="network" in private,
                                    private_cgroupns="cgroup" in private)
@@ -303,6 +305,18 @@ def container_init(channel, launch):
     if spec.annotations.get(BUILTIN_INIT) == "builtin":
         _stay_as_init(channel)
     exec_process(channel, launch, path, env, message.get("listener_state"))
+
+
+def _bring_loopback_up():
+    """lo up in the container's new network namespace, as runc does: one SIOCSIFFLAGS on
+    a socket made here, in that namespace, while we are root in its user namespace (a
+    fresh lo has only LOOPBACK, which the kernel keeps: IFF_UP is all there is to set)."""
+    with step("bringing lo up in the container's network namespace"):
+        sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+        try:
+            libc.set_interface_flags(sock.fileno(), "lo", libc.IFF_UP)
+        finally:
+            sock.close()
 
 
 def _stay_as_init(channel):

@@ -27,9 +27,8 @@ ERROR carries the message, the errno (or None) and the error's kind, so that the
 raises the same exception type the child did (exit statuses 126 and 127 come from it).
 exec's process sends nothing after GO unless execve fails (its end is close-on-exec).
 
-Helpers the parent forks for other jobs use the same channel with their own messages:
-    user namespace helper (userns.run_in_userns):  PREPARE -> PREPARED -> DONE
-    network helper (network.slirp, lo):           NETNS {fds}, LO_UP
+The user namespace helper the parent forks for other jobs (userns.run_in_userns: the
+image unpacker, tree removal) uses the same channel: PREPARE -> PREPARED -> DONE.
 """
 
 import os
@@ -47,8 +46,6 @@ ERROR = "error"
 WARNING = "warning"
 DEBUG = "debug"
 DONE = "done"
-NETNS = "netns"
-LO_UP = "lo-up"
 
 def send_error(channel, err):
     """Report `err` to the parent: its words, its errno and its kind."""

@@ -1,16 +1,10 @@
-"""A container's network: lo, slirp4netns and published ports (what a spec asks for is
+"""A container's network: slirp4netns and published ports (what a spec asks for is
 oci/network.py's to read).
 
-create imports this module only for a container with a network namespace of its own or a
-handcar.network/handcar.ports annotation, delete only for one whose record has a
-"network" entry; most bundles never load it, nor pyroute2.
+create imports this module only for a container with a handcar.network annotation, delete
+only for one whose record has a "network" entry; most bundles never load it. (lo comes up
+in the container's init, with one ioctl: rootless/child/init.py.)
 
-  lo          slirp4netns --configure sets lo up with the rest. In a new network
-              namespace without it, a helper process does: forked before the container's
-              own processes, it imports pyroute2 (~120 ms on an idle machine, overlapping
-              the rest of create; nothing of pyroute2 reaches the container's processes),
-              joins the container's user and network namespaces once its init exists,
-              and sets lo up over netlink.
   slirp4netns Started for the init's network namespace with --configure, an API socket
               in the container's state directory, --ready-fd and --exit-fd; create waits
               (bounded) until it is ready, then publishes the ports through its API.
@@ -27,7 +21,6 @@ to be gone: its host ports are free again when delete returns.
 
 import os
 
-from rootless.child import protocol
 from rootless.errors import HandcarError, SetupError
 from rootless.runtime.store import process_start_time
 
@@ -35,7 +28,7 @@ SLIRP4NETNS = "slirp4netns"
 TAP_DEVICE = "tap0"
 API_SOCKET = "slirp4netns.sock"        # in the container's state directory
 LOG_FILE = "slirp4netns.log"           # slirp4netns's stdout and stderr, for its errors
-READY_TIMEOUT = 30                     # seconds for slirp4netns or the lo helper
+READY_TIMEOUT = 30                     # seconds for slirp4netns to get ready
 STOP_TIMEOUT = 5                       # seconds for killed helpers to disappear
 SIGKILL = 9
 
@@ -52,23 +45,7 @@ class Setup:
                                f"package; handcar.network asks for it)")
         for mapping in settings.ports:
             check_port_free(mapping)
-        self.lo_helper = None                # (pid, Channel) of the lo helper
         self.namespaces = None               # fds of the container's user and net ns
-
-    def begin(self):
-        """Before the container's processes are forked: start the lo helper, so that its
-        pyroute2 import runs while they are being set up."""
-        if not self.settings.loopback or self.settings.network:
-            return                        # no new namespace, or slirp4netns sets lo up
-        from rootless.system.channel import Channel
-        from rootless.child.protocol import run_child
-        ours, theirs = Channel.pair()
-        pid = os.fork()
-        if pid == 0:
-            ours.close()
-            run_child(theirs, _lo_helper, os.getppid())
-        theirs.close()
-        self.lo_helper = (pid, ours)
 
     def take_namespaces(self, fds):
         """The container's user and network namespaces, as fds the intermediate sent
@@ -76,35 +53,20 @@ class Setup:
         self.namespaces = fds
 
     def attach(self, record, init_pid):
-        """Once the container's init waits for start: lo up, slirp4netns ready, ports
-        published; slirp4netns's and the watcher's pids saved in the record."""
-        if self.lo_helper:
-            channel = self.lo_helper[1]
-            channel.send(protocol.NETNS, fds=self.namespaces)
-            channel.expect(protocol.LO_UP, "bringing lo up", timeout=READY_TIMEOUT)
-        if self.settings.network:
-            ready = self._start_slirp4netns(record, init_pid, process_start_time(init_pid))
-            _wait_until_ready(ready, record)
-            for mapping in self.settings.ports:
-                publish(record, mapping)
+        """Once the container's init waits for start: slirp4netns ready, ports published;
+        slirp4netns's and the watcher's pids saved in the record."""
+        ready = self._start_slirp4netns(record, init_pid, process_start_time(init_pid))
+        _wait_until_ready(ready, record)
+        for mapping in self.settings.ports:
+            publish(record, mapping)
         self.close()
 
     def close(self):
-        """Stop and reap the lo helper if it still runs (create failed, or it is done),
-        and let go of the namespaces. slirp4netns and the watcher are stopped through the
-        record: stop()."""
+        """Let go of the container's namespaces. slirp4netns and the watcher are stopped
+        through the record: stop()."""
         for fd in self.namespaces or ():
             os.close(fd)
         self.namespaces = None
-        if self.lo_helper:
-            pid, channel = self.lo_helper
-            self.lo_helper = None
-            try:
-                os.kill(pid, SIGKILL)         # before it could see the channel close
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
-            channel.close()
 
     def _start_slirp4netns(self, record, init_pid, init_start_time):
         """Spawn slirp4netns and its watcher, record them; the read end of the ready pipe."""
@@ -150,31 +112,7 @@ class Setup:
         return ready_read
 
 
-# --- the lo helper ----------------------------------------------------------------------
-
-def _lo_helper(channel, parent_pid):
-    """Import pyroute2, then join the namespaces of the pid the parent names and set lo
-    up. Runs in a child of create (see Setup.begin); never returns."""
-    from rootless.system import libc
-    from rootless.system.fds import close_fds_from
-    libc.prctl(libc.PR_SET_PDEATHSIG, SIGKILL)
-    if os.getppid() != parent_pid:
-        os._exit(1)                       # create died before we set the signal
-    close_fds_from(3, keep={channel.fileno()})
-    try:
-        from pyroute2 import IPRoute
-    except ImportError:
-        raise SetupError("pyroute2 is not installed (pip install pyroute2): handcar needs "
-                         "it to bring lo up in a new network namespace") from None
-    userns, netns = channel.expect(protocol.NETNS, "waiting for the container's init")["fds"]
-    _join_namespaces(userns, netns)
-    try:
-        with IPRoute() as netlink:
-            netlink.link("set", index=netlink.link_lookup(ifname="lo")[0], state="up")
-    except Exception as err:  # noqa: BLE001 - pyroute2's NetlinkError is no OSError
-        raise SetupError(f"bringing lo up over netlink: {err}") from None
-    channel.send(protocol.LO_UP)
-
+# --- joining the container's namespaces ------------------------------------------------
 
 def _join_namespaces(userns, netns):
     """Join the container's user namespace (unless it is ours: root without one) and then

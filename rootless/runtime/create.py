@@ -138,8 +138,6 @@ def create(store, container_id, bundle, options, foreground=False):
             hooks.run(spec.hooks, "createRuntime", state)
             return state
 
-        if net:
-            net.begin()
         spawn.stage("spawning")
         channel, init_pid = spawn.spawn(launch, run_create_hooks, cgroup,
                                         place=lambda pid: cgroups.place(record, pid),

@@ -1,17 +1,17 @@
-"""The container's network, seen from the runtime: what to start for a spec (a network
-namespace of its own, the handcar.network annotation) and what to stop for a record. The
-network package itself (pyroute2, slirp4netns) is imported only for a container that has
-one."""
+"""The container's network, seen from the runtime: what to start for a spec (the
+handcar.network annotation: slirp4netns, published ports) and what to stop for a record.
+A new network namespace alone needs nothing here: its init brings lo up. The network
+package is imported only for a container that has a network to run."""
 
 import os
 
 
 def setup(spec, bundle):
-    """A network.Setup for a spec with a network namespace of its own or a network
-    annotation (checked before anything is reserved), else None."""
+    """A network.Setup for a spec with a network annotation (checked before anything is
+    reserved), else None."""
     from oci.network import settings
     wanted = settings(spec, os.path.join(bundle, "config.json"))
-    if wanted is None:
+    if wanted is None or wanted.network is None:
         return None
     from rootless.network import slirp as network
     return network.Setup(wanted)

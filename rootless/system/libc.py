@@ -9,6 +9,7 @@ declared below exactly as ctypes declares them."""
 
 import _ctypes
 import os
+import sys
 
 
 class c_int(_ctypes._SimpleCData):
@@ -64,6 +65,7 @@ class _libc:
     capget = _LibcFunction(("capget", _Program))
     capset = _LibcFunction(("capset", _Program))
     personality = _LibcFunction(("personality", _Program))
+    ioctl = _LibcFunction(("ioctl", _Program))
 
 
 class _python:
@@ -163,6 +165,22 @@ def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
 def setdomainname(name):
     data = name.encode()
     _check(_libc.setdomainname(data, len(data)))
+
+
+# Network device flags (SIOCSIFFLAGS) and struct ifreq: a 16-byte name, then the flags
+# (a short) in a 24-byte union.
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+IFNAMSIZ = 16
+IFREQ_SIZE = 40
+
+
+def set_interface_flags(sock_fd, name, flags):
+    """ioctl(SIOCSIFFLAGS) on a socket: the interface `name` of the socket's network
+    namespace gets `flags` (the kernel keeps the flags it owns, such as LOOPBACK)."""
+    request = name.encode().ljust(IFNAMSIZ, b"\0") + flags.to_bytes(2, sys.byteorder)
+    _check(_libc.ioctl(sock_fd, c_ulong(SIOCSIFFLAGS), request.ljust(IFREQ_SIZE, b"\0")),
+           name)
 
 
 def join_session_keyring(name):

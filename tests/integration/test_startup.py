@@ -39,6 +39,19 @@ def test_run_and_exec_import_nothing_expensive(handcar, bundle):
     assert modules & EXPENSIVE == set()
 
 
+def test_a_new_network_namespace_imports_no_network_module(handcar, bundle):
+    """lo comes up with one ioctl in the container's init (issue 17, item 6): neither
+    pyroute2 nor handcar's network modules are imported, by create or by its children."""
+    bundle.linux["namespaces"].append({"type": "network"})
+    result, modules = imported(handcar, "run", "-b", bundle.sh("ip -o link show lo").write(),
+                               "netns")
+    assert result.returncode == 0, result.stderr
+    assert "<LOOPBACK,UP,LOWER_UP>" in result.stdout                 # lo is really up
+    assert "rootless.child.init" in modules                          # the list is real
+    assert modules & EXPENSIVE == set()
+    assert not {name for name in modules if name.startswith("rootless.network")}
+
+
 # What only the verbs that start a process need: the spec model, ctypes, the child side.
 PROCESS_STARTING = {"oci.spec", "ctypes", "rootless.child.init", "rootless.child.mounts"}
 

@@ -45,3 +45,19 @@ def test_forking_leaves_out_what_only_the_children_or_create_need():
     result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_new_network_namespace_alone_loads_no_network_module():
+    # lo comes up in the container's init with one ioctl: create sets up nothing for a
+    # bundle whose only network wish is a namespace of its own (issue 17, item 6)
+    code = ("import sys\nfrom oci import spec\n"
+            "from rootless.runtime.network import setup\n"
+            "config = {'ociVersion': '1.2.0', 'root': {'path': 'rootfs'},\n"
+            "          'process': {'args': ['sh'], 'cwd': '/'},\n"
+            "          'linux': {'namespaces': [{'type': 'mount'}, {'type': 'network'}]}}\n"
+            "print(setup(spec.from_json(config), '/nonexistent'))\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('rootless.network', "
+            "'pyroute2'))))\n")
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert result.stdout.split("\n")[:2] == ["None", "[]"], result.stderr
