@@ -88,13 +88,13 @@ delegate_cgroup() {
     say "delegated $HANDCAR_CGROUP to $HANDCAR_TEST_USER (controllers: ${controllers:-none})"
 }
 
-build_venv() {  # build_venv SRC VENV
-    local src=$1 venv=$2
+build_venv() {  # build_venv SRC VENV [EXTRAS]: EXTRAS of pyproject.toml, "test" by default
+    local src=$1 venv=$2 extras=${3:-test}
     if [ ! -x "$venv/bin/python" ]; then
         say "creating virtualenv $venv"
         /usr/bin/python3 -m venv "$venv"
     fi
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$src[test]"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$src[$extras]"
 }
 
 build_bench_venv() {  # handcar installed the way pipx installs it: BENCH_VENV
