@@ -285,9 +285,7 @@ class RootfsBuilder:
             if mount.type == "bind" or parsed.is_bind:
                 target = self.bind(self._source(mount.source), mount.destination, parsed)
             elif mount.type == "sysfs" and not self.private_netns:
-                # sysfs can only be mounted by the owner of the network namespace.
-                target = self.bind("/sys", mount.destination, opts.parse_options(
-                    ("rbind",) + tuple(mount.options)))
+                target = self.mount_sysfs_of_a_joined_netns(mount, parsed)
             elif mount.type in ("cgroup", "cgroup2"):
                 target = self.mount_cgroup(mount, parsed)
             else:
@@ -342,6 +340,19 @@ class RootfsBuilder:
             finally:
                 os.close(covered)
         return target
+
+    def mount_sysfs_of_a_joined_netns(self, mount, parsed):
+        """sysfs in a network namespace the container joined (a pod's, podman's): only a
+        process privileged over that namespace's owner may mount one. Root on the host
+        can (under Kubernetes: the container then has its own /sys/fs/cgroup to mount its
+        cgroup on); anyone else gets a read-only rbind of the host's /sys instead."""
+        try:
+            return self.mount_fs(mount, parsed)
+        except OSError as err:
+            if err.errno != errno.EPERM:
+                raise
+        return self.bind("/sys", mount.destination, opts.parse_options(
+            ("rbind",) + tuple(mount.options)))
 
     def _mount_fs_on(self, fd_path, mount, parsed):
         data = parsed.data

@@ -113,16 +113,7 @@ def test_a_memory_limit_is_set_and_raised(node, handler, pod):
     assert (cgroup / "memory.max").read_text().strip() == str(128 * mib)
 
 
-@pytest.fixture
-def known_bug_for_handcar(request, handler):
-    if handler == "handcar":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "handcar bug: with the pod's network namespace joined by path, /sys is the host's "
-            "sysfs bound (not a new sysfs, as runc mounts as root), and the cgroup2 mount on "
-            "its /sys/fs/cgroup fails with EBUSY: the host's whole cgroup tree is bound there")))
-
-
-def test_a_container_sees_its_own_cgroup(node, handler, pod, known_bug_for_handcar):
+def test_a_container_sees_its_own_cgroup(node, handler, pod):
     container = node.run_container(pod, "own-cgroup", ["sleep", "1000"], linux={
         "resources": {"memory_limit_in_bytes": 96 * 1024 * 1024},
         "security_context": {"namespace_options": {"pid": "POD"}}})
