@@ -31,6 +31,7 @@ from rootless.system import libc
 # The children's own modules, imported by the intermediate (_import_what_the_child_needs):
 # the parent, which imports this module to fork, has no use for them.
 host = mounts = resource = hooks = terminal = None
+debug_view = None                # rootless/child/debug.py, for `handcar debug`
 seccomp_filter = None            # built there too, loaded just before execve
 from rootless.errors import HandcarError, SetupError, os_error_message, step
 
@@ -65,6 +66,8 @@ class Launch(Record):
         "pause_for_hooks": False,
         # send the parent fds of the container's user and network namespaces
         "send_namespaces": False,
+        # `handcar debug`: its plan (rootless/child/debug.py DebugPlan), or None
+        "debug": None,
     }
 
     def kept_fds(self):
@@ -135,9 +138,13 @@ def intermediate(channel, launch):
             _become_root()
         else:
             _become_root_unless_the_caller_is_mapped(launch)
+        if launch.debug:
+            debug_view.clone_tools(launch.debug)      # before the container's mounts
         for kind in JOIN_ORDER:
             if kind in fds and kind != "user":
                 _join(fds, kind)
+        if launch.debug:
+            debug_view.enter_view(launch.debug)       # the debug session's own mounts
     finally:
         for fd in fds.values():
             os.close(fd)
@@ -245,9 +252,11 @@ def before_fork(launch):
 
 
 def _import_the_childrens_modules(launch):
-    global host, mounts, resource, hooks, terminal
+    global host, mounts, resource, hooks, terminal, debug_view
     import resource
     from rootless.system import host
+    if launch.debug:
+        from rootless.child import debug as debug_view
     if not launch.exec_into:
         from rootless.child import mounts
     if any(launch.spec.hooks.values()):
@@ -346,6 +355,8 @@ def exec_init(channel, launch):
     last_cap = _start_session(channel, launch)
     _attach_console(launch)
     path, env = _prepare_process(channel, launch, last_cap)
+    if launch.debug:
+        path, launch = debug_view.through_loader(launch, path)
     message = _wait_for_go(channel)
     exec_process(channel, launch, path, env, message.get("listener_state"))
 
