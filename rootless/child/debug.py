@@ -27,6 +27,7 @@ import stat
 
 from oci import mounts as opts
 from oci.record import Record
+from rootless.child import mounts        # (imported now: out of reach once in the container)
 from rootless.errors import SetupError, step
 from rootless.system import elf, libc
 
@@ -84,9 +85,8 @@ def enter_view(plan):
         _sideload(plan.mount_at)
     os.close(_tools)
     for path in _remount_later:
-        from rootless.child.mounts import remount
         with step(f"making the tools at {path} read-only"):
-            remount(path, opts.RDONLY | opts.NOSUID | opts.NODEV)
+            mounts.remount(path, opts.RDONLY | opts.NOSUID | opts.NODEV)
 
 
 def _attach_shared(mount_at):
@@ -325,8 +325,7 @@ def through_loader(launch, path):
         return path, launch
     if interpreter is None:
         return path, launch
-    from rootless.child.mounts import resolve_in_root
-    loader = resolve_in_root(plan.mount_at, interpreter)
+    loader = mounts.resolve_in_root(plan.mount_at, interpreter)
     if not os.path.isfile(loader):
         return path, launch               # not the tools' to serve: the container's, maybe
     process = launch.spec.process

@@ -136,6 +136,7 @@ def start_process(record, launch_spec, options, debug=None, before_go=None):
                 write_atomic(os.path.abspath(options.pid_file), f"{pid}", 0o644)
         except BaseException:
             send_signal(pid, SIGKILL)
+            spawn.reap(pid)
             channel.close()
             raise
     except BaseException:

@@ -137,10 +137,19 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
                 send_signal(child, SIGKILL)
         if pid:
             os.waitpid(pid, 0)
-        if born_in_namespaces:
-            os.waitpid(init_pid, 0)       # our own child: no zombie left behind
+        if init_pid:
+            reap(init_pid)
         parent_end.close()
         raise
+
+
+def reap(pid):
+    """Wait for a process we killed where it is our child (born so, or we are the subreaper
+    it went to): no zombie left behind, which a container's init would inherit."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def fork_child(cgroup, launch):
