@@ -10,8 +10,9 @@ from .errors import SpecError
 from .linux import NAMESPACES, RLIMITS, ROOTFS_PROPAGATIONS, sysctl_namespace
 from .reader import Reader
 from .record import Record
-from .resources import cgroup_v2_settings
+from .resources import cgroup_v2_settings, device_allowed, device_rules, without_defaults
 from .seccomp import filter_from_json
+from . import tuning
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
@@ -59,7 +60,15 @@ class Process(Record):
         "oom_score_adj": None,
         "apparmor_profile": "",
         "selinux_label": "",
+        "scheduler": None,  # oci.tuning.Scheduler
+        "io_priority": None,  # oci.tuning.IOPriority
+        "exec_cpu_affinity": None,  # oci.tuning.CPUAffinity (exec's processes only)
     }
+
+    def tuned(self):
+        """Whether the process asks for any of scheduler, ioPriority, execCPUAffinity
+        (the engine then imports what sets them)."""
+        return bool(self.scheduler or self.io_priority or self.exec_cpu_affinity)
 
     def env_value(self, name, default=None):
         return env_value(self.env, name, default)
@@ -81,6 +90,11 @@ class Mount(Record):
         "source": "",
         "options": (),
     }
+
+
+IDMAPPED_MOUNTS = ("id-mapped mounts are not supported: without privilege the kernel "
+                   "allows them only on a filesystem mounted inside the container's user "
+                   "namespace, never on a bind of the host's")
 
 
 class Hook(Record):
@@ -134,6 +148,9 @@ class Linux(Record):
         "sysctl": {},
         "masked_paths": (),
         "readonly_paths": (),
+        "memory_policy": None,  # oci.tuning.MemoryPolicy
+        "personality": None,  # oci.tuning.Personality
+        "mount_label": "",
     }
 
     def namespace(self, kind):
@@ -158,12 +175,39 @@ class Spec(Record):
         "linux": Linux(),
     }
 
+    def tuned(self):
+        """Whether the process asks for a scheduler, an I/O priority, CPU affinity, a
+        memory policy, a personality or LSM labels (which rootless/child/tuning.py sets)."""
+        process, linux = self.process, self.linux
+        return bool(process.tuned() or linux.memory_policy or linux.personality
+                    or process.apparmor_profile or process.selinux_label)
+
+    def host_dependent(self):
+        """Whether the spec asks for something this host or caller may not be able to do
+        (which the engine then checks before it starts anything)."""
+        return bool(self.tuned() or self.linux.devices or self.linux.mount_label)
+
 
 def supported_version(version):
-    """1.0.x, 1.1.x and 1.2.x, with any -suffix (1.0.2-dev, 1.1.0-rc.1)."""
-    parts = version.split("-", 1)[0].split("+", 1)[0].split(".")
-    return (len(parts) == 3 and parts[0] == "1" and parts[1] in ("0", "1", "2")
-            and parts[2].isdigit())
+    """Any 1.x.y, with a -prerelease or +build suffix (1.0.2-dev, 1.3.0-rc.1, 1.3.0+dev):
+    the spec keeps compatibility within a major version, and what a later 1.x adds is
+    an unknown property, which a runtime ignores."""
+    parts = version.split("+", 1)[0].split("-", 1)[0].split(".")
+    return len(parts) == 3 and parts[0] == "1" and all(p.isdigit() for p in parts[1:])
+
+
+# Sections of config.json for other platforms, and fields handcar recognizes but does not
+# do: each is refused by name, with why (runtime-spec: "Runtimes MUST generate an error
+# when invalid or unsupported values are encountered"). The rest of what handcar cannot
+# do depends on the host and the caller, and is refused by the engine before it starts
+# anything (rootless/runtime/support.py).
+OTHER_PLATFORMS = {
+    "windows": "is for Windows containers; handcar runs Linux ones",
+    "solaris": "is for Solaris zones; handcar runs Linux containers",
+    "freebsd": "is for FreeBSD jails; handcar runs Linux containers",
+    "zos": "is for z/OS; handcar runs Linux containers",
+    "vm": "asks for a virtual machine; handcar runs containers",
+}
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -195,8 +239,12 @@ def process_from_json(data, source="process.json"):
 
 def _spec(r, data):
     version = r.field(data, "ociVersion", "", k.string, "", required=True)
-    if version and not supported_version(version):
-        r.fail("ociVersion", f"unsupported version {version!r} (supported: 1.0.x to 1.2.x)")
+    if isinstance(data.get("ociVersion"), str) and not supported_version(version):
+        r.fail("ociVersion", f"unsupported version {version!r} (handcar takes 1.x.y: "
+                             "runtime-spec 1.0.0 to 1.3.0, and later 1.x)")
+    for platform, why in OTHER_PLATFORMS.items():
+        if data.get(platform) is not None:
+            r.fail(platform, why)
     root = r.object(data.get("root"), "root")
     if "root" not in data:
         r.fail("root", "required")
@@ -272,6 +320,14 @@ def _process(r, data, where):
         oom_score_adj=r.field(data, "oomScoreAdj", where, k.integer(-1000, 1000), None),
         apparmor_profile=r.field(data, "apparmorProfile", where, k.string, ""),
         selinux_label=r.field(data, "selinuxLabel", where, k.string, ""),
+        scheduler=tuning.scheduler(r, r.object(data["scheduler"], at("scheduler")), where)
+        if data.get("scheduler") is not None else None,
+        io_priority=tuning.io_priority(r, r.object(data["ioPriority"], at("ioPriority")),
+                                       where)
+        if data.get("ioPriority") is not None else None,
+        exec_cpu_affinity=tuning.cpu_affinity(
+            r, r.object(data["execCPUAffinity"], at("execCPUAffinity")), where)
+        if data.get("execCPUAffinity") is not None else None,
     )
 
 
@@ -296,6 +352,14 @@ def _mount(r, value, path, default):
         source=r.field(data, "source", path, k.string, ""),
         options=r.field(data, "options", path, k.string_list, ()),
     )
+    for key in ("uidMappings", "gidMappings"):
+        if data.get(key):
+            r.fail(f"{path}.{key}", IDMAPPED_MOUNTS)
+    for option in mount.options:
+        if option in ("idmap", "ridmap"):
+            r.fail(f"{path}.options", f"{option}: {IDMAPPED_MOUNTS}")
+        elif option == "mand":
+            r.fail(f"{path}.options", "mand: mandatory locking is gone from Linux (5.15)")
     return mount if destination else default
 
 
@@ -362,6 +426,20 @@ def _device(r, value, path, default):
     return device if kind and device.path else default
 
 
+def _check_device_rules(r, devices, rules):
+    """A device in linux.devices that the device rules deny is refused: handcar binds it
+    in, and cannot enforce rules (that takes eBPF, which takes privilege)."""
+    for i, device in enumerate(devices):
+        if device.type == "p":
+            continue
+        kind = "b" if device.type == "b" else "c"
+        if not device_allowed(rules, kind, device.major, device.minor):
+            r.fail(f"linux.devices[{i}]", f"{device.path} ({kind} {device.major}:"
+                                          f"{device.minor}) is denied by linux.resources."
+                                          "devices, and handcar cannot enforce device rules "
+                                          "(that takes eBPF): leave it out or allow it")
+
+
 def _time_offsets(r, data):
     offsets = {}
     for clock, value in data.items():
@@ -390,7 +468,7 @@ def _linux(r, data):
         devices=r.field(data, "devices", "linux", k.list_of(_device), ()),
         cgroups_path=r.field(data, "cgroupsPath", "linux", k.string, ""),
         resources=resources,
-        cgroup_settings=cgroup_v2_settings(r, resources),
+        cgroup_settings=without_defaults(cgroup_v2_settings(r, resources)),
         rootfs_propagation=r.field(data, "rootfsPropagation", "linux",
                                    k.one_of(*ROOTFS_PROPAGATIONS), ""),
         seccomp=(filter_from_json(r, data["seccomp"]) if data.get("seccomp") is not None
@@ -398,7 +476,23 @@ def _linux(r, data):
         sysctl=r.field(data, "sysctl", "linux", k.string_map, {}),
         masked_paths=r.field(data, "maskedPaths", "linux", k.list_of(k.absolute_path), ()),
         readonly_paths=r.field(data, "readonlyPaths", "linux", k.list_of(k.absolute_path), ()),
+        memory_policy=tuning.memory_policy(r, r.object(data["memoryPolicy"],
+                                                       "linux.memoryPolicy"))
+        if data.get("memoryPolicy") is not None else None,
+        personality=tuning.personality(r, r.object(data["personality"],
+                                                   "linux.personality"))
+        if data.get("personality") is not None else None,
+        mount_label=r.field(data, "mountLabel", "linux", k.string, ""),
     )
+    _check_device_rules(r, linux.devices, device_rules(r, resources))
+    if data.get("netDevices"):
+        r.field(data, "netDevices", "linux", k.raw_object, {})
+        r.fail("linux.netDevices", "moving a host network device into the container needs "
+                                   "CAP_NET_ADMIN in the host's network namespace: handcar "
+                                   "does not do it")
+    if data.get("intelRdt") is not None:
+        r.fail("linux.intelRdt", "handcar does not implement Intel RDT (resctrl, which "
+                                 "only root may write)")
     _check_mappings(r, linux.uid_mappings, "linux.uidMappings")
     _check_mappings(r, linux.gid_mappings, "linux.gidMappings")
     userns = linux.namespace("user")

@@ -24,6 +24,14 @@ class SetupError(HandcarError):
     """Building the container failed (reported by a child process or the parent)."""
 
 
+class CommandNotFound(SetupError):
+    """The process's program does not exist (docker's and podman's exit status 127)."""
+
+
+class CommandNotRunnable(SetupError):
+    """The process's program exists but may not be executed (exit status 126)."""
+
+
 class UsernsError(HandcarError):
     """The user namespace cannot be mapped as asked."""
 
@@ -59,6 +67,35 @@ class step:
         return False
 
 
+def describe(err):
+    """An exception as the one line the user will read."""
+    if isinstance(err, HandcarError):
+        return str(err)
+    if isinstance(err, OSError):
+        return os_error_message(err)
+    return f"{type(err).__name__}: {err}"
+
+
+# What a child's error keeps on its way to the parent (rootless/child/protocol.py): its
+# words, its errno and its kind, one of these; any other arrives as a SetupError.
+def _error_kinds():
+    return {cls.__name__: cls for cls in (SetupError, CommandNotFound, CommandNotRunnable)}
+
+
+def error_fields(err):
+    """The fields of an ERROR message for `err`."""
+    kind = type(err).__name__
+    return {"msg": describe(err), "errno": getattr(err, "errno", None),
+            "kind": kind if kind in _error_kinds() else SetupError.__name__}
+
+
+def error_from_fields(message):
+    """The exception an ERROR message stands for, to raise in the parent."""
+    err = _error_kinds().get(message.get("kind"), SetupError)(message["msg"])
+    err.errno = message.get("errno")
+    return err
+
+
 def os_error_message(err):
     """'what: why' for an OSError, without Python's '[Errno N]' noise."""
     what = err.filename if err.filename is not None else ""
@@ -68,21 +105,29 @@ def os_error_message(err):
 
 # Exit statuses. runc's: 1 for an error, 2 for a usage error. The friendly verbs use
 # docker's: 125 for handcar's own failure, 126 when the command cannot be invoked, 127
-# when it is not found (told by the words runc and podman use for them).
-_statuses = {"docker": False}
+# when it is not found. Which a verb uses travels with the error (`with_docker_statuses`),
+# so main, where every error becomes a status, needs no state of its own.
+RUNC, DOCKER = "runc", "docker"
 
 
-def use_docker_statuses():
-    _statuses["docker"] = True
+class with_docker_statuses:
+    """`with with_docker_statuses():` marks any error raised inside for docker's exit
+    statuses (the friendly verbs)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, _traceback):
+        if isinstance(err, Exception):
+            err.exit_statuses = DOCKER
+        return False
 
 
 def exit_status(err):
-    if not _statuses["docker"]:
+    if getattr(err, "exit_statuses", RUNC) == RUNC:
         return 2 if isinstance(err, UsageError) else 1
-    text = str(err)
-    if "exec:" in text and ("executable file not found" in text
-                            or "no such file or directory" in text):
+    if isinstance(err, CommandNotFound):
         return 127
-    if "exec:" in text and ("permission denied" in text or "operation not permitted" in text):
+    if isinstance(err, CommandNotRunnable):
         return 126
     return 125

@@ -131,7 +131,7 @@ def main():
           f"{options.seconds} s, {options.runs} run(s) each, Gbit/s:")
     print(f"{'runtime':10} {'received':>9} {'sent':>9} {'retransmits':>12}")
     for name, runs in results.items():
-        for number, run in enumerate(runs):
+        for run in runs:
             print(f"{name:10} {run['received']:9.2f} {run['sent']:9.2f} "
                   f"{run['retransmits']:12d}")
     if results["handcar"] and results["podman"]:

@@ -26,18 +26,20 @@ from oci.record import Record
 
 from oci.linux import CAPABILITIES
 from oci.spec import DEFAULT_PATH, env_value
+from rootless.child import protocol
+from rootless.child.protocol import run_child
+from rootless.errors import CommandNotFound, CommandNotRunnable, HandcarError, SetupError, step
 from rootless.system import libc
+from rootless.system.fds import close_fds_from
 
 # The children's own modules, imported by the intermediate (_import_what_the_child_needs):
 # the parent, which imports this module to fork, has no use for them.
-host = mounts = resource = hooks = terminal = None
+host = mounts = resource = hooks = terminal = tuning = None
 debug_view = None                # rootless/child/debug.py, for `handcar debug`
 seccomp_filter = None            # built there too, loaded just before execve
-from rootless.errors import HandcarError, SetupError, os_error_message, step
 
 # setns order: user first (it grants the rights to join the rest), mount last (after it,
 # the other namespace paths would be looked up in the container's filesystem).
-MAX_FD = 1 << 20                 # above any fd number a process here can have
 BUILTIN_INIT = "handcar.init"    # annotation: "builtin" makes init stay PID 1 (see below)
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 
@@ -74,38 +76,20 @@ class Launch(Record):
         return {fd for fd in (self.fifo_fd, self.console_fd, self.listener_fd) if fd >= 0}
 
 
-def run_child(channel, body, *args):
-    """Run a child's body; never return."""
-    code = 0
-    try:
-        body(channel, *args)
-    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
-        code = 1
-        try:
-            channel.send("error", msg=describe(err))
-        except OSError:
-            os.write(2, f"handcar: {describe(err)}\n".encode())
-    finally:
-        os._exit(code)
-
-
-def describe(err):
-    if isinstance(err, HandcarError):
-        return str(err)
-    if isinstance(err, OSError):
-        return os_error_message(err)
-    return f"{type(err).__name__}: {err}"
-
-
 # --- the intermediate -------------------------------------------------------------------
 
 def intermediate(channel, launch):
     libc.prctl(libc.PR_SET_PDEATHSIG, _signal.SIGKILL)
     if os.getppid() != launch.parent_pid:
         os._exit(1)                       # the parent died before we set the signal
+    affinity = launch.spec.process.exec_cpu_affinity
+    if launch.exec_into and affinity and affinity.initial:
+        # where exec's process starts (the CPUs it may run on before the final set)
+        with step("setting process.execCPUAffinity.initial"):
+            os.sched_setaffinity(0, affinity.initial)
     # Nothing of the parent's (the container's lock, the caller's stray fds) may reach
     # the container: keep only stdio, the preserved fds and the channel.
-    _close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
+    close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
     linux = launch.spec.linux
     to_join = {ns.type: ns.path for ns in linux.namespaces if ns.path}
     fds = {}
@@ -118,7 +102,7 @@ def intermediate(channel, launch):
             # below), and after joining a container's mount namespace (exec) /proc is
             # the container's, where this process has no pid
             set_oom_score_adj(launch.spec.process.oom_score_adj,
-                              lambda text: channel.send("warning", msg=text))
+                              lambda text: channel.send(protocol.WARNING, msg=text))
         # our /proc/PID/ns, opened while /proc is the host's (a mount namespace joined
         # by path brings the container's /proc, where this process has no pid)
         ns_dir = os.open("/proc/self/ns", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) \
@@ -131,9 +115,9 @@ def intermediate(channel, launch):
         # The parent maps the user namespace (and moves us into the container's cgroup
         # where we were not born in it) before we make a cgroup namespace, which is
         # rooted where we are then.
-        channel.send("prepare")
+        channel.send(protocol.PREPARE)
         _import_what_the_child_needs(launch)          # while the parent maps us
-        channel.expect("prepared", "mapping the user namespace and placing the cgroup")
+        channel.expect(protocol.PREPARED, "mapping the user namespace and placing the cgroup")
         if "user" in fds:
             _become_root()
         else:
@@ -169,7 +153,7 @@ def intermediate(channel, launch):
         run_child(channel, exec_init if launch.exec_into else container_init, launch)
     # The parent may need the container's user and network namespaces (slirp4netns, lo):
     # once init has changed its ids it can no longer reach them through /proc/PID/ns.
-    channel.send("init", pid=pid, fds=open_namespaces(ns_dir) if ns_dir is not None else ())
+    channel.send(protocol.INIT, pid=pid, fds=open_namespaces(ns_dir) if ns_dir is not None else ())
 
 
 def _become_root_unless_the_caller_is_mapped(launch):
@@ -230,9 +214,9 @@ def init_born_in_namespaces(channel, launch):
     mapped us, a parent-death signal makes it quiet too (getppid() cannot tell here: the
     parent is outside our pid namespace)."""
     libc.prctl(libc.PR_SET_PDEATHSIG, _signal.SIGKILL)
-    _close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
+    close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
     _import_what_the_child_needs(launch)              # while the parent maps us
-    channel.expect("prepared", "mapping the user namespace and placing the cgroup")
+    channel.expect(protocol.PREPARED, "mapping the user namespace and placing the cgroup")
     libc.prctl(libc.PR_SET_PDEATHSIG, 0)             # init outlives create
     _become_root_unless_the_caller_is_mapped(launch)
     libc.prctl(libc.PR_SET_DUMPABLE, 0)              # why: see intermediate()
@@ -252,9 +236,9 @@ def before_fork(launch):
 
 
 def _import_the_childrens_modules(launch):
-    global host, mounts, resource, hooks, terminal, debug_view
+    global host, mounts, resource, hooks, terminal, tuning, debug_view
     import resource
-    from rootless.system import host
+    from rootless.runtime import host
     if launch.debug:
         from rootless.child import debug as debug_view
     if not launch.exec_into:
@@ -263,6 +247,8 @@ def _import_the_childrens_modules(launch):
         from rootless.runtime import hooks
     if launch.spec.process.terminal:
         from rootless.runtime import terminal
+    if launch.spec.tuned():
+        from rootless.child import tuning
 
 
 def _import_what_the_child_needs(launch):
@@ -293,8 +279,8 @@ def container_init(channel, launch):
     if launch.pause_for_hooks:
         # The parent runs prestart and createRuntime hooks now; createContainer hooks run
         # here, in the container's namespaces but before pivot_root.
-        channel.send("hooks")
-        message = channel.expect("hooks-done", "running createRuntime hooks")
+        channel.send(protocol.HOOKS)
+        message = channel.expect(protocol.HOOKS_DONE, "running createRuntime hooks")
         hooks.run(spec.hooks, "createContainer", message["state"], channel.peer_gone)
     builder.enter(launch.no_pivot)
     if spec.hostname:
@@ -352,6 +338,9 @@ def _stay_as_init(channel):
 
 def exec_init(channel, launch):
     """A process exec'd into a running container (its namespaces already joined)."""
+    affinity = launch.spec.process.exec_cpu_affinity
+    if affinity:
+        tuning.set_affinity(affinity.final, "final")   # in the container's cgroup now
     last_cap = _start_session(channel, launch)
     _attach_console(launch)
     path, env = _prepare_process(channel, launch, last_cap)
@@ -389,6 +378,8 @@ def _prepare_process(channel, launch, last_cap):
         except (OSError, ValueError) as err:
             raise SetupError(f"setting {limit.type} to {limit.soft}/{limit.hard}: "
                              f"{getattr(err, 'strerror', None) or err}") from None
+    if tuning:
+        tuning.apply(process, launch.spec.linux)       # before capabilities are dropped
     # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: keep it until then.
     set_identity(channel, process, last_cap,
                  keep_admin=seccomp_filter is not None and not process.no_new_privileges)
@@ -401,9 +392,9 @@ def _prepare_process(channel, launch, last_cap):
 
 
 def _wait_for_go(channel):
-    channel.send("ready")
+    channel.send(protocol.READY)
     message = channel.receive()
-    if message is None or message["type"] != "go":
+    if message is None or message["type"] != protocol.GO:
         os._exit(1)                       # the parent gave up: do not run the process
     return message
 
@@ -425,21 +416,15 @@ def exec_process(channel, launch, path, env, listener_state=None):
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     _limit_fds(3 + launch.pass_fds, keep=channel.fileno())
     argv, environ = list(args), dict(item.split("=", 1) for item in env)
+    if tuning:
+        tuning.set_exec_labels(launch.spec.process)
     if seccomp_filter:
         listener = _socket.socket(fileno=launch.listener_fd) if launch.listener_fd >= 0 else None
         seccomp_filter.load(listener, listener_state)
     try:
         os.execve(path, argv, environ)
     except OSError as err:
-        raise SetupError(f'exec: "{args[0]}": {err.strerror.lower()}') from None
-
-
-def _close_fds_from(first, keep):
-    for fd in sorted(keep):
-        if fd >= first:
-            os.closerange(first, fd)
-            first = fd + 1
-    os.closerange(first, MAX_FD)
+        raise _exec_error(err, f'exec: "{args[0]}": {err.strerror.lower()}') from None
 
 
 def _limit_fds(first_closed, keep):
@@ -462,7 +447,7 @@ def _cap_mask(names, last_cap, channel, warned):
         if number is None or number > last_cap:
             if name not in warned:
                 warned.add(name)
-                channel.send("warning", msg=f"ignoring capability {name}: "
+                channel.send(protocol.WARNING, msg=f"ignoring capability {name}: "
                                             "unknown to this kernel")
             continue
         mask |= 1 << number
@@ -515,7 +500,7 @@ def set_identity(channel, process, last_cap, keep_admin=False):
                     with step("raising ambient capabilities"):
                         libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_RAISE, cap)
                 else:
-                    channel.send("debug", msg=f"ambient capability {cap} skipped: "
+                    channel.send(protocol.DEBUG, msg=f"ambient capability {cap} skipped: "
                                               "not both permitted and inheritable")
     elif admin and user.uid != 0:
         with step("keeping CAP_SYS_ADMIN for the seccomp filter"):
@@ -576,12 +561,21 @@ def find_executable(name, search_path):
     (with the words podman maps to exit status 127)."""
     if "/" in name:
         if not os.path.exists(name):
-            raise SetupError(f'exec: "{name}": stat {name}: no such file or directory')
+            raise CommandNotFound(f'exec: "{name}": stat {name}: no such file or directory')
         if os.path.isdir(name) or not os.access(name, os.X_OK):
-            raise SetupError(f'exec: "{name}": permission denied')
+            raise CommandNotRunnable(f'exec: "{name}": permission denied')
         return name
     for directory in search_path.split(":"):
         candidate = os.path.join(directory or ".", name)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise SetupError(f'exec: "{name}": executable file not found in $PATH')
+    raise CommandNotFound(f'exec: "{name}": executable file not found in $PATH')
+
+
+def _exec_error(err, text):
+    """execve's failure as the error kind whose exit status docker and podman give it."""
+    if err.errno == errno.ENOENT:
+        return CommandNotFound(text)
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return CommandNotRunnable(text)
+    return SetupError(text)

@@ -6,7 +6,7 @@ import sys
 import click
 
 from rootless.version import __version__
-from rootless.cli import commands
+from rootless.cli import commands, dispatch
 from rootless.cli.verbs import GLOBAL_OPTIONS, VERBS, mark_double_dash
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -65,7 +65,7 @@ class _MarkingDoubleDash(click.Command):
 
 def _command(verb):
     def callback(**values):
-        return commands.handler(verb.name)(click.get_current_context().obj, **values)
+        return dispatch.handler(verb.name)(click.get_current_context().obj, **values)
     settings = dict(CONTEXT)
     if not verb.interspersed:
         settings.update(allow_interspersed_args=False)

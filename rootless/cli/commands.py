@@ -25,11 +25,6 @@ class Globals:
         return Store(self.root)
 
 
-def handler(verb_name):
-    """The function for a verb (exec and list are exec_ and list_: Python keywords)."""
-    return globals().get(verb_name) or globals()[verb_name + "_"]
-
-
 def _options(g, pid_file, console_socket, no_pivot, no_new_keyring, preserve_fds):
     from rootless.runtime.create import CreateOptions
     return CreateOptions(pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
@@ -80,16 +75,8 @@ def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, n
                              _options(g, pid_file, console_socket, no_pivot, no_new_keyring,
                                       preserve_fds),
                              detach=detach, keep=keep)
-    from rootless.errors import use_docker_statuses
-    from rootless.friendly import run as friendly_mode
-    use_docker_statuses()
-    if not host_sandbox and not args:
-        raise UsageError("missing IMAGE (or -- and a command to run on the host's system)")
-    image, command = (None, args) if host_sandbox else (args[0], args[1:])
-    if host_sandbox and not command:
-        raise UsageError("missing the command to run after --")
-    return friendly_mode.run(g.store(), image, command,
-                             friendly_mode.RunFlags(detach=detach, **friendly_flags))
+    from rootless.cli import friendly
+    return friendly.run(g, args, host_sandbox, detach, friendly_flags)
 
 
 def _flag_name(dest):
@@ -266,7 +253,7 @@ def features(g):
     """Print what this runtime supports on this host (the OCI features document)."""
     from oci import jsonio
     from oci.features import features_document
-    from rootless.system.host import host_facts
+    from rootless.runtime.host import host_facts
     print(jsonio.dumps(features_document(**host_facts()), indent=2))
 
 
@@ -309,15 +296,8 @@ def list_(g, fmt, quiet):
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(st.id, str(st.pid), st.status, st.bundle, st.created, st.owner)
                  for st in states]
+        from rootless.output import print_table
         print_table(rows, gap="   ")
-
-
-def print_table(rows, gap="  "):
-    """Rows of cells in aligned columns (the last one left as it is), as runc and docker
-    print their listings."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print(gap.join(cell.ljust(w) for cell, w in zip(row, widths)) + gap + row[-1])
 
 
 def spec(g, bundle, rootless):
@@ -334,45 +314,6 @@ def spec(g, bundle, rootless):
             f.write("\n")
     except OSError as err:
         raise HandcarError(f"writing {path}: {err.strerror}") from None
-
-
-# --- the friendly verbs (docker's exit statuses) ----------------------------------------
-
-def _friendly():
-    from rootless.errors import use_docker_statuses
-    from rootless.friendly import run as friendly
-    use_docker_statuses()
-    return friendly
-
-
-def logs(g, name, follow):
-    """Print the output of a detached container (-f: and follow it)."""
-    _friendly().logs(g.store(), name, follow)
-
-
-def stop(g, names, timeout):
-    """Stop containers: their stop signal, then SIGKILL after the timeout."""
-    _friendly().stop(g.store(), names, timeout)
-
-
-def rm(g, names, force):
-    """Remove containers and their files (-f: running ones too)."""
-    _friendly().rm(g.store(), names, force)
-
-
-def pull(g, source):
-    """Add an image to the store."""
-    _friendly().pull(source)
-
-
-def images(g, quiet):
-    """List the images in the store."""
-    _friendly().images(quiet)
-
-
-def rmi(g, names, force):
-    """Remove images from the store."""
-    _friendly().rmi(g.store(), names, force)
 
 
 # --- debug (issue 19) -----------------------------------------------------------------

@@ -63,5 +63,5 @@ def _dispatch(argv):
         from rootless.cli.clickcli import click_main
         return click_main(argv)
     global_values, verb, values = parsed
-    from rootless.cli import commands
-    return commands.handler(verb.name)(commands.Globals(**global_values), **values)
+    from rootless.cli import commands, dispatch
+    return dispatch.handler(verb.name)(commands.Globals(**global_values), **values)

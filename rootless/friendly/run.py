@@ -25,7 +25,7 @@ from oci.runspec import (HOST_DIRS, ImageConfig, Layout, RunError, RunRequest, b
                          network_kind, parse_cpus, parse_env_file, parse_size, parse_user,
                          parse_volume)
 from rootless import log
-from rootless.cli.commands import print_table
+from rootless.output import print_table
 from rootless.errors import AlreadyExists, HandcarError, NotFound
 from rootless.friendly.settings import settings
 from rootless.runtime.store import check_id, write_atomic
@@ -167,7 +167,7 @@ def _free_port():
 
 
 def _default_network():
-    from rootless.system.host import find_program
+    from rootless.runtime.host import find_program
     if find_program("slirp4netns"):
         return "slirp4netns"
     log.warning("slirp4netns is not installed, so the container has no network "
@@ -275,7 +275,7 @@ def _read_in_root(root, path, limit=1 << 20):
     """A regular file of an image, its symlinks followed inside the image: a hostile one
     must not make us read /dev/zero, a fifo, or the host's own /etc/passwd."""
     import stat
-    from rootless.child.mounts import resolve_in_root
+    from rootless.system.fs import resolve_in_root
     try:
         fd = os.open(resolve_in_root(root, path),
                      os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -345,7 +345,7 @@ def _etc_files(bundle, hostname, slirp):
 def _init_binary():
     """catatonit or tini (static: bound into any image) where installed, else None:
     handcar's own init then stays PID 1 (see init.py)."""
-    from rootless.system.host import find_program
+    from rootless.runtime.host import find_program
     for program in INIT_PROGRAMS:
         path = program if program.startswith("/") else find_program(program)
         if path and os.access(path, os.X_OK):

@@ -27,6 +27,7 @@ to be gone: its host ports are free again when delete returns.
 
 import os
 
+from rootless.child import protocol
 from rootless.errors import HandcarError, SetupError
 from rootless.runtime.store import process_start_time
 
@@ -44,7 +45,7 @@ class Setup:
 
     def __init__(self, settings):
         self.settings = settings
-        from rootless.system.host import find_program
+        from rootless.runtime.host import find_program
         self.slirp4netns = find_program(SLIRP4NETNS) if settings.network else None
         if settings.network and not self.slirp4netns:
             raise HandcarError(f"{SLIRP4NETNS} is not installed (install the {SLIRP4NETNS} "
@@ -60,7 +61,7 @@ class Setup:
         if not self.settings.loopback or self.settings.network:
             return                        # no new namespace, or slirp4netns sets lo up
         from rootless.system.channel import Channel
-        from rootless.child.init import run_child
+        from rootless.child.protocol import run_child
         ours, theirs = Channel.pair()
         pid = os.fork()
         if pid == 0:
@@ -79,8 +80,8 @@ class Setup:
         published; slirp4netns's and the watcher's pids saved in the record."""
         if self.lo_helper:
             channel = self.lo_helper[1]
-            channel.send("netns", fds=self.namespaces)
-            channel.expect("lo-up", "bringing lo up", timeout=READY_TIMEOUT)
+            channel.send(protocol.NETNS, fds=self.namespaces)
+            channel.expect(protocol.LO_UP, "bringing lo up", timeout=READY_TIMEOUT)
         if self.settings.network:
             ready = self._start_slirp4netns(record, init_pid, process_start_time(init_pid))
             _wait_until_ready(ready, record)
@@ -155,24 +156,24 @@ def _lo_helper(channel, parent_pid):
     """Import pyroute2, then join the namespaces of the pid the parent names and set lo
     up. Runs in a child of create (see Setup.begin); never returns."""
     from rootless.system import libc
-    from rootless.child.init import _close_fds_from
+    from rootless.system.fds import close_fds_from
     libc.prctl(libc.PR_SET_PDEATHSIG, SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(1)                       # create died before we set the signal
-    _close_fds_from(3, keep={channel.fileno()})
+    close_fds_from(3, keep={channel.fileno()})
     try:
         from pyroute2 import IPRoute
     except ImportError:
         raise SetupError("pyroute2 is not installed (pip install pyroute2): handcar needs "
                          "it to bring lo up in a new network namespace") from None
-    userns, netns = channel.expect("netns", "waiting for the container's init")["fds"]
+    userns, netns = channel.expect(protocol.NETNS, "waiting for the container's init")["fds"]
     _join_namespaces(userns, netns)
     try:
         with IPRoute() as netlink:
             netlink.link("set", index=netlink.link_lookup(ifname="lo")[0], state="up")
     except Exception as err:  # noqa: BLE001 - pyroute2's NetlinkError is no OSError
         raise SetupError(f"bringing lo up over netlink: {err}") from None
-    channel.send("lo-up")
+    channel.send(protocol.LO_UP)
 
 
 def _join_namespaces(userns, netns):
@@ -273,11 +274,11 @@ def _fork_watcher(init_pid, init_start_time, exit_write, namespaces):
 def _watch(pidfd, exit_write):
     """The watcher's body: hold exit_write until the process behind pidfd exits."""
     import select
-    from rootless.child.init import _close_fds_from
+    from rootless.system.fds import close_fds_from
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):                  # hold none of the caller's pipes or terminal
         os.dup2(null, fd)
-    _close_fds_from(3, keep={pidfd, exit_write})
+    close_fds_from(3, keep={pidfd, exit_write})
     os.setsid()
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)

@@ -7,6 +7,7 @@ import os
 from oci.record import Record
 from rootless import log
 from rootless.errors import HandcarError, SpecError
+from rootless.child import protocol
 from rootless.runtime import lifecycle, network, spawn
 from rootless.runtime.cgroups import manager as cgroup_manager
 from rootless.runtime.foreground import Console, ForwardingSignals, wait_foreground
@@ -50,6 +51,10 @@ def _check_runnable(spec, bundle):
         problems.append(f"root.path: {rootfs} is not a directory")
     if not spec.linux.namespace("mount"):
         problems.append("linux.namespaces: a mount namespace is required")
+    if not any(os.path.normpath("/" + m.destination.lstrip("/")) == "/proc" for m in spec.mounts):
+        problems.append("mounts: nothing is mounted on /proc, which handcar's init needs in "
+                        "the container (add {\"destination\": \"/proc\", \"type\": "
+                        "\"proc\", \"source\": \"proc\"})")
     if problems:
         raise SpecError(problems, os.path.join(bundle, "config.json"))
     return os.path.realpath(rootfs)
@@ -78,6 +83,9 @@ def create(store, container_id, bundle, options, foreground=False):
     spawn.check_preserved_fds(options.preserve_fds)
     text, spec = load_bundle(bundle)
     rootfs = _check_runnable(spec, bundle)
+    if spec.host_dependent():                    # (issue 17) refused before anything exists
+        from rootless.runtime import support
+        support.check(spec, os.path.join(bundle, "config.json"), log.warning)
     net = network.setup(spec, bundle)
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
     cgroups = cgroup_manager.for_create(container_id, spec.linux.cgroups_path,
@@ -147,7 +155,7 @@ def create(store, container_id, bundle, options, foreground=False):
         # the OCI state document, only for those who read it (its module costs ~0.4 ms)
         hooked = bool(spec.hooks.get("startContainer"))
         state = record.state(CREATED).to_json() if hooked or listener else None
-        channel.send("go", state=state if hooked else None,
+        channel.send(protocol.GO, state=state if hooked else None,
                      listener_state=spawn.listener_state(spec, state, init_pid)
                      if listener else None)
         return record, channel, console

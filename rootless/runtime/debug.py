@@ -279,14 +279,14 @@ def _run_keeper(pipe, session, pid_ns, namespaces, plan, tools_id):
     """The keeper's body (see Keeper); never returns."""
     code = 0
     try:
-        from rootless.child.init import _close_fds_from
+        from rootless.system.fds import close_fds_from
         from rootless.system import libc
         os.setsid()                       # out of the terminal's reach (^C is for the session)
         libc.prctl(libc.PR_SET_DUMPABLE, 0)
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        _close_fds_from(3, keep={pipe, *namespaces.values()})
+        close_fds_from(3, keep={pipe, *namespaces.values()})
         if "user" in namespaces:
             libc.setns(namespaces["user"], libc.CLONE_NEWUSER)
         while os.read(pipe, 1):

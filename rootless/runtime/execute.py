@@ -4,7 +4,8 @@ cgroup, with the container's process settings and runc exec's overrides."""
 import os
 
 from oci.record import Record
-from rootless.errors import HandcarError, SetupError, SpecError, WrongStatus
+from rootless.errors import HandcarError, SpecError, WrongStatus
+from rootless.child import protocol
 from rootless.runtime import spawn
 from rootless.runtime.cgroups import manager as cgroup_manager
 from rootless.runtime.foreground import Console, ForwardingSignals, wait_foreground
@@ -100,6 +101,9 @@ def exec_(store, container_id, make_process, options):
 
 def spec_for_exec(spec, process, pid):
     """The container's spec, to start `process` in the namespaces of its init `pid`."""
+    if process.tuned() or process.apparmor_profile or process.selinux_label:   # (issue 17)
+        from rootless.runtime import support
+        support.check_process(process, "process")
     linux = spec.linux.replace(namespaces=_namespaces_of(pid), time_offsets={})
     return spec.replace(process=process, linux=linux)
 
@@ -129,14 +133,14 @@ def start_process(record, launch_spec, options, debug=None, before_go=None):
             console.child_started()
             if before_go:
                 before_go(pid)
-            channel.send("go", listener_state=spawn.listener_state(
+            channel.send(protocol.GO, listener_state=spawn.listener_state(
                 launch_spec, record.state().to_json(), pid) if listener else None)
             _wait_for_execve(channel)
             if options.pid_file:
                 write_atomic(os.path.abspath(options.pid_file), f"{pid}", 0o644)
         except BaseException:
             send_signal(pid, SIGKILL)
-            spawn.reap(pid)
+            spawn.reap_killed(pid)
             channel.close()
             raise
     except BaseException:
@@ -160,5 +164,5 @@ def _wait_for_execve(channel):
         message = channel.receive(spawn.CHILD_TIMEOUT)
         if message is None:
             return
-        if message["type"] == "error":
-            raise SetupError(message["msg"])
+        if message["type"] == protocol.ERROR:
+            raise protocol.error_from(message)

@@ -4,6 +4,7 @@ and waiting for the process's exit status."""
 import os
 
 from rootless import log
+from rootless.child import protocol
 from rootless.errors import HandcarError
 from rootless.runtime.processes import send_signal
 
@@ -98,7 +99,7 @@ def wait_foreground(pid, channel, console):
     except BlockingIOError:
         message = None
     channel.close()
-    if message and message["type"] == "error":
+    if message and message["type"] == protocol.ERROR:
         log.error(message["msg"])
     code = os.waitstatus_to_exitcode(wait_status)
     return 128 - code if code < 0 else code

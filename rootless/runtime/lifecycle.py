@@ -86,12 +86,14 @@ def kill(store, container_id, signum, all_processes=False):
     for "already gone" when they race a container's exit."""
     record = store.open(container_id, lock=False)
     status = record.status()
+    cgroup = cgroup_manager.of(record).cgroup
     if status == STOPPED and all_processes:
+        if cgroup and cgroup.exists():
+            cgroup.kill(signum)           # what its init left behind, as runc signals it
         return
     if status not in ALIVE:
         raise WrongStatus(f"cannot kill container {container_id}: container not running "
                           f"(it is {status})")
-    cgroup = cgroup_manager.of(record).cgroup
     if all_processes and cgroup:
         cgroup.kill(signum)
     elif all_processes:

@@ -57,8 +57,10 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
     `on_init(fds)` takes the container's user and network namespaces as fds when
     launch.send_namespaces asks for them."""
     from rootless.system.channel import Channel
-    from rootless.child.init import (before_fork, init_born_in_namespaces, intermediate, open_namespaces,
-                       run_child, set_oom_score_adj)
+    from rootless.child import protocol
+    from rootless.child.init import (before_fork, init_born_in_namespaces, intermediate,
+                                     open_namespaces, set_oom_score_adj)
+    from rootless.child.protocol import run_child
     before_fork(launch)
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
@@ -69,8 +71,7 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
         run_child(child_end, init_born_in_namespaces if born_in_namespaces else intermediate,
                   launch)
     child_end.close()
-    init_pid = 0
-    hooks_asked = False           # init may ask before the intermediate names its pid
+    children = Children(pid, 0)
 
     def prepare(child):
         """Map the child's user namespace and put it in its cgroup."""
@@ -82,74 +83,96 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
             place(child)
         elif cgroup and not born_in_cgroup:
             cgroup.add(child)
-        parent_end.send("prepared")
+        parent_end.send(protocol.PREPARED)
 
     try:
         if born_in_namespaces:
-            init_pid, pid = pid, 0
+            children.intermediate, children.init = 0, pid
             # before "prepared": init then changes ids and becomes undumpable, out of reach
             # through /proc/PID
             if launch.send_namespaces:
                 with step("opening the container's /proc/PID/ns"):
-                    ns_dir = os.open(f"/proc/{init_pid}/ns",
-                                     os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                    ns_dir = os.open(f"/proc/{pid}/ns", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
                 fds = open_namespaces(ns_dir)
             else:
                 fds = ()
             if launch.spec.process.oom_score_adj is not None:
-                set_oom_score_adj(launch.spec.process.oom_score_adj, log.warning, init_pid)
-            prepare(init_pid)
+                set_oom_score_adj(launch.spec.process.oom_score_adj, log.warning, pid)
+            prepare(pid)
             if on_init:
                 on_init(fds)
             stage("init")
-        ready = False
-        while not (ready and init_pid):
-            message = parent_end.receive(CHILD_TIMEOUT)
-            kind = message and message["type"]
-            if message is None:
-                raise SetupError("the container's process exited before it was ready")
-            elif kind == "prepare":
-                prepare(pid)
-            elif kind == "init":
-                init_pid = message["pid"]
-                if on_init:
-                    on_init(message.get("fds", []))
-                os.waitpid(pid, 0)
-                pid = 0
-                stage("init")
-            elif kind == "hooks":
-                hooks_asked = True
-            if hooks_asked and init_pid:
-                hooks_asked = False
-                parent_end.send("hooks-done", state=on_hooks(init_pid))
-            elif kind == "ready":
-                ready = True
-            elif kind == "warning":
-                log.warning(message["msg"])
-            elif kind == "debug":
-                log.debug(message["msg"])
-            elif kind == "error":
-                raise SetupError(message["msg"])
-        return parent_end, init_pid
+        return parent_end, answer(parent_end, children, prepare, on_hooks, on_init)
     except BaseException:
-        for child in (pid, init_pid):
+        for child in (children.intermediate, children.init):
             if child:
                 send_signal(child, SIGKILL)
-        if pid:
-            os.waitpid(pid, 0)
-        if init_pid:
-            reap(init_pid)
+        if children.intermediate:
+            os.waitpid(children.intermediate, 0)
+        if children.init:
+            reap_killed(children.init)    # no zombie left behind (see reap_killed)
         parent_end.close()
         raise
 
 
-def reap(pid):
+def reap_killed(pid):
     """Wait for a process we killed where it is our child (born so, or we are the subreaper
     it went to): no zombie left behind, which a container's init would inherit."""
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+class Children:
+    """What spawn has started and not yet handed over: the intermediate (0 when there is
+    none, or once it has exited) and init (0 until it is named)."""
+
+    def __init__(self, intermediate, init):
+        self.intermediate, self.init = intermediate, init
+
+
+def _reap(pid):
+    os.waitpid(pid, 0)
+
+
+def answer(channel, children, prepare, on_hooks=None, on_init=None, reap=_reap,
+           timeout=CHILD_TIMEOUT):
+    """The parent's half of the protocol (child/protocol.py's diagram): answer the child
+    until init is ready; init's pid. `children` is kept current, for the caller to kill
+    what is left when this raises: the child's own error, its silent death, a timeout."""
+    from rootless.child import protocol
+    hooks_asked = ready = False
+    while not (ready and children.init):
+        message = channel.receive(timeout)
+        if message is None:
+            raise SetupError("the container's process exited before it was ready")
+        kind = message["type"]
+        if kind == protocol.PREPARE:
+            prepare(children.intermediate)
+        elif kind == protocol.INIT:
+            children.init = message["pid"]
+            if on_init:
+                on_init(message.get("fds", []))
+            reap(children.intermediate)
+            children.intermediate = 0
+            stage("init")
+        elif kind == protocol.HOOKS:
+            hooks_asked = True
+        elif kind == protocol.READY:
+            ready = True
+        elif kind == protocol.WARNING:
+            log.warning(message["msg"])
+        elif kind == protocol.DEBUG:
+            log.debug(message["msg"])
+        elif kind == protocol.ERROR:
+            raise protocol.error_from(message)
+        else:
+            raise SetupError(f"unexpected message {kind!r} from the container's process")
+        if hooks_asked and children.init:   # init may ask before the intermediate names it
+            hooks_asked = False
+            channel.send(protocol.HOOKS_DONE, state=on_hooks(children.init))
+    return children.init
 
 
 def fork_child(cgroup, launch):

@@ -12,6 +12,7 @@ import stat
 import time
 
 from oci import jsonio
+from rootless.system.fs import remove_tree
 from rootless.errors import AlreadyExists, HandcarError, NotFound
 
 MAX_ID_BYTES = 1024
@@ -46,26 +47,6 @@ def default_root():
         except OSError:
             pass
     return "/run/handcar" if uid == 0 else f"/tmp/handcar-{uid}"
-
-
-def _remove_tree(path):
-    """shutil.rmtree(path, ignore_errors=True), without importing shutil on delete's path."""
-    try:
-        entries = list(os.scandir(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            _remove_tree(entry.path)
-        else:
-            try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
 
 
 def user_name(uid):
@@ -262,7 +243,7 @@ class Record:
         write_atomic(os.path.join(self.path, "state.json"), jsonio.dumps(self.data))
 
     def remove(self):
-        _remove_tree(self.path)
+        remove_tree(self.path)
         self.unlock()
 
     def init_alive(self):

@@ -12,6 +12,7 @@ import stat
 from oci.record import Record
 
 from oci.spec import IDMapping
+from rootless.child import protocol
 from rootless.errors import HelperFailed, UsernsError
 
 SUBUID = "/etc/subuid"
@@ -114,7 +115,7 @@ def _check_allowed(kind, mappings, own_id, path, user_name, uid):
 
 
 def check_helpers():
-    from rootless.system.host import find_program
+    from rootless.runtime.host import find_program
     for helper in ("newuidmap", "newgidmap"):
         path = find_program(helper, also=("/usr/bin", "/usr/sbin", "/bin"))
         if not path:
@@ -221,7 +222,7 @@ def run_in_userns(mapping_plan, function, *args):
     copied and removed. Raises what the child reported."""
     import sys
     from rootless.system.channel import Channel
-    from rootless.child.init import run_child
+    from rootless.child.protocol import run_child
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -231,10 +232,10 @@ def run_in_userns(mapping_plan, function, *args):
         run_child(child_end, _userns_child, function, args)
     child_end.close()
     try:
-        parent_end.expect("prepare", "entering a user namespace", timeout=30)
+        parent_end.expect(protocol.PREPARE, "entering a user namespace", timeout=30)
         apply(mapping_plan, pid)
-        parent_end.send("prepared")
-        parent_end.expect("done", "working in the user namespace")
+        parent_end.send(protocol.PREPARED)
+        parent_end.expect(protocol.DONE, "working in the user namespace")
     finally:
         parent_end.close()
         os.waitpid(pid, 0)
@@ -244,9 +245,9 @@ def _userns_child(channel, function, args):
     from rootless.system import libc
     libc.prctl(libc.PR_SET_PDEATHSIG, 9)
     libc.unshare(libc.CLONE_NEWUSER | libc.CLONE_NEWNS)
-    channel.send("prepare")
-    channel.expect("prepared", "mapping the user namespace")
+    channel.send(protocol.PREPARE)
+    channel.expect(protocol.PREPARED, "mapping the user namespace")
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
     function(*args)
-    channel.send("done")
+    channel.send(protocol.DONE)

@@ -1,8 +1,9 @@
 """Parent <-> child messages over a SOCK_SEQPACKET socketpair: one JSON object per packet.
 
-A process reports failure as {"type": "error", "msg": ...}; `expect` (and the parent's
-message loop in container._spawn) turn that, or the other side's silent death (end of
-file), into a SetupError.
+The messages themselves are declared in rootless/child/protocol.py. A process reports
+failure as an "error" message (errors.error_fields); `expect` (and the parent's message
+loop in runtime/spawn.py) raise the exception it names, or a SetupError for the other
+side's silent death (end of file).
 """
 
 import os
@@ -11,7 +12,7 @@ import sys
 import _socket   # socket's C half: socket.py imports enum, a start-up cost create pays
 
 from oci import jsonio
-from rootless.errors import HandcarError, SetupError
+from rootless.errors import HandcarError, SetupError, error_from_fields
 
 MAX_MESSAGE = 65536
 MAX_FDS = 4                  # fds one message may carry
@@ -32,9 +33,9 @@ class Channel:
     def close(self):
         self.sock.close()
 
-    def send(self, kind, fds=(), **fields):
+    def send(self, message_type, fds=(), **fields):
         """A message; `fds` travel with it (SCM_RIGHTS) and arrive as message["fds"]."""
-        data = jsonio.dumps({"type": kind, **fields}).encode()
+        data = jsonio.dumps({"type": message_type, **fields}).encode()
         if fds:
             # no array module: it imports collections.abc, out of reach of a child that
             # has joined a container's mount namespace
@@ -83,7 +84,7 @@ class Channel:
         if message is None:
             raise SetupError(f"{what}: the container's process exited unexpectedly")
         if message["type"] == "error":
-            raise SetupError(message["msg"])
+            raise error_from_fields(message)
         if message["type"] != kind:
             raise SetupError(f"{what}: unexpected message {message['type']!r}")
         return message

@@ -63,6 +63,7 @@ class _libc:
     setdomainname = _LibcFunction(("setdomainname", _Program))
     capget = _LibcFunction(("capget", _Program))
     capset = _LibcFunction(("capset", _Program))
+    personality = _LibcFunction(("personality", _Program))
 
 
 class _python:
@@ -103,9 +104,11 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSCALLS = {  # name -> number, per architecture (glibc has no wrapper for these)
     "x86_64": {"pivot_root": 155, "keyctl": 250, "clone3": 435, "openat2": 437,
-               "mount_setattr": 442},
+               "mount_setattr": 442, "sched_setattr": 314, "ioprio_set": 251,
+               "ioprio_get": 252, "set_mempolicy": 238, "get_mempolicy": 239},
     "aarch64": {"pivot_root": 41, "keyctl": 219, "clone3": 435, "openat2": 437,
-                "mount_setattr": 442},
+                "mount_setattr": 442, "sched_setattr": 274, "ioprio_set": 30,
+                "ioprio_get": 31, "set_mempolicy": 237, "get_mempolicy": 236},
 }
 for _numbers in _SYSCALLS.values():   # the new mount API: one number on every architecture
     _numbers.update(open_tree=428, move_mount=429, fsopen=430, fsconfig=431, fsmount=432)
@@ -201,17 +204,17 @@ class _MountAttr(_ctypes.Structure):
                                                "userns_fd")]
 
 
-def mount_setattr(path, attr_set, recursive=False, dir_fd=AT_FDCWD):
+def mount_setattr(path, attr_set, recursive=False, attr_clr=0, dir_fd=AT_FDCWD):
     """mount_setattr(2) (Linux 5.12) on the mount at `path` (and, recursive, on every
-    mount below it): sets the MOUNT_ATTR_* flags `attr_set`, in one call for a whole tree
-    where a remount changes one mount. An empty `path` means the mount `dir_fd` is (one
+    mount below it): sets the MOUNT_ATTR_* flags `attr_set` and clears `attr_clr`, in one
+    call for a whole tree where a remount changes one mount, and without touching any
+    other flag (so none the kernel locks). An empty `path` means the mount `dir_fd` is (one
     made by open_tree or fsmount, attached or not). OSError ENOSYS where the kernel (or a
     seccomp filter around us) lacks it."""
-    attr = _MountAttr(attr_set=attr_set)
+    attr = _MountAttr(attr_set=attr_set, attr_clr=attr_clr)
     flags = (AT_RECURSIVE if recursive else 0) | (0 if path else AT_EMPTY_PATH)
     _syscall("mount_setattr", c_int(dir_fd), _bytes(path), c_uint32(flags),
-             _ctypes.byref(attr), c_ulong(_ctypes.sizeof(attr)),
-             filename=path or None)
+             _ctypes.byref(attr), c_ulong(_ctypes.sizeof(attr)), filename=path or None)
 
 
 # The new mount API (Linux 5.2): a mount as an fd, made or copied where it is, and
@@ -258,6 +261,59 @@ def fsconfig(fs_fd, key=None, value=None, command=FSCONFIG_SET_STRING):
 def fsmount(fs_fd, attr_flags=0):
     """fsmount(2): a detached mount of the configured filesystem, as an fd."""
     return _syscall("fsmount", c_int(fs_fd), c_uint32(FSMOUNT_CLOEXEC), c_uint32(attr_flags))
+
+
+# Process attributes of runtime-spec 1.2 and 1.3 (the values are oci/tuning.py's).
+
+class _SchedAttr(_ctypes.Structure):
+    _fields_ = [("size", c_uint32), ("sched_policy", c_uint32), ("sched_flags", c_uint64),
+                ("sched_nice", c_int), ("sched_priority", c_uint32),
+                ("sched_runtime", c_uint64), ("sched_deadline", c_uint64),
+                ("sched_period", c_uint64)]
+
+
+def sched_setattr(policy, flags=0, nice=0, priority=0, runtime=0, deadline=0, period=0):
+    """sched_setattr(2) on this thread (what its children inherit)."""
+    attr = _SchedAttr(size=_ctypes.sizeof(_SchedAttr), sched_policy=policy,
+                      sched_flags=flags, sched_nice=nice, sched_priority=priority,
+                      sched_runtime=runtime, sched_deadline=deadline, sched_period=period)
+    _syscall("sched_setattr", c_int(0), _ctypes.byref(attr), c_uint32(0))
+
+
+IOPRIO_WHO_PROCESS = 1
+
+
+def ioprio_set(value, pid=0):
+    _syscall("ioprio_set", c_int(IOPRIO_WHO_PROCESS), c_int(pid), c_int(value))
+
+
+def ioprio_get(pid=0):
+    return _syscall("ioprio_get", c_int(IOPRIO_WHO_PROCESS), c_int(pid))
+
+
+def set_mempolicy(mode, nodes):
+    """set_mempolicy(2): `mode` (with its flags) over the nodes numbered in `nodes`."""
+    words = max(nodes, default=0) // 64 + 1
+    mask = (c_ulong * words)()
+    for node in nodes:
+        mask[node // 64] |= 1 << (node % 64)
+    # maxnode counts one more bit than the mask holds (the kernel drops the last one)
+    _syscall("set_mempolicy", c_int(mode), mask if nodes else None,
+             c_ulong(words * 64 + 1 if nodes else 0))
+
+
+def get_mempolicy():
+    """(mode, set of nodes) of this thread's memory policy."""
+    mode = c_int()
+    mask = (c_ulong * 16)()
+    _syscall("get_mempolicy", _ctypes.byref(mode), mask, c_ulong(16 * 64), None, c_ulong(0))
+    return mode.value, {word * 64 + bit for word in range(16) for bit in range(64)
+                        if mask[word] >> bit & 1}
+
+
+def personality(persona):
+    """personality(2); returns the previous one."""
+    return _check(_libc.personality(c_ulong(persona)))
 
 
 class _CloneArgs(_ctypes.Structure):

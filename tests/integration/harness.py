@@ -226,7 +226,8 @@ def host_server(tmp_path):
     root = tmp_path / "served"
     root.mkdir()
     (root / "file.txt").write_text("served from the host\n")
-    handler = lambda *args: http.server.SimpleHTTPRequestHandler(*args, directory=str(root))
+    def handler(*args):
+        return http.server.SimpleHTTPRequestHandler(*args, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -14,7 +14,8 @@ from harness import needs_subids
 from oci.errors import HandcarError
 from oci.image import ImageError
 from rootless.runtime import userns
-from rootless.image.store import ImageStore, _enter_rootfs, absolute_reference, remove_owned_tree
+from rootless.image.store import ImageStore, absolute_reference, remove_owned_tree
+from rootless.image.unpack import _enter_rootfs
 from rootless.runtime.store import user_name
 
 pytestmark = needs_subids

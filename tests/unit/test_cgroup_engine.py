@@ -65,10 +65,22 @@ def test_cgroup_manager_disabled_makes_no_leaf(tree):
         cgroups.plan_leaf("", "c1", {"memory"}, root, enabled=False)
 
 
-def test_missing_controller_is_named_with_how_to_get_it(tree):
+def test_missing_controller_is_named_with_how_to_get_it(tree, monkeypatch):
+    monkeypatch.setattr(cgroups, "v1_controllers", lambda: set())    # a unified host
     root = str(tree / "user.slice" / "u")
     with pytest.raises(CgroupError, match="the cpu controller is not available in .*Delegate=yes"):
         cgroups.plan_leaf("", "c1", {"memory", "cpu"}, root)
+
+
+def test_a_controller_on_cgroup_v1_is_named_as_such(tree, monkeypatch, tmp_path):
+    proc_cgroup = tmp_path / "cgroup"         # a hybrid host's /proc/self/cgroup
+    proc_cgroup.write_text("9:name=systemd:/\n4:memory:/\n1:cpu,cpuacct:/\n0::/\n")
+    assert cgroups.v1_controllers(str(proc_cgroup)) == {"memory", "cpu", "cpuacct"}
+    monkeypatch.setattr(cgroups, "v1_controllers", lambda: {"memory", "cpu", "cpuacct"})
+    root = str(tree / "user.slice" / "u")
+    with pytest.raises(CgroupError, match="the cpu controller is not available in .*: this "
+                                          "host has it on cgroup v1 .*cgroup v2 only"):
+        cgroups.plan_leaf("", "c1", {"cpu"}, root)
 
 
 def test_without_delegation(monkeypatch):
@@ -191,3 +203,36 @@ def test_remove_takes_child_cgroups_first():
     os.makedirs(os.path.join(leaf.path, "a", "b"))
     leaf.remove()
     assert not os.path.exists(leaf.path)
+
+
+def test_create_survives_a_delete_removing_the_shared_parent_meanwhile(tree, monkeypatch):
+    # Another container's delete removes the empty default parent (`handcar/`) just after
+    # this create made it, twice: the walk starts again instead of failing with ENOENT.
+    root = str(tree / "user.slice" / "u")
+    parent = os.path.join(root, cgroups.DEFAULT_PARENT)
+    real_mkdir = os.mkdir
+    removals = []
+
+    def mkdir_then_lose_the_parent(path, mode=0o777):
+        real_mkdir(path, mode)
+        if path == parent:
+            make_cgroup(path, "memory pids hugetlb")      # what the kernel gives a new cgroup
+            if len(removals) < 2:
+                removals.append(path)
+                for name in os.listdir(path):
+                    os.unlink(os.path.join(path, name))
+                os.rmdir(path)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_lose_the_parent)
+    leaf = cgroups.Cgroup(os.path.join(parent, "c1"))
+    leaf.create(root, set())
+    assert len(removals) == 2 and os.path.isdir(leaf.path)
+
+
+def test_create_gives_up_naming_the_cgroup_when_the_parent_never_stays(tree, monkeypatch):
+    root = str(tree / "user.slice" / "u")
+    monkeypatch.setattr(cgroups, "_enable", lambda directory, needed: (_ for _ in ()).throw(
+        cgroups._ParentRemoved()) if directory != root else None)
+    with pytest.raises(CgroupError, match=r"creating cgroup .*/handcar/c1: its parent cgroup "
+                                          r"was removed 20 times"):
+        cgroups.Cgroup(os.path.join(root, "handcar", "c1")).create(root, set())

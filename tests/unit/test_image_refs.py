@@ -2,8 +2,10 @@
 
 import pytest
 
-from oci.image import (ImageError, Reference, check_digest, choose_manifest,
-                       docker_archive_entry, image_config, normalized_name, parse_reference)
+from oci.image import (ImageError, Platform, Reference, chain_ids, check_digest,
+                       choose_manifest, choose_platform, docker_archive_entry, host_platform,
+                       image_config, layer_compression, normalized_name, parse_platform,
+                       parse_reference)
 
 D1 = "sha256:" + "a" * 64
 D2 = "sha256:" + "b" * 64
@@ -25,6 +27,10 @@ def test_references():
     assert ref("./rootfs").kind == "dir" and ref("/srv/rootfs").kind == "dir"
     assert ref("rootfs", dirs={"rootfs"}).kind == "dir"
     assert ref("busybox:latest") == Reference("name", "busybox:latest")
+    assert ref("docker://busybox:1") == Reference("docker", "busybox:1")
+    assert str(ref("docker://busybox:1")) == "docker://busybox:1"
+    assert ref("oci-archive:/x/img.tar:v2", files={"/x/img.tar"}) == Reference(
+        "oci-archive", "/x/img.tar", "v2")
     with pytest.raises(ImageError):
         ref("oci:")
 
@@ -64,16 +70,88 @@ def manifest(digest, tag=None, arch=None):
 
 
 def test_choosing_a_manifest():
+    amd64 = host_platform("x86_64")
     index = {"manifests": [manifest(D1, "v1"), manifest(D2, "v2")]}
-    assert choose_manifest(index, "v2", "x86_64", "l")["digest"] == D2
+    assert choose_manifest(index, "v2", amd64, "l")["digest"] == D2
     with pytest.raises(ImageError, match="name one with :TAG"):
-        choose_manifest(index, "", "x86_64", "l")
+        choose_manifest(index, "", amd64, "l")
     with pytest.raises(ImageError, match="v1, v2"):
-        choose_manifest(index, "v3", "x86_64", "l")
+        choose_manifest(index, "v3", amd64, "l")
     multi = {"manifests": [manifest(D1, arch="arm64"), manifest(D2, arch="amd64")]}
-    assert choose_manifest(multi, "", "x86_64", "l")["digest"] == D2
-    with pytest.raises(ImageError, match="linux/s390x"):
-        choose_manifest(multi, "", "s390x", "l")
+    assert choose_manifest(multi, "", amd64, "l")["digest"] == D2
+    with pytest.raises(ImageError, match=r"no image for linux/s390x \(it has linux/amd64, "
+                                         r"linux/arm64\)"):
+        choose_manifest(multi, "", host_platform("s390x"), "l")
+
+
+def platform_entry(digest, arch, variant=None, os_name="linux"):
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+             "platform": {"architecture": arch, "os": os_name}}
+    if variant:
+        entry["platform"]["variant"] = variant
+    return entry
+
+
+def test_platforms_are_chosen_as_containerd_matches_them():
+    digests = ["sha256:" + str(n) * 64 for n in range(7)]
+    index = {"manifests": [platform_entry(digests[0], "amd64"),
+                           platform_entry(digests[1], "arm", "v6"),
+                           platform_entry(digests[2], "arm", "v7"),
+                           platform_entry(digests[3], "arm64", "v8"),
+                           platform_entry(digests[4], "unknown", os_name="unknown"),
+                           platform_entry(digests[5], "amd64", os_name="windows")]}
+
+    def chosen(platform):
+        return digests.index(choose_platform(index, platform, "i")["digest"])
+    assert host_platform("x86_64") == Platform("linux", "amd64", "")
+    assert chosen(host_platform("x86_64")) == 0
+    assert chosen(host_platform("aarch64")) == 3           # arm64/v8
+    assert chosen(Platform("linux", "arm64", "")) == 3      # no variant is v8
+    assert chosen(host_platform("armv7l")) == 2
+    assert chosen(host_platform("armv6l")) == 1
+    assert chosen(parse_platform("linux/arm", host_platform("x86_64"))) == 2  # the best arm
+    assert chosen(parse_platform("windows/amd64", host_platform("x86_64"))) == 5
+    with pytest.raises(ImageError, match=r"no image for linux/arm/v5 \(it has linux/amd64, "
+                                         r"linux/arm/v6, linux/arm/v7, linux/arm64/v8, "
+                                         r"windows/amd64\)"):
+        choose_platform(index, parse_platform("linux/arm/v5", Platform()), "i")
+
+
+def test_platform_flags():
+    host = host_platform("x86_64")
+    assert parse_platform("arm64", host) == Platform("linux", "arm64", "")
+    assert parse_platform("linux/arm/v7", host) == Platform("linux", "arm", "v7")
+    for bad in ("", "linux/", "a/b/c/d"):
+        with pytest.raises(ImageError, match="expected OS/ARCH"):
+            parse_platform(bad, host)
+
+
+def test_layer_media_types():
+    def layer(media_type, **more):
+        return {"mediaType": media_type, "digest": D1, **more}
+    assert layer_compression(layer("application/vnd.oci.image.layer.v1.tar+zstd"), "m") == "zstd"
+    assert layer_compression(layer("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+                             "m") == "gzip"
+    assert layer_compression(layer("application/vnd.oci.image.layer.v1.tar"), "m") == ""
+    with pytest.raises(ImageError, match=r"non-distributable \(foreign\) layer "
+                                         r"\(application/vnd.docker.image.rootfs.foreign"
+                                         r".diff.tar.gzip, at https://x/y\)"):
+        layer_compression(layer("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                                urls=["https://x/y"]), "m")
+    with pytest.raises(ImageError, match="encrypted"):
+        layer_compression(layer("application/vnd.oci.image.layer.v1.tar+gzip+encrypted"), "m")
+    with pytest.raises(ImageError, match="not a container image layer"):
+        layer_compression(layer("application/vnd.cncf.helm.chart.content.v1.tar+gzip"), "m")
+
+
+def test_chain_ids_are_the_image_specs():
+    # the image-spec's own example: ChainID(A|B) = sha256(ChainID(A) + " " + DiffID(B))
+    import hashlib
+    assert chain_ids([]) == []
+    assert chain_ids([D1]) == [D1]
+    second = "sha256:" + hashlib.sha256(f"{D1} {D2}".encode()).hexdigest()
+    third = "sha256:" + hashlib.sha256(f"{second} {D1}".encode()).hexdigest()
+    assert chain_ids([D1, D2, D1]) == [D1, second, third]
 
 
 def test_docker_archive_manifest():

@@ -1,5 +1,5 @@
 """Applying image layers: whiteouts, opaque directories, replacements, links, escapes
-(rootless.image.store.apply_layer on a plain directory, with layers that are safe without the
+(rootless.image.unpack.apply_layer on a plain directory, with layers that are safe without the
 chroot it runs in for real; the chrooted unpacking and ownership need the user namespace
 and are covered by tests/integration/test_image_unpack.py and test_friendly.py)."""
 
@@ -12,7 +12,7 @@ import tarfile
 import pytest
 
 from oci.image import ImageError
-from rootless.image.store import apply_layer
+from rootless.image.unpack import apply_layer
 
 
 def layer(*entries):
@@ -188,7 +188,7 @@ def test_after_the_chroot_nothing_is_imported_from_the_filesystem(tmp_path):
     script = f"""
 import sys, _frozen_importlib
 sys.path.insert(0, {str(tmp_path)!r})
-from rootless.image.store import _stop_importing
+from rootless.image.unpack import _stop_importing
 assert "rootless.friendly.settings" not in sys.modules
 not_yet = next(n for n in sys.builtin_module_names if n not in sys.modules)
 _stop_importing()

@@ -6,7 +6,9 @@ import pytest
 from rootless.system import libc
 from rootless.child import mounts
 from rootless.errors import SetupError
-from rootless.child.mounts import make_in_root, open_in_root, resolve_in_root
+from rootless.child.mounts import make_in_root, open_in_root
+from rootless.system import fs
+from rootless.system.fs import resolve_in_root
 
 
 @pytest.fixture(params=["openat2", "walk"], autouse=True)
@@ -14,10 +16,10 @@ def resolver(request, monkeypatch):
     """Every test runs with openat2(RESOLVE_IN_ROOT) and with the walk that stands in for
     it on kernels before 5.6."""
     if request.param == "openat2":
-        if not mounts.has_openat2():
+        if not fs.has_openat2():
             pytest.skip(f"this kernel ({os.uname().release}) has no openat2")
     else:
-        monkeypatch.setattr(mounts, "_have_openat2", False)
+        monkeypatch.setattr(fs, "_have_openat2", False)
     return request.param
 
 
@@ -57,8 +59,8 @@ def test_symlink_loops_fail(root):
 
 def test_the_kernel_resolves_when_it_can(root, resolver, monkeypatch):
     walked = []
-    real_walk = mounts._walk
-    monkeypatch.setattr(mounts, "_walk", lambda *args: walked.append(args) or real_walk(*args))
+    real_walk = fs._walk
+    monkeypatch.setattr(fs, "_walk", lambda *args: walked.append(args) or real_walk(*args))
     assert resolve_in_root(root, "/lib") == f"{root}/usr/lib"
     assert bool(walked) == (resolver == "walk")
 
@@ -93,13 +95,13 @@ def test_open_in_root_refuses_paths_outside(root, tmp_path):
 
 
 def test_relative_paths_below_the_root_only():
-    assert mounts._relative("/r/rootfs", "/r/rootfs") == "."
-    assert mounts._relative("/r/rootfs", "/r/rootfs/etc/x") == "etc/x"
-    assert mounts._relative("/r/rootfs", "/r/rootfs/etc/../../x") is None
-    assert mounts._relative("/r/rootfs", "/r/rootfs2/x") is None       # a sibling's name
-    assert mounts._relative("/r/rootfs", "/r") is None
-    assert mounts._relative("/", "/proc/sys") == "proc/sys"            # after pivot_root
-    assert mounts._relative("/", "/") == "."
+    assert fs.relative("/r/rootfs", "/r/rootfs") == "."
+    assert fs.relative("/r/rootfs", "/r/rootfs/etc/x") == "etc/x"
+    assert fs.relative("/r/rootfs", "/r/rootfs/etc/../../x") is None
+    assert fs.relative("/r/rootfs", "/r/rootfs2/x") is None       # a sibling's name
+    assert fs.relative("/r/rootfs", "/r") is None
+    assert fs.relative("/", "/proc/sys") == "proc/sys"            # after pivot_root
+    assert fs.relative("/", "/") == "."
 
 
 def test_made_in_root_gives_the_checked_descriptor_of_what_it_made(root):

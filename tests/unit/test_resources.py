@@ -9,7 +9,10 @@ def settings(doc):
 
 
 def test_runc_conversions():
-    assert cpu_weight(2) == 1 and cpu_weight(1024) == 39 and cpu_weight(262144) == 10000
+    # crun's and runc's curve: both ends, and the v1 default onto the v2 default
+    assert cpu_weight(2) == 1 and cpu_weight(1024) == 100 and cpu_weight(262144) == 10000
+    weights = [cpu_weight(shares) for shares in range(2, 262145, 97)]
+    assert weights == sorted(weights) and 1 <= min(weights) and max(weights) <= 10000
     assert io_weight(10) == 1 and io_weight(1000) == 10000 and io_weight(500) == 4950
 
 
@@ -29,7 +32,7 @@ def test_bad_swap(swap, memory):
 def test_every_section():
     got = settings({
         "memory": {"limit": 33554432, "reservation": 1048576, "swap": 67108864},
-        "cpu": {"shares": 1024, "quota": 50000, "period": 200000, "burst": 1000, "idle": 0,
+        "cpu": {"shares": 512, "quota": 50000, "period": 200000, "burst": 1000, "idle": 0,
                 "cpus": "0-1", "mems": "0"},
         "pids": {"limit": 20},
         "blockIO": {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 10}],
@@ -42,7 +45,7 @@ def test_every_section():
     })
     assert got == {
         "memory.max": "33554432", "memory.low": "1048576", "memory.swap.max": "33554432",
-        "cpu.weight": "39", "cpu.max": "50000 200000", "cpu.max.burst": "1000", "cpu.idle": "0",
+        "cpu.weight": "59", "cpu.max": "50000 200000", "cpu.max.burst": "1000", "cpu.idle": "0",
         "cpuset.cpus": "0-1", "cpuset.mems": "0", "pids.max": "20",
         "io.weight": ("default 4950", "8:0 1"),
         "io.max": ("8:0 rbps=1000", "8:16 wiops=max"),
@@ -61,6 +64,9 @@ def test_unlimited_values():
 
 def test_nothing_asked_means_nothing_written():
     assert settings({}) == {}
+    # containerd's default spec: cgroup v1's default share is cgroup v2's default weight,
+    # which create leaves out (a kernel default is no limit: test_spec_fields.py)
+    assert settings({"cpu": {"shares": 1024}}) == {"cpu.weight": "100"}
     assert settings({"devices": [{"allow": False, "access": "rwm"}]}) == {}
 
 

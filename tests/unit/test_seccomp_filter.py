@@ -65,7 +65,7 @@ def test_notify_sends_the_fd_with_the_state_and_the_agent_answers(tmp_path):
                 theirs, json.dumps(process_state({"id": "c"}, os.getpid(), "meta")))
             os.mkdir(tmp_path / "faked")           # the agent says it is done...
             os._exit(42 if not (tmp_path / "faked").exists() else 1)   # ...but did nothing
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - a forked child must never return
             os._exit(99)
     theirs.close()
     try:
@@ -89,7 +89,7 @@ def in_a_filtered_child(doc, test):
             libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
             seccomp.Filter(spec_with(doc).linux.seccomp).load()
             os._exit(test())
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - a forked child must never return
             os._exit(99)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)

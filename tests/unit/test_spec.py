@@ -34,14 +34,23 @@ def test_default_and_rootless_specs_load():
     assert not any(o.startswith("gid=") for m in rootless.mounts for o in m.options)
 
 
-@pytest.mark.parametrize("version", ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.0", "1.2.1"])
+@pytest.mark.parametrize("version", ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.0", "1.2.1",
+                                     "1.3.0", "1.3.0-rc.1", "1.3.0+dev", "1.17.4"])
 def test_supported_versions(version):
     assert oci_spec.from_json(minimal(ociVersion=version)).oci_version == version
 
 
-@pytest.mark.parametrize("version", ["0.9.0", "1.3.0", "2.0.0", "banana"])
+@pytest.mark.parametrize("version", ["0.9.0", "2.0.0", "1.3", "1.x.0", "banana", ""])
 def test_unsupported_versions(version):
-    assert any(p.startswith("ociVersion: unsupported") for p in problems(minimal(ociVersion=version)))
+    found = problems(minimal(ociVersion=version))
+    assert any(p.startswith("ociVersion: unsupported") for p in found), found
+
+
+def test_unknown_properties_are_ignored():
+    doc = minimal(ociVersion="1.9.0", somethingNew={"a": 1})
+    doc["process"]["futureField"] = True
+    doc["linux"]["futureSection"] = {"x": [1]}
+    assert oci_spec.from_json(doc).oci_version == "1.9.0"
 
 
 def test_every_problem_is_reported_with_its_path():

@@ -90,7 +90,7 @@ def test_root_writes_any_mapping_directly(subids):
 
 
 def test_missing_helpers_are_named(monkeypatch):
-    from rootless.system import host
+    from rootless.runtime import host
     monkeypatch.setattr(host, "find_program", lambda program, also=(): None)
     with pytest.raises(UsernsError, match="newuidmap not found: install the uidmap package"):
         userns.check_helpers()

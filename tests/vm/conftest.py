@@ -27,14 +27,19 @@ NOT_IN_VM = "tests/vm runs inside the QEMU guest: use scripts/vm-test"
 IN_VM = bool(os.environ.get("DELEGATED_CGROUP"))
 
 
+# Each test's limit in the guest (pytest-timeout): under software emulation a handcar call
+# takes seconds, so the default of pyproject.toml is raised; a test may raise it further.
+TEST_TIMEOUT = 180
+
+
 def pytest_collection_modifyitems(config, items):
     # a conftest's hook sees every collected item: touch only those under tests/vm
-    if IN_VM:
-        return
-    skip = pytest.mark.skip(reason=NOT_IN_VM)
-    for item in items:
-        if HERE in Path(item.path).resolve().parents:
-            item.add_marker(skip)
+    mine = [item for item in items if HERE in Path(item.path).resolve().parents]
+    for item in mine:
+        if not IN_VM:
+            item.add_marker(pytest.mark.skip(reason=NOT_IN_VM))
+        elif item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT))
 
 
 def pytest_report_header(config):
@@ -46,7 +51,8 @@ def pytest_report_header(config):
     except OSError as e:
         controllers = f"unreadable: {e}"
     return [f"VM tier: uid {os.getuid()}, cgroup {cgroup_of_self()}",
-            f"delegated cgroup {delegated}: {controllers}"]
+            f"delegated cgroup {delegated}: {controllers}",
+            f"each test's timeout: {TEST_TIMEOUT} s unless it says otherwise"]
 
 
 def cgroup_of_self():

@@ -20,6 +20,7 @@ from rootless.errors import CgroupError
 DEFAULT_PARENT = "handcar"
 SIGKILL = 9                 # the same on every Linux architecture (and no enum to import)
 FREEZE_TIMEOUT = 10
+CREATE_ATTEMPTS = 20        # walks down to the leaf while other deletes remove its parents
 
 
 def cgroup2_mount(mountinfo="/proc/self/mountinfo"):
@@ -75,7 +76,26 @@ def available_controllers(directory):
         return set(f.read().split())
 
 
+def v1_controllers(path="/proc/self/cgroup"):
+    """The controllers this host has on cgroup v1 hierarchies (a v1 or hybrid host)."""
+    found = set()
+    try:
+        with open(path) as f:
+            for line in f:
+                number, names, _ = line.split(":", 2)
+                if number != "0":
+                    found.update(name for name in names.split(",") if "=" not in name)
+    except OSError:
+        pass
+    return found
+
+
 def _missing_controller_help(controller, where):
+    if controller in v1_controllers():
+        # docker and containerd on such a host ask for v1 limits: no delegation helps
+        return (f"the {controller} controller is not available in {where}: this host has "
+                "it on cgroup v1 (a v1 or hybrid host), and handcar sets limits through "
+                "cgroup v2 only")
     return (f"the {controller} controller is not available in {where}: ask for it to be "
             f"delegated to you (systemd: Delegate=yes on your user@.service, or "
             f"`Delegate={controller}`; then log in again or `loginctl enable-linger`)")
@@ -188,16 +208,32 @@ class Cgroup:
 
     def create(self, root, needed):
         """Make the leaf, enabling from `root` down to its parent every controller there
-        is (as runc does: stats and later updates need them), and at least `needed`."""
-        relative = os.path.relpath(self.path, root).split("/")
+        is (as runc does: stats and later updates need them), and at least `needed`.
+
+        Another container's delete removes the shared default parent (`handcar/`) when it
+        is empty: between our mkdir of it and of our leaf in it, it may be gone (ENOENT,
+        or ENODEV writing a removed cgroup's files). The walk then starts again; once
+        our leaf exists, the parent is not empty and stays."""
+        for _attempt in range(CREATE_ATTEMPTS):
+            try:
+                self._walk_down(root, needed)
+                return
+            except _ParentRemoved:
+                continue
+        raise CgroupError(f"creating cgroup {self.path}: its parent cgroup was removed "
+                          f"{CREATE_ATTEMPTS} times while it was being made")
+
+    def _walk_down(self, root, needed):
         current = root
-        for part in relative:
+        for part in os.path.relpath(self.path, root).split("/"):
             _enable(current, needed)
             current = os.path.join(current, part)
             try:
                 os.mkdir(current, 0o755)
             except FileExistsError:
                 pass
+            except FileNotFoundError:
+                raise _ParentRemoved() from None
             except OSError as err:
                 raise CgroupError(f"creating cgroup {current}: {err.strerror}") from None
 
@@ -274,17 +310,26 @@ class Cgroup:
                 pass                      # other containers still there
 
 
+class _ParentRemoved(Exception):
+    """A cgroup on the way down to a new leaf was removed meanwhile (Cgroup.create)."""
+
+
 def _enable(directory, needed):
     path = os.path.join(directory, "cgroup.subtree_control")
-    with open(path) as f:
-        enabled = set(f.read().split())
-    missing = sorted(available_controllers(directory) - enabled)
+    try:
+        with open(path) as f:
+            enabled = set(f.read().split())
+        missing = sorted(available_controllers(directory) - enabled)
+    except FileNotFoundError:
+        raise _ParentRemoved() from None
     if not missing:
         return
     try:
         with open(path, "w") as f:
             f.write(" ".join(f"+{c}" for c in missing))
     except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ENODEV):
+            raise _ParentRemoved() from None
         lacking = sorted(set(needed) - enabled)
         if err.errno == errno.EBUSY and not lacking:
             return                        # our caller lives here; no limit needs them

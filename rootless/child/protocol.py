@@ -1,0 +1,76 @@
+"""The messages between handcar's parent process and its children, declared once.
+
+Transport: rootless/system/channel.py (one JSON object per SOCK_SEQPACKET packet, fds by
+SCM_RIGHTS). The parent's loop is rootless/runtime/spawn.py; the children's bodies are
+rootless/child/init.py.
+
+    parent (create, exec)           intermediate (*)               init / exec'd process
+      |--- clone3 or fork --------------->|
+      |<-------------------- PREPARE -----|  user namespace unshared or joined
+      |  newuidmap/newgidmap, cgroup      |
+      |--- PREPARED --------------------->|  becomes root, joins/makes the namespaces
+      |                                   |--- fork ------------------------>|
+      |<-------------------- INIT --------|  {pid, fds}; the intermediate exits
+      |<------------------------------------------------------- HOOKS -------|  (**)
+      |  prestart, createRuntime hooks                                       |
+      |--- HOOKS_DONE {state} ------------------------------------------------>|
+      |<------------------------------------------------------- READY -------|
+      |--- GO {state, listener_state} --------------------------------------->|  execs
+      |<------------------------------------------------------- ERROR -------|  any time
+      |<----------------------------------------------- WARNING, DEBUG -------|  any time
+
+(*) Where init is born in its namespaces (clone3), there is no intermediate: the parent
+maps init at once and sends PREPARED to it; init sends no PREPARE and no INIT.
+(**) Only when the config has prestart, createRuntime or createContainer hooks.
+
+ERROR carries the message, the errno (or None) and the error's kind, so that the parent
+raises the same exception type the child did (exit statuses 126 and 127 come from it).
+exec's process sends nothing after GO unless execve fails (its end is close-on-exec).
+
+Helpers the parent forks for other jobs use the same channel with their own messages:
+    user namespace helper (userns.run_in_userns):  PREPARE -> PREPARED -> DONE
+    network helper (network.slirp, lo):           NETNS {fds}, LO_UP
+"""
+
+import os
+
+from rootless.errors import describe, error_fields, error_from_fields
+
+PREPARE = "prepare"
+PREPARED = "prepared"
+INIT = "init"
+HOOKS = "hooks"
+HOOKS_DONE = "hooks-done"
+READY = "ready"
+GO = "go"
+ERROR = "error"
+WARNING = "warning"
+DEBUG = "debug"
+DONE = "done"
+NETNS = "netns"
+LO_UP = "lo-up"
+
+def send_error(channel, err):
+    """Report `err` to the parent: its words, its errno and its kind."""
+    channel.send(ERROR, **error_fields(err))
+
+
+def error_from(message):
+    """The exception an ERROR message stands for, to raise in the parent."""
+    return error_from_fields(message)
+
+
+def run_child(channel, body, *args):
+    """Run a child's body; never return: any error goes to the parent over the channel
+    (or to stderr when the channel is gone), then the process leaves with os._exit."""
+    code = 0
+    try:
+        body(channel, *args)
+    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
+        code = 1
+        try:
+            send_error(channel, err)
+        except BaseException:  # noqa: BLE001 - the channel is gone: stderr is all that is left
+            os.write(2, f"handcar: {describe(err)}\n".encode())
+    finally:
+        os._exit(code)

@@ -1,0 +1,276 @@
+"""Applying layers to a rootfs, in the user namespace the container will have: each layer
+checked against its digests as it is read, its whiteouts applied, nothing reaching
+outside the rootfs (chrooted there, and importing nothing after the chroot)."""
+
+import hashlib
+import os
+import stat
+import sys
+
+from oci.image import ImageError
+from rootless.errors import os_error_message
+from rootless.system.fs import remove_tree
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+CHUNK = 1 << 20
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"              # the whiteout that empties its directory
+WHITEOUT_META = ".wh..wh."           # aufs's own bookkeeping (.wh..wh.plnk): not content
+MAX_SYMLINKS = 40                    # as the kernel's path lookup (ELOOP)
+
+
+class _HashingReader:
+    """A file object that hashes what is read through it."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.count = 0
+
+    def read(self, size=-1):
+        data = self.raw.read(size)
+        self.hash.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self):
+        while self.read(CHUNK):
+            pass
+        return "sha256:" + self.hash.hexdigest()
+
+
+def unpack_layers(rootfs, layers, size_fd):
+    """Apply each layer to `rootfs`, in order, chrooted there (runs as root in the user
+    namespace). Writes each layer's unpacked size to `size_fd`; an error names the layer."""
+    import gzip     # noqa: F401  imported before the chroot: nothing can be
+    import tarfile  # noqa: F401  imported after it (_unpack_layer finds
+    import zlib     # noqa: F401  them in sys.modules)
+    files = [layer.open() for layer in layers]
+    _enter_rootfs(rootfs)
+    progress = sys.stderr.isatty()
+    for number, (layer, raw) in enumerate(zip(layers, files), 1):
+        if progress:
+            print(f"\rhandcar: unpacking layer {number}/{len(layers)} {layer.label}",
+                  end="", file=sys.stderr, flush=True)
+        try:
+            size = _unpack_layer(layer, raw)
+        except ImageError as err:
+            raise ImageError(f"layer {layer.label}: {err}") from None
+        except OSError as err:
+            raise ImageError(f"layer {layer.label}: {os_error_message(err)}") from None
+        os.write(size_fd, f"{size}\n".encode())
+        raw.close()
+    if progress:
+        print(file=sys.stderr)
+
+
+def _unpack_layer(layer, raw):
+    """Apply one layer onto / and check it against its digests; its unpacked size."""
+    import gzip
+    import tarfile
+    import zlib
+    compressed = _HashingReader(raw)
+    magic = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
+    if magic.startswith(ZSTD_MAGIC):
+        raise ImageError("zstd-compressed layers are not supported")
+    gzipped = magic.startswith(GZIP_MAGIC)
+    uncompressed = _HashingReader(gzip.GzipFile(fileobj=compressed)) if gzipped \
+        else compressed
+    try:
+        with tarfile.open(fileobj=uncompressed, mode="r|") as tar:
+            apply_layer(tar)
+        diff_id = uncompressed.drain()
+    except (gzip.BadGzipFile, zlib.error, EOFError, tarfile.TarError) as err:
+        if layer.digest and compressed.drain() != layer.digest:
+            raise ImageError(f"content does not match its digest {layer.digest}") from None
+        what = "not valid gzip data" if gzipped and not isinstance(err, tarfile.TarError) \
+            else "not a valid tar archive"
+        raise ImageError(f"{what} ({str(err) or type(err).__name__})") from None
+    digest = compressed.drain() if gzipped else diff_id
+    if layer.digest and digest != layer.digest:
+        raise ImageError(f"content does not match its digest {layer.digest}")
+    if diff_id != layer.diff_id:
+        raise ImageError(f"content does not match the config's diff_id {layer.diff_id}")
+    return uncompressed.count
+
+
+def _enter_rootfs(rootfs):
+    """chroot into the rootfs being unpacked, and import nothing from then on: we are
+    root in the user namespace, and a module the image put at a path on sys.path (or a
+    finder's) would run as that root."""
+    os.chroot(rootfs)
+    os.chdir("/")
+    _stop_importing()
+
+
+def _stop_importing():
+    """Keep only the importers that read nothing from the filesystem (built-in and frozen
+    modules): everything else must be imported already, and is found in sys.modules."""
+    import _frozen_importlib                 # always loaded: it is the import system
+    sys.path.clear()
+    sys.path_hooks.clear()
+    sys.path_importer_cache.clear()
+    sys.meta_path[:] = [finder for finder in sys.meta_path if finder in (
+        _frozen_importlib.BuiltinImporter, _frozen_importlib.FrozenImporter)]
+
+
+def apply_layer(tar, root="/"):
+    """Extract one layer tar onto `root`, applying its whiteouts (`.wh.NAME` deletes NAME
+    from the layers below; `.wh..wh..opq` empties a directory of them). Device nodes
+    cannot be made without privileges and are skipped, as rootless podman does.
+
+    The directories on an entry's way are resolved inside `root`: a symlink is followed
+    as if `root` were / (as containerd's archive.Apply and docker's chrooted unpacking
+    do), a missing directory is made; the entry itself replaces whatever is at its
+    name, never written through it. A whiteout follows no symlink: it deletes only what
+    its own path names. A hard link's target must be a name in the image that exists.
+
+    Run it only chrooted into the rootfs, as root in the container's user namespace,
+    with root="/" (as unpack_layers does): the chroot is what keeps a symlink a layer
+    makes from reaching the host's files whatever the resolution here misses. The unit
+    tests call it on a plain directory with layers that are safe so."""
+    import tarfile
+    trusted = {"filter": tarfile.fully_trusted_filter} if hasattr(
+        tarfile, "fully_trusted_filter") else {}
+    this_layer = set()                   # what it made (real paths): kept by its opaque marker
+    for member in tar:
+        path = _clean(member.name)
+        if path is None:
+            raise ImageError(f"entry {member.name!r} leaves the image")
+        directory, _, base = path.rpartition("/")
+        if not path or base != OPAQUE and any(part.startswith(WHITEOUT_META)
+                                              for part in path.split("/")):
+            continue
+        if base.startswith(WHITEOUT):
+            _whiteout(root, directory, base, this_layer)
+            continue
+        if member.ischr() or member.isblk():
+            continue
+        parent = _resolve(root, directory, path)
+        real = f"{parent}/{base}" if parent else base
+        target = os.path.join(root, real)
+        try:
+            mode = os.lstat(target).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and not (member.isdir() and stat.S_ISDIR(mode)):
+            _remove(target)
+        if member.islnk():
+            os.link(_link_source(root, member), target, follow_symlinks=False)
+        else:
+            member.name = real
+            tar.extract(member, root, numeric_owner=True, **trusted)
+        this_layer.add(real)
+
+
+def _clean(name):
+    """A member name relative to the root, or None if it climbs out of it."""
+    parts = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            return None
+        parts.append(part)
+    return "/".join(parts)
+
+
+def _resolve(root, directory, entry, make=True):
+    """`directory` (clean, relative to `root`) as the relative path of the real directory
+    it leads to: symlinks on the way followed inside `root`, missing directories made
+    (`make`), as docker does, except where a symlink points (a dangling link is an
+    error, as in docker). ImageError when the way is not a directory."""
+    done = []
+    todo = [(part, False) for part in reversed(directory.split("/")) if part]
+    link, links = "", 0
+    while todo:
+        part, through_link = todo.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, part)
+        try:
+            mode = os.lstat(here).st_mode
+        except FileNotFoundError:
+            if through_link:
+                raise ImageError(f"{entry}: the symbolic link {link} points to a missing "
+                                 "directory") from None
+            if not make:
+                raise ImageError(f"{entry}: {'/'.join(done + [part])} is missing") from None
+            os.mkdir(here, 0o755)
+            mode = stat.S_IFDIR
+        if stat.S_ISLNK(mode):
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise ImageError(f"{entry}: too many levels of symbolic links")
+            link = "/".join(done + [part])
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            todo += [(p, True) for p in reversed(target.split("/"))]
+            continue
+        if not stat.S_ISDIR(mode):
+            raise ImageError(f"{entry}: {'/'.join(done + [part])} is not a directory")
+        done.append(part)
+    return "/".join(done)
+
+
+def _whiteout(root, directory, base, this_layer):
+    """Apply the whiteout `directory/base`, its directory reached without following any
+    symlink (a whiteout must not delete what a link points at)."""
+    entry = f"{directory}/{base}" if directory else base
+    if base != OPAQUE and base[len(WHITEOUT):] in ("", ".", ".."):
+        raise ImageError(f"{entry}: a whiteout must name a file")
+    here = root
+    for part in directory.split("/") if directory else ():
+        here = os.path.join(here, part)
+        try:
+            mode = os.lstat(here).st_mode
+        except FileNotFoundError:
+            return                           # nothing there to delete
+        if stat.S_ISLNK(mode):
+            raise ImageError(f"{entry}: {os.path.relpath(here, root)} is a symbolic link, "
+                             "not a directory (a whiteout does not follow links)")
+        if not stat.S_ISDIR(mode):
+            raise ImageError(f"{entry}: {os.path.relpath(here, root)} is not a directory")
+    if base == OPAQUE:
+        for name in _listdir(here):
+            if (f"{directory}/{name}" if directory else name) not in this_layer:
+                _remove(os.path.join(here, name))
+    else:
+        _remove(os.path.join(here, base[len(WHITEOUT):]))
+
+
+def _link_source(root, member):
+    """Where a hard link entry's target is: a name in the image that exists."""
+    name = _clean(member.linkname)
+    if not name:
+        raise ImageError(f"{member.name}: hard link to {member.linkname!r}, outside the "
+                         "image")
+    directory, _, base = name.rpartition("/")
+    source = os.path.join(root, _resolve(root, directory, member.name, make=False), base)
+    if not os.path.lexists(source):
+        raise ImageError(f"{member.name}: hard link to {member.linkname!r}, which is "
+                         "missing")
+    return source
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        remove_tree(path)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
