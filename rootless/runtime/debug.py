@@ -23,6 +23,7 @@ DEFAULT_MOUNT_AT = "/.handcar-debug"
 BIN_DIRS = ("usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin")
 LIBRARY_DIRS = ("usr/local/lib", "lib", "lib64", "usr/lib", "usr/lib64")
 SHELLS = ("bash", "sh", "ash")
+BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")    # after any busybox on PATH
 NO_TOOLS = ("no tools to debug with: the host has no static busybox (install "
             "busybox-static), so give --tools DIR or --image IMAGE")
 
@@ -133,7 +134,7 @@ def busybox_tree():
     import shutil
     import subprocess
     from rootless.system import elf
-    candidates = (shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox")
+    candidates = (shutil.which("busybox"), *BUSYBOX_PATHS)
     busybox = next((path for path in candidates
                     if path and os.path.isfile(path) and elf.is_static(path)), None)
     if busybox is None:
@@ -220,7 +221,7 @@ def debug_process(base, command, plan, options):
 def _every_capability(base):
     """--privileged-debug: every capability there is (in the container's user namespace)."""
     from oci.linux import CAPABILITIES
-    from rootless.system.host import last_cap
+    from rootless.runtime.host import last_cap
     every = tuple(name for name, number in CAPABILITIES.items() if number <= last_cap())
     have = base.capabilities
     from oci.spec import Capabilities
