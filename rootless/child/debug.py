@@ -29,11 +29,12 @@ from oci import mounts as opts
 from oci.record import Record
 from rootless.child import mounts        # (imported now: out of reach once in the container)
 from rootless.errors import SetupError, step
-from rootless.system import elf, libc
+from rootless.system import elf, fs, libc
 
 SIDELOAD, SHARED, SIDECAR = "sideload", "shared", "sidecar"
 SIDECAR_TARGET = "target"
 SIDECAR_FROM_TARGET = ("proc", "dev", "sys")      # the container's, at the same places
+LAUNCHERS = ".handcar-bin"        # in the tools' view: a launcher for each of their programs
 _CLONE = libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC | libc.AT_RECURSIVE
 _TOOLS_ATTRIBUTES = libc.MOUNT_ATTR_RDONLY | libc.MOUNT_ATTR_NOSUID | libc.MOUNT_ATTR_NODEV
 
@@ -46,6 +47,10 @@ class DebugPlan(Record):
         # directories of the tools tree (relative to it) holding shared libraries: its
         # dynamically linked programs run through its own loader with these
         "library_dirs": (),
+        # (name, program, loader) for the programs of the tools' bin directories (paths
+        # relative to the tools; loader "" for a static one), when some are dynamically
+        # linked: the session gets LAUNCHERS, in its PATH (sideload only)
+        "programs": (),
     }
 
 
@@ -82,7 +87,7 @@ def enter_view(plan):
     elif plan.mode == SIDECAR:
         _sidecar()
     else:
-        _sideload(plan.mount_at)
+        _sideload(plan)
     os.close(_tools)
     for path in _remount_later:
         with step(f"making the tools at {path} read-only"):
@@ -100,11 +105,14 @@ def _attach_shared(mount_at):
         libc.move_mount(_tools, mount_at)
 
 
-def _sideload(mount_at):
+def _sideload(plan):
+    mount_at = plan.mount_at
     _private_namespace()
     if _is_empty_directory(mount_at):
         with step(f"mounting the tools at {mount_at}"):
             libc.move_mount(_tools, mount_at)
+        if plan.programs:
+            _add_launchers(plan)
         return
     holder, missing = _deepest_existing(mount_at)
     with step(f"opening {holder}"):
@@ -113,12 +121,50 @@ def _sideload(mount_at):
         cover = _cover(below, holder, new_dirs=(missing,))
         with step(f"mounting the tools at {mount_at}"):
             libc.move_mount(_tools, missing, to_fd=cover)
+        if plan.programs:
+            _add_launchers(plan)
         _make_read_only(cover)
         if holder == "/":
             _enter_root(cover)
         os.close(cover)
     finally:
         os.close(below)
+
+
+def _add_launchers(plan):
+    """Cover the tools (attached) with their own entries and LAUNCHERS: a static launcher
+    for each dynamically linked program, running it with the tools' loader and libraries
+    (elf.launcher), and a link to each of the others. The container may have no loader
+    at the path the tools' programs name, or another one: the tools' shell could not run
+    them by themselves."""
+    prefix = plan.mount_at.rstrip("/") + "/"
+    cover = _cover(_tools, plan.mount_at, new_dirs=(LAUNCHERS,), on_fd=True)
+    directory = os.open(LAUNCHERS, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=cover)
+    try:
+        for name, program, loader in plan.programs:
+            with step(f"making a launcher for {program}"):
+                if not loader:
+                    os.symlink(prefix + program, name, dir_fd=directory)
+                    continue
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             0o755, dir_fd=directory)
+                with open(fd, "wb") as f:
+                    f.write(elf.launcher(loader_command(plan, prefix + program, name,
+                                                        prefix + loader)))
+    finally:
+        os.close(directory)
+    _make_read_only(cover)
+    os.close(cover)
+
+
+def loader_command(plan, program, name, loader):
+    """The command line that runs the tools' `program` (as `name`) with their `loader`
+    and libraries, in the session's view."""
+    prefix = plan.mount_at.rstrip("/") + "/"
+    command = [loader, "--library-path", ":".join(prefix + d for d in plan.library_dirs)]
+    if os.path.basename(program) != name:
+        command += ["--argv0", name]      # (glibc 2.33 or later): multi-call programs
+    return command + [program]
 
 
 def _sidecar():
@@ -325,13 +371,10 @@ def through_loader(launch, path):
         return path, launch
     if interpreter is None:
         return path, launch
-    loader = mounts.resolve_in_root(plan.mount_at, interpreter)
+    loader = fs.resolve_in_root(plan.mount_at, interpreter)
     if not os.path.isfile(loader):
         return path, launch               # not the tools' to serve: the container's, maybe
     process = launch.spec.process
-    argv = [loader, "--library-path", ":".join(prefix + d for d in plan.library_dirs)]
-    if os.path.basename(process.args[0]) != os.path.basename(path):
-        argv += ["--argv0", process.args[0]]      # (glibc 2.33 or later): multi-call tools
-    argv += [path, *process.args[1:]]
-    spec = launch.spec.replace(process=process.replace(args=tuple(argv)))
+    argv = loader_command(plan, path, os.path.basename(process.args[0]), loader)
+    spec = launch.spec.replace(process=process.replace(args=(*argv, *process.args[1:])))
     return loader, launch.replace(spec=spec)

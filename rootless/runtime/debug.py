@@ -13,7 +13,7 @@ import errno
 import os
 
 from oci.record import Record
-from rootless.child.debug import SHARED, SIDECAR, SIDELOAD, DebugPlan
+from rootless.child.debug import LAUNCHERS, SHARED, SIDECAR, SIDELOAD, DebugPlan
 from rootless.errors import HandcarError, NotFound, UsageError, WrongStatus
 from rootless.runtime import execute
 from rootless.runtime.store import RUNNING
@@ -54,7 +54,8 @@ def debug(store, container_id, command, options):
                           f"container{hint}")
     tools = tools_tree(options)
     plan = DebugPlan(tools=tools, mode=mode, mount_at=options.mount_at,
-                     library_dirs=library_dirs(tools))
+                     library_dirs=library_dirs(tools),
+                     programs=programs(tools) if mode == SIDELOAD else ())
     spec = record.load_spec()
     process = debug_process(spec.process, command, plan, options)
     launch_spec = execute.spec_for_exec(spec, process, record.pid)
@@ -188,6 +189,33 @@ def library_dirs(tools):
     return tuple(multiarch + plain)
 
 
+def programs(tools):
+    """(name, program, loader) for each program of the tools' bin directories (the first
+    of a name, in PATH order; paths relative to the tools, symlinks followed inside them;
+    loader "" for a static program or a script) when some are dynamically linked against
+    a loader the tools have, and this architecture has launchers; else ()."""
+    from rootless.system import elf, fs
+    if not elf.has_launchers():
+        return ()
+    found, seen = [], set()
+    for directory in bin_dirs(tools):
+        for name in sorted(os.listdir(os.path.join(tools, directory))):
+            if name in seen:
+                continue
+            real = fs.resolve_in_root(tools, os.path.join(directory, name))
+            if not os.path.isfile(real) or not os.access(real, os.X_OK):
+                continue
+            seen.add(name)
+            try:
+                interpreter = elf.interpreter(real)
+            except OSError:
+                continue
+            loader = fs.resolve_in_root(tools, interpreter) if interpreter else ""
+            loader = fs.relative(tools, loader) if os.path.isfile(loader) else ""
+            found.append((name, fs.relative(tools, real), loader))
+    return tuple(found) if any(loader for _name, _program, loader in found) else ()
+
+
 def _shell(tools, dirs):
     for name in SHELLS:
         for directory in dirs:
@@ -205,6 +233,8 @@ def debug_process(base, command, plan, options):
     dirs = bin_dirs(plan.tools)
     where = "/" if plan.mode == SIDECAR else plan.mount_at.rstrip("/") + "/"
     tool_path = ":".join((where + d).rstrip("/") or "/" for d in dirs)
+    if plan.programs:
+        tool_path = where + LAUNCHERS     # (every program of the tools, see child/debug.py)
     if plan.mode == SIDECAR:
         path = tool_path
     else:

@@ -171,18 +171,27 @@ def toolbox_rootfs(root, programs):
 
 
 def test_debug_with_a_dynamically_linked_toolbox_image(handcar, micro, bundle, tmp_path):
+    """A glibc toolbox (the host's ls, cat and bash with the libraries ldd names) in a
+    container without a loader or a library: its programs run with its own."""
     before = snapshot(handcar, micro, bundle.rootfs)
-    toolbox = toolbox_rootfs(tmp_path / "toolbox", ["ls", "cat"])
+    toolbox = toolbox_rootfs(tmp_path / "toolbox", ["ls", "cat", "bash"])
     ls = toolbox / shutil.which("ls").lstrip("/")
     assert elf.interpreter(ls), "the test needs a dynamically linked ls"
     imagebuild.write_oci_layout(tmp_path / "layout", toolbox)
     config = tmp_path / "config.toml"
     config.write_text(f'storage = "{tmp_path / "storage"}"\n')
     env = dict(os.environ, HANDCAR_CONFIG=str(config))
-    result = handcar("debug", "--image", f"oci:{tmp_path / 'layout'}", micro,
-                     "ls", "/srv/www", env=env, timeout=60)
+    image = f"oci:{tmp_path / 'layout'}"
+    result = handcar("debug", "--image", image, micro, "ls", "/srv/www", env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "index.html\n"
+    # the toolbox's shell (no CMD), running the toolbox's programs
+    result = handcar("debug", "--image", image, micro, env=env,
+                     input="echo bash:$BASH_VERSION; ls /srv/www; cat /srv/www/index.html\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] != "bash:" and lines[0].startswith("bash:") and lines[1:] == ["index.html",
+                                                       "served by the microcontainer"]
     assert snapshot(handcar, micro, bundle.rootfs) == before
 
 
