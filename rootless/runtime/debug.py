@@ -44,7 +44,7 @@ class DebugOptions(Record):
 
 def debug(store, container_id, command, options):
     """Run `command` (or a shell of the tools) in the container; its exit status."""
-    mode = _mode(options)
+    mode = debug_mode(options)
     _check_kernel()
     record = store.open(container_id, lock=False)
     status = record.status()
@@ -69,7 +69,7 @@ def debug(store, container_id, command, options):
         keeper.stop()
 
 
-def _mode(options):
+def debug_mode(options):
     if options.target_root:
         if options.shared:
             raise UsageError("--target-root and --shared: a side-car has its own root, "

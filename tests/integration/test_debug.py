@@ -256,7 +256,7 @@ def test_shared_mounts_the_tools_for_the_container_until_the_session_ends(
     before = snapshot(handcar, micro, bundle.rootfs)
     pid = init_pid(handcar, micro)
     result = handcar("debug", "--shared", "--mount-at", "/mnt", micro, "sh", "-c",
-                     f"ls /proc/1/root/mnt/bin/busybox; readlink /proc/self/ns/mnt")
+                     "ls /proc/1/root/mnt/bin/busybox; readlink /proc/self/ns/mnt")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["/proc/1/root/mnt/bin/busybox",
                                           os.readlink(f"/proc/{pid}/ns/mnt")]

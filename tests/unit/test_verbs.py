@@ -23,6 +23,10 @@ PLAIN = [
     ["update", "--pids-limit", "3", "--memory", "64m", "box"], ["update", "-r", "-", "box"],
     ["spec", "--rootless", "-b", "/b"], ["features"],
     ["run", "--", "c1"],
+    ["debug", "-t", "-i", "--tools", "/t", "--mount-at=/opt/x", "box"],
+    ["debug", "--image", "oci:/l", "--privileged-debug", "-u", "1000", "-e", "A=1", "box",
+     "strace", "-p", "1"],
+    ["debug", "--shared", "--target-root", "box", "sh", "-c", "ps -ef"],
 ]
 
 UNUSUAL = [
