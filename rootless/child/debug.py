@@ -11,12 +11,15 @@ own view of the container made after, and the tools' loader for their programs.
                     at --mount-at (move_mount). The container's rootfs is never written
                     to: where the mount point is missing, the directory that would hold
                     it is covered, in this copy only, by a read-only tmpfs with a bind
-                    mount of each of its entries and the path to the tools.
+                    mount of each of its entries and the path to the tools. A toolbox
+                    of dynamically linked programs is covered the same way, with
+                    LAUNCHERS beside its entries (see _add_launchers).
                     shared: the tools attached in the container's own mount namespace, on
                     an empty directory it has (the parent's keeper removes them).
                     side-car: a root of the tools tree's entries, the container's root at
                     /target, its /proc, /dev and /sys at theirs, a private /tmp.
-    the debug process (exec_init): through_loader.
+    the debug process (exec_init): through_loader, for a dynamically linked program of
+                    the tools named by its own path.
 
 Nothing here writes anywhere but into tmpfs mounts it makes itself.
 """
@@ -55,8 +58,8 @@ class DebugPlan(Record):
 
 
 _tools = -1               # the detached copy of the tools tree, in the intermediate
-_remount_later = []       # paths of tools mounts to make read-only once the view is made
-                          # (where the kernel has no mount_setattr, before Linux 5.12)
+_remount_tools = False    # the kernel has no mount_setattr (before Linux 5.12): the tools
+                          # are made read-only by a remount once attached
 
 
 # --- the intermediate ---------------------------------------------------------------------
@@ -66,7 +69,7 @@ def clone_tools(plan):
     tree. Copying a mount needs CAP_SYS_ADMIN over the mount namespace it is in: a
     private copy of ours, owned by the container's user namespace, gives that, and goes
     away when we join the container's."""
-    global _tools
+    global _tools, _remount_tools
     with step("making a mount namespace to copy the tools in"):
         libc.unshare(libc.CLONE_NEWNS)
     with step(f"copying the tools tree {plan.tools}"):
@@ -76,8 +79,7 @@ def clone_tools(plan):
     except OSError as err:
         if err.errno != errno.ENOSYS:
             raise SetupError(f"making the tools read-only: {err.strerror}") from None
-        if plan.mode != SIDECAR:          # (a side-car's tools stay writable there)
-            _remount_later.append(plan.mount_at)
+        _remount_tools = True
 
 
 def enter_view(plan):
@@ -89,9 +91,16 @@ def enter_view(plan):
     else:
         _sideload(plan)
     os.close(_tools)
-    for path in _remount_later:
-        with step(f"making the tools at {path} read-only"):
-            mounts.remount(path, opts.RDONLY | opts.NOSUID | opts.NODEV)
+
+
+def _attach_tools(path, to_fd=libc.AT_FDCWD, shown_at=None):
+    """Attach the tools at `path` (relative to `to_fd`), seen at `shown_at` (or `path`)."""
+    shown_at = shown_at or path
+    with step(f"mounting the tools at {shown_at}"):
+        libc.move_mount(_tools, path, to_fd)
+    if _remount_tools:                    # (a side-car's, over our root, cannot be reached)
+        with step(f"making the tools at {shown_at} read-only"):
+            mounts.remount(shown_at, opts.RDONLY | opts.NOSUID | opts.NODEV)
 
 
 def _attach_shared(mount_at):
@@ -101,16 +110,14 @@ def _attach_shared(mount_at):
         raise SetupError(f"--shared needs --mount-at to name an empty directory the "
                          f"container has ({mount_at} is not one): nothing is created in "
                          "the container")
-    with step(f"mounting the tools at {mount_at}"):
-        libc.move_mount(_tools, mount_at)
+    _attach_tools(mount_at)
 
 
 def _sideload(plan):
     mount_at = plan.mount_at
     _private_namespace()
     if _is_empty_directory(mount_at):
-        with step(f"mounting the tools at {mount_at}"):
-            libc.move_mount(_tools, mount_at)
+        _attach_tools(mount_at)
         if plan.programs:
             _add_launchers(plan)
         return
@@ -119,8 +126,7 @@ def _sideload(plan):
         below = os.open(holder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         cover = _cover(below, holder, new_dirs=(missing,))
-        with step(f"mounting the tools at {mount_at}"):
-            libc.move_mount(_tools, missing, to_fd=cover)
+        _attach_tools(missing, cover, shown_at=os.path.join(holder, missing))
         if plan.programs:
             _add_launchers(plan)
         _make_read_only(cover)
@@ -214,16 +220,17 @@ def _cover(below, name, new_dirs, on_fd=False):
     or on the fd itself with `on_fd`), holding what it holds as bind mounts (symlinks as
     copies) and the directories `new_dirs` (made, with their parents, in the tmpfs only).
     Its fd, attached. Entries named like a new directory's first component are left out."""
-    cover = _new_tmpfs(mode="0755")
     made = {path.split("/", 1)[0] for path in new_dirs}
     listed = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=below)
     try:
         names = [entry for entry in os.listdir(listed) if entry not in made]
-        _copy_owner(listed, cover)
+        covered = os.fstat(listed)
     finally:
         os.close(listed)
+    cover = _new_tmpfs(mode="0755")
     kinds = {}
     try:
+        _copy_owner(covered, cover)
         for entry in names:
             with step(f"covering {name}: {entry}"):
                 kinds[entry] = _placeholder(below, cover, entry)
@@ -278,10 +285,9 @@ def _makedirs(dir_fd, path):
         os.close(current)
 
 
-def _copy_owner(source, cover):
-    """The cover's root as the covered directory: its mode, and its owner where the
-    container's user namespace maps it."""
-    st = os.fstat(source)
+def _copy_owner(st, cover):
+    """The cover's root as the covered directory (whose stat is `st`): its mode, and its
+    owner where the container's user namespace maps it."""
     root = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=cover)
     try:
         os.fchmod(root, stat.S_IMODE(st.st_mode))
