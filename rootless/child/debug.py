@@ -54,6 +54,9 @@ class DebugPlan(Record):
         # relative to the tools; loader "" for a static one), when some are dynamically
         # linked: the session gets LAUNCHERS, in its PATH (sideload only)
         "programs": (),
+        # (mount point, device, inode) of --shared tools that a killed session left in the
+        # container's mount namespace: taken out first
+        "stale_mounts": (),
     }
 
 
@@ -84,6 +87,14 @@ def clone_tools(plan):
 
 def enter_view(plan):
     """Once in the container's mount namespace: the debug session's view of it."""
+    for mount_at, device, inode in plan.stale_mounts:
+        try:
+            st = os.stat(mount_at)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (device, inode):     # still those tools there
+            with step(f"taking a killed session's tools out of {mount_at}"):
+                libc.umount2(mount_at, libc.MNT_DETACH)
     if plan.mode == SHARED:
         _attach_shared(plan.mount_at)
     elif plan.mode == SIDECAR:

@@ -24,6 +24,7 @@ BIN_DIRS = ("usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "b
 LIBRARY_DIRS = ("usr/local/lib", "lib", "lib64", "usr/lib", "usr/lib64")
 SHELLS = ("bash", "sh", "ash")
 BUSYBOX_PATHS = ("/bin/busybox", "/usr/bin/busybox")    # after any busybox on PATH
+SHARED_RECORD = "debug-shared-"   # + the keeper's pid + .json, in the container's directory
 NO_TOOLS = ("no tools to debug with: the host has no static busybox (install "
             "busybox-static), so give --tools DIR or --image IMAGE")
 
@@ -53,15 +54,17 @@ def debug(store, container_id, command, options):
         raise WrongStatus(f"container {container_id} is {status}: debug needs a running "
                           f"container{hint}")
     tools = tools_tree(options)
+    stale = stale_shared_mounts(record)
     plan = DebugPlan(tools=tools, mode=mode, mount_at=options.mount_at,
                      library_dirs=library_dirs(tools),
-                     programs=programs(tools) if mode == SIDELOAD else ())
+                     programs=programs(tools) if mode == SIDELOAD else (),
+                     stale_mounts=tuple(stale.values()))
     spec = record.load_spec()
     process = debug_process(spec.process, command, plan, options)
     launch_spec = execute.spec_for_exec(spec, process, record.pid)
     if options.privileged:
         launch_spec = launch_spec.replace(linux=launch_spec.linux.replace(seccomp=None))
-    keeper = Keeper(record.pid, plan)
+    keeper = Keeper(record, plan, forget=tuple(stale))
     try:
         return execute.start_process(record, launch_spec, execute.ExecOptions(), debug=plan,
                                      before_go=keeper.start)
@@ -261,6 +264,28 @@ def _every_capability(base):
 
 # --- the keeper ---------------------------------------------------------------------------
 
+def stale_shared_mounts(record):
+    """{record file: (mount point, device, inode)} of the --shared sessions whose keeper
+    died before taking their tools out (killed itself): the next session does."""
+    from oci import jsonio
+    from rootless.runtime.store import process_start_time
+    stale = {}
+    for name in os.listdir(record.path):
+        if not name.startswith(SHARED_RECORD):
+            continue
+        path = os.path.join(record.path, name)
+        try:
+            with open(path, "rb") as f:
+                data = jsonio.loads(f.read())
+            alive = process_start_time(data["keeper"]) == data["started"]
+            mount = (data["mount_at"], *data["tools"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue                      # being written, or not ours
+        if not alive:
+            stale[path] = mount
+    return stale
+
+
 class Keeper:
     """A process that outlives us to end the session. When our end of its pipe closes (we
     return, or are killed), it kills every process left in the debug process's session
@@ -268,11 +293,14 @@ class Keeper:
     the tools' mount out of the container. It runs outside the container, in its user
     namespace only (for the right to signal its processes): the container never sees it."""
 
-    def __init__(self, init_pid, plan):
-        self.init_pid = init_pid
+    def __init__(self, record, plan, forget=()):
+        self.record = record
+        self.init_pid = record.pid
         self.plan = plan
+        self.forget = forget              # records of killed sessions' mounts, now gone
         self.pid = 0
         self.pipe = -1
+        self.shared_record = None
 
     def start(self, session):
         """Start keeping the session whose leader is the process `session` (host pid)."""
@@ -291,9 +319,23 @@ class Keeper:
                             (tools.st_dev, tools.st_ino))
             os.close(read_end)
             self.pipe = write_end
+            if self.plan.mode == SHARED:
+                self._record_mount(tools)
+            for path in self.forget:       # (their mounts were taken out: see enter_view)
+                _unlink(path)
         finally:
             for fd in namespaces.values():
                 os.close(fd)
+
+    def _record_mount(self, tools):
+        """Write down the --shared mount: should the keeper be killed too, the next session
+        takes it out."""
+        from oci import jsonio
+        from rootless.runtime.store import process_start_time, write_atomic
+        self.shared_record = os.path.join(self.record.path, f"{SHARED_RECORD}{self.pid}.json")
+        write_atomic(self.shared_record, jsonio.dumps({
+            "keeper": self.pid, "started": process_start_time(self.pid),
+            "mount_at": self.plan.mount_at, "tools": [tools.st_dev, tools.st_ino]}))
 
     def stop(self):
         """End the session (what is left of it) and wait until the keeper has."""
@@ -301,9 +343,19 @@ class Keeper:
             return
         os.close(self.pipe)
         try:
-            os.waitpid(self.pid, 0)
+            _, status = os.waitpid(self.pid, 0)
+            done = status == 0
         except ChildProcessError:
-            pass                          # reaped already, waiting for the session
+            done = True                   # reaped already, while we waited for the session
+        if self.shared_record and done:
+            _unlink(self.shared_record)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _run_keeper(pipe, session, pid_ns, namespaces, plan, tools_id):

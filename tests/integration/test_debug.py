@@ -245,6 +245,31 @@ def test_a_sigkilled_session_leaves_nothing(handcar, micro, bundle, shared):
     assert snapshot(handcar, micro, bundle.rootfs) == before
 
 
+def test_a_shared_mount_left_by_a_killed_keeper_goes_with_the_next_session(
+        handcar, micro, bundle):
+    """handcar and its keeper both killed: the --shared mount stays in the container
+    until the next session starts, which takes it out."""
+    before = snapshot(handcar, micro, bundle.rootfs)
+    session = subprocess.Popen(
+        [HANDCAR, "--root", str(handcar.root), "debug", "--shared", "--mount-at", "/mnt",
+         micro, "sh", "-c", "echo started; exec sleep 1000"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert session.stdout.readline() == "started\n"
+        records = list((handcar.root / micro).glob("debug-shared-*.json"))
+        assert len(records) == 1
+        keeper = json.loads(records[0].read_text())["keeper"]
+        os.kill(keeper, signal.SIGKILL)
+    finally:
+        session.send_signal(signal.SIGKILL)
+        session.wait()
+    assert wait_until(lambda: not os.path.exists(f"/proc/{keeper}"))
+    assert " /mnt " in snapshot(handcar, micro, bundle.rootfs)[1]     # left behind
+    handcar.ok("debug", micro, "true")
+    assert snapshot(handcar, micro, bundle.rootfs) == before
+    assert not list((handcar.root / micro).glob("debug-shared-*.json"))
+
+
 def test_leftover_processes_end_with_the_session(handcar, micro):
     result = handcar("debug", micro, "sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!")
     assert result.returncode == 0, result.stderr
