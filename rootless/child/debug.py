@@ -75,8 +75,13 @@ def clone_tools(plan):
     global _tools, _remount_tools
     with step("making a mount namespace to copy the tools in"):
         libc.unshare(libc.CLONE_NEWNS)
-    with step(f"copying the tools tree {plan.tools}"):
+    try:
         _tools = libc.open_tree(plan.tools, _CLONE)
+    except PermissionError:
+        raise SetupError(f"copying the tools tree {plan.tools}: permission denied to the "
+                         "container's root (the path must be open to it)") from None
+    except OSError as err:
+        raise SetupError(f"copying the tools tree {plan.tools}: {err.strerror}") from None
     try:
         libc.mount_setattr("", _TOOLS_ATTRIBUTES, recursive=True, dir_fd=_tools)
     except OSError as err:

@@ -144,8 +144,9 @@ def busybox_tree():
     if busybox is None:
         raise HandcarError(NO_TOOLS)
     st = os.stat(busybox)
-    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                         "handcar")
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or (
+        # (root's home is closed to a container's root that is not the host's)
+        "/var/cache" if os.geteuid() == 0 else os.path.expanduser("~/.cache")), "handcar")
     prefix = "debug-busybox-"
     tree = os.path.join(cache, f"{prefix}{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}")
     if os.path.isdir(tree):
