@@ -55,7 +55,8 @@ def debug(store, container_id, command, options):
                           f"container{hint}")
     tools = tools_tree(options)
     stale = stale_shared_mounts(record)
-    plan = DebugPlan(tools=tools, mode=mode, mount_at=options.mount_at,
+    mount_at = "/" + os.path.normpath(options.mount_at).lstrip("/")
+    plan = DebugPlan(tools=tools, mode=mode, mount_at=mount_at,
                      library_dirs=library_dirs(tools),
                      programs=programs(tools) if mode == SIDELOAD else (),
                      stale_mounts=tuple(stale.values()))
@@ -73,6 +74,8 @@ def debug(store, container_id, command, options):
 
 
 def debug_mode(options):
+    """SIDELOAD, SHARED or SIDECAR, as the options ask (UsageError for a contradiction or
+    a --mount-at that is not absolute)."""
     if options.target_root:
         if options.shared:
             raise UsageError("--target-root and --shared: a side-car has its own root, "
