@@ -247,8 +247,12 @@ def debug_process(base, command, plan, options):
     else:
         path = f"{base.env_value('PATH', DEFAULT_PATH)}:{tool_path}"
     args = list(command) or [where + _shell(plan.tools, dirs)]
+    env = [f"PATH={path}"]
+    if options.tty and base.env_value("TERM") is None:
+        env.append(f"TERM={os.environ.get('TERM') or 'xterm'}")     # for the tools' vi, top
+    env += options.env                    # (the last of a name wins)
     process = execute.process_for_exec(
-        base, args, env=(*options.env, f"PATH={path}"), user=options.user, tty=options.tty,
+        base, args, env=env, user=options.user, tty=options.tty,
         cwd="/" if plan.mode == SIDECAR else None)
     if options.privileged:
         process = process.replace(capabilities=_every_capability(base))

@@ -31,6 +31,7 @@ def micro(handcar, bundle, tmp_path):
     bundle.rootfs = rootfs
     bundle.config["root"] = {"path": str(rootfs), "readonly": True}
     bundle.args(*HTTPD_ARGS)
+    bundle.process["env"] = [e for e in bundle.process["env"] if not e.startswith("TERM=")]
     bundle.linux["namespaces"].append({"type": "network"})
     bundle.linux["seccomp"] = DENY_SYSLOG
     handcar.ok_detached("run", "-d", "-b", bundle.write(), "micro")
@@ -310,9 +311,9 @@ def test_side_car_mode(handcar, micro, bundle):
 def test_a_shell_on_a_terminal(handcar, micro):
     output, status = run_in_pty(
         [HANDCAR, "--root", str(handcar.root), "debug", "-t", micro], b"# ",
-        b"echo $((6*7)); tty; exit 3\n")
+        b"echo $((6*7)); tty; echo term=$TERM; exit 3\n", env=dict(os.environ, TERM="vt100"))
     assert status == 3
-    assert "42" in output and "/dev/pts/0" in output
+    assert "42" in output and "/dev/pts/0" in output and "term=vt100" in output
 
 
 def test_a_stopped_container_is_refused(handcar, bundle):
