@@ -46,7 +46,7 @@ class DebugOptions(Record):
 def debug(store, container_id, command, options):
     """Run `command` (or a shell of the tools) in the container; its exit status."""
     mode = debug_mode(options)
-    _check_kernel()
+    check_kernel()
     record = store.open(container_id, lock=False)
     status = record.status()
     if status != RUNNING:
@@ -87,7 +87,7 @@ def debug_mode(options):
     return SHARED if options.shared else SIDELOAD
 
 
-def _check_kernel():
+def check_kernel():
     from rootless.system import libc
     try:
         os.close(libc.open_tree("/", libc.OPEN_TREE_CLOEXEC))

@@ -168,3 +168,13 @@ def test_the_busybox_tree_is_made_once(tmp_path, monkeypatch):
     assert os.readlink(os.path.join(tree, "bin", "sh")) == "busybox"
     assert debug.tools_tree(debug.DebugOptions()) == tree
     assert os.listdir(tmp_path / "handcar") == [os.path.basename(tree)]
+
+
+def test_a_kernel_without_the_new_mount_api_is_named(monkeypatch):
+    from rootless.system import libc
+
+    def no_open_tree(*_args, **_kwargs):
+        raise OSError(38, "Function not implemented")           # ENOSYS
+    monkeypatch.setattr(libc, "open_tree", no_open_tree)
+    with pytest.raises(HandcarError, match="new mount API .*Linux 5.2"):
+        debug.check_kernel()
