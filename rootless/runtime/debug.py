@@ -88,6 +88,7 @@ def debug_mode(options):
 
 
 def check_kernel():
+    """Refuse, by name, a kernel without open_tree and move_mount (before Linux 5.2)."""
     from rootless.system import libc
     try:
         os.close(libc.open_tree("/", libc.OPEN_TREE_CLOEXEC))
@@ -206,7 +207,11 @@ def programs(tools):
         return ()
     found, seen = [], set()
     for directory in bin_dirs(tools):
-        for name in sorted(os.listdir(os.path.join(tools, directory))):
+        try:
+            names = sorted(os.listdir(os.path.join(tools, directory)))
+        except OSError:
+            continue                      # (an image's directory closed to us)
+        for name in names:
             if name in seen:
                 continue
             real = fs.resolve_in_root(tools, os.path.join(directory, name))
