@@ -35,6 +35,7 @@ from rootless.system.fds import close_fds_from
 # The children's own modules, imported by the intermediate (_import_what_the_child_needs):
 # the parent, which imports this module to fork, has no use for them.
 host = mounts = resource = hooks = terminal = tuning = None
+debug_view = None                # rootless/child/debug.py, for `handcar debug`
 seccomp_filter = None            # built there too, loaded just before execve
 
 # setns order: user first (it grants the rights to join the rest), mount last (after it,
@@ -67,6 +68,8 @@ class Launch(Record):
         "pause_for_hooks": False,
         # send the parent fds of the container's user and network namespaces
         "send_namespaces": False,
+        # `handcar debug`: its plan (rootless/child/debug.py DebugPlan), or None
+        "debug": None,
     }
 
     def kept_fds(self):
@@ -119,9 +122,13 @@ def intermediate(channel, launch):
             _become_root()
         else:
             _become_root_unless_the_caller_is_mapped(launch)
+        if launch.debug:
+            debug_view.clone_tools(launch.debug)      # before the container's mounts
         for kind in JOIN_ORDER:
             if kind in fds and kind != "user":
                 _join(fds, kind)
+        if launch.debug:
+            debug_view.enter_view(launch.debug)       # the debug session's own mounts
     finally:
         for fd in fds.values():
             os.close(fd)
@@ -229,9 +236,11 @@ def before_fork(launch):
 
 
 def _import_the_childrens_modules(launch):
-    global host, mounts, resource, hooks, terminal, tuning
+    global host, mounts, resource, hooks, terminal, tuning, debug_view
     import resource
     from rootless.runtime import host
+    if launch.debug:
+        from rootless.child import debug as debug_view
     if not launch.exec_into:
         from rootless.child import mounts
     if any(launch.spec.hooks.values()):
@@ -349,6 +358,8 @@ def exec_init(channel, launch):
     last_cap = _start_session(channel, launch)
     _attach_console(launch)
     path, env = _prepare_process(channel, launch, last_cap)
+    if launch.debug:
+        path, launch = debug_view.through_loader(launch, path)
     message = _wait_for_go(channel)
     exec_process(channel, launch, path, env, message.get("listener_state"))
 

@@ -347,3 +347,19 @@ def spec(g, bundle, rootless):
             f.write("\n")
     except OSError as err:
         raise HandcarError(f"writing {path}: {err.strerror}") from None
+
+
+# --- debug (issue 19) -----------------------------------------------------------------
+
+def debug(g, container_id, command, tools, image, mount_at, shared, target_root,
+          privileged_debug, tty, interactive, user, env):
+    """Debug a running container with tools it does not have (see verbs.py)."""
+    from rootless.runtime import debug as debugging
+    for item in env:
+        if "=" not in item:
+            raise UsageError(f"--env {item!r}: expected KEY=VALUE")
+    options = debugging.DebugOptions(
+        tools=tools, image=image, mount_at=mount_at, shared=shared, target_root=target_root,
+        privileged=privileged_debug, tty=tty, user=_parse_user(user) if user else None,
+        env=env)
+    return debugging.debug(g.store(), container_id, command, options)

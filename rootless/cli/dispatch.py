@@ -19,6 +19,7 @@ HANDLERS = {
     "update": ("rootless.cli.commands", "update"),
     "spec": ("rootless.cli.commands", "spec"),
     "features": ("rootless.cli.commands", "features"),
+    "debug": ("rootless.cli.commands", "debug"),       # issue 19
     # the friendly verbs, docker's exit statuses
     "logs": ("rootless.cli.friendly", "logs"),
     "stop": ("rootless.cli.friendly", "stop"),

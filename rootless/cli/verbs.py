@@ -243,6 +243,43 @@ VERBS = {verb.name: verb for verb in (
         Opt(("--rootless",), "rootless", help="A spec for running without root."),
     )),
     Verb("features", "Print what this runtime supports on this host (the OCI features document)."),
+    # --- debug (issue 19) ---
+    Verb("debug", """Debug a running container with tools it does not have.
+
+Runs CMD (default: a shell of the tools) in all of the container's namespaces and its
+cgroup, as its user (-u to change), with a tools tree mounted at --mount-at and its bin
+directories added to PATH after the container's own. The tools: --tools DIR (static
+programs, or a tree with a bin/), --image IMAGE (from handcar's store; its dynamically
+linked programs run with its own loader and libraries), or by default the host's static
+busybox. The container is not changed: the tools are mounted in the session's own view
+of it only (--shared: in the container's, on an empty directory it has, until the
+session ends), and every process of the session ends with it. Capabilities, seccomp and
+noNewPrivileges are the container's, as for exec, unless --privileged-debug.""", (
+        Opt(("--tools",), "tools", "value", metavar="DIR",
+            help="The tools: a directory of static programs, or a tree with a bin/."),
+        Opt(("--image",), "image", "value", metavar="IMAGE",
+            help="The tools: an image of handcar's store (a name, oci:DIR or "
+                 "docker-archive:FILE), mounted read-only."),
+        Opt(("--mount-at",), "mount_at", "value", default="/.handcar-debug", metavar="PATH",
+            help="Where the session sees the tools (a path the container does not use)."),
+        Opt(("--shared",), "shared",
+            help="Mount the tools in the container's own mount namespace (visible to its "
+                 "processes until the session ends); --mount-at must name an empty "
+                 "directory it has."),
+        Opt(("--target-root",), "target_root",
+            help="Side-car: a root of the tools, the container's root at /target, its pid "
+                 "namespace shared; its own root stays untouched even in the session."),
+        Opt(("--privileged-debug",), "privileged_debug",
+            help="Give the process every capability of the container's user namespace and "
+                 "no seccomp filter (for strace, gdb)."),
+        Opt(("-t", "--tty"), "tty", help="Give the process a pty."),
+        Opt(("-i", "--interactive"), "interactive",
+            help="Keep stdin open (it always is, as for exec: for docker's -it)."),
+        Opt(("-u", "--user"), "user", "value", metavar="UID[:GID]", help="Run as this user."),
+        Opt(("-e", "--env"), "env", "multiple", metavar="KEY=VALUE",
+            help="Add to the environment."),
+    ), (ID, Arg("command", "[CMD]...", required=False, variadic=True)), interspersed=False),
+    # --- end of debug ---
 )}
 
 

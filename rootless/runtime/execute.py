@@ -89,8 +89,6 @@ def _namespaces_of(pid):
 def exec_(store, container_id, make_process, options):
     """Run a process in a running container, `make_process(the container's process)`
     (process_for_exec, or a --process file's); its exit status, or 0 when detached."""
-    from rootless.system import libc
-    from rootless.child.init import Launch
     spawn.check_preserved_fds(options.preserve_fds)
     record = store.open(container_id, lock=False)
     status = record.status()
@@ -99,24 +97,38 @@ def exec_(store, container_id, make_process, options):
     if status not in ALIVE:
         raise WrongStatus(f"cannot exec in a {status} container")
     spec = record.load_spec()
-    process = make_process(spec.process)
+    return start_process(record, spec_for_exec(spec, make_process(spec.process), record.pid),
+                         options)
+
+
+def spec_for_exec(spec, process, pid):
+    """The container's spec, to start `process` in the namespaces of its init `pid`."""
     if process.tuned() or process.apparmor_profile or process.selinux_label:   # (issue 17)
         from rootless.runtime import support
         support.check_process(process, "process", bool(spec.linux.namespace("user")))
-    linux = spec.linux.replace(namespaces=_namespaces_of(record.pid),
-                                time_offsets={})
-    launch_spec = spec.replace(process=process, linux=linux)
+    linux = spec.linux.replace(namespaces=_namespaces_of(pid), time_offsets={})
+    return spec.replace(process=process, linux=linux)
+
+
+def start_process(record, launch_spec, options, debug=None, before_go=None):
+    """Start launch_spec.process in the container of `record` (exec's half after the
+    checks; the debug verb's too): its exit status, or 0 when detached. `debug`: the
+    debug verb's plan for the children (rootless/child/debug.py); `before_go(pid)` runs
+    once the process is ready, before it is let go."""
+    from rootless.system import libc
+    from rootless.child.init import Launch
+    process = launch_spec.process
     console = Console.open(process, options.console_socket, foreground=not options.detach)
     if not options.detach:
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
     listener = None
     try:
-        listener = spawn.seccomp_listener(spec)
-        launch = Launch(container_id=container_id, spec=launch_spec,
+        listener = spawn.seccomp_listener(launch_spec)
+        launch = Launch(container_id=record.id, spec=launch_spec,
                         bundle=record.data["bundle"], parent_pid=os.getpid(),
                         caller_ids=(os.geteuid(), os.getegid()), exec_into=True,
                         console_fd=console.child_fd, pass_fds=options.preserve_fds,
-                        listener_fd=listener.fileno() if listener else -1)
+                        listener_fd=listener.fileno() if listener else -1, debug=debug)
         cgroups = cgroup_manager.of(record)
         if options.cgroup:                         # crun's exec --cgroup SUB
             cgroups = cgroup_manager.Cgroupfs(_sub_cgroup(record, cgroups.cgroup,
@@ -124,13 +136,16 @@ def exec_(store, container_id, make_process, options):
         channel, pid = spawn.spawn(launch, cgroup=cgroups.cgroup, place=cgroups.join)
         try:
             console.child_started()
+            if before_go:
+                before_go(pid)
             channel.send(protocol.GO, listener_state=spawn.listener_state(
-                spec, record.state().to_json(), pid) if listener else None)
+                launch_spec, record.state().to_json(), pid) if listener else None)
             _wait_for_execve(channel)
             if options.pid_file:
                 write_atomic(os.path.abspath(options.pid_file), f"{pid}", 0o644)
         except BaseException:
             send_signal(pid, SIGKILL)
+            spawn.reap_killed(pid)
             channel.close()
             raise
     except BaseException:

@@ -109,10 +109,19 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
                 send_signal(child, SIGKILL)
         if children.intermediate:
             os.waitpid(children.intermediate, 0)
-        if born_in_namespaces:
-            os.waitpid(children.init, 0)  # our own child: no zombie left behind
+        if children.init:
+            reap_killed(children.init)    # no zombie left behind (see reap_killed)
         parent_end.close()
         raise
+
+
+def reap_killed(pid):
+    """Wait for a process we killed where it is our child (born so, or we are the subreaper
+    it went to): no zombie left behind, which a container's init would inherit."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 class Children:

@@ -112,6 +112,8 @@ _SYSCALLS = {  # name -> number, per architecture (glibc has no wrapper for thes
                 "mount_setattr": 442, "sched_setattr": 274, "ioprio_set": 30,
                 "ioprio_get": 31, "set_mempolicy": 237, "get_mempolicy": 236},
 }
+for _numbers in _SYSCALLS.values():   # the new mount API: one number on every architecture
+    _numbers.update(open_tree=428, move_mount=429, fsopen=430, fsconfig=431, fsmount=432)
 _MACHINE = os.uname().machine    # once: the rootfs build makes ~90 of these calls
 CLONE_INTO_CGROUP = 0x200000000
 SIGCHLD = 17
@@ -207,7 +209,10 @@ def openat2(dir_fd, path, flags, resolve):
                     c_ulong(_ctypes.sizeof(how)), filename=path)
 
 
-# mount_setattr(2).
+# mount_setattr(2), and the *at flags the new mount API takes.
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
 
@@ -217,16 +222,63 @@ class _MountAttr(_ctypes.Structure):
                                                "userns_fd")]
 
 
-def mount_setattr(path, attr_set, recursive=False, attr_clr=0):
+def mount_setattr(path, attr_set, recursive=False, attr_clr=0, dir_fd=AT_FDCWD):
     """mount_setattr(2) (Linux 5.12) on the mount at `path` (and, recursive, on every
     mount below it): sets the MOUNT_ATTR_* flags `attr_set` and clears `attr_clr`, in one
     call for a whole tree where a remount changes one mount, and without touching any
-    other flag (so none the kernel locks). OSError ENOSYS where the kernel (or a seccomp
-    filter around us) lacks it."""
+    other flag (so none the kernel locks). An empty `path` means the mount `dir_fd` is (one
+    made by open_tree or fsmount, attached or not). OSError ENOSYS where the kernel (or a
+    seccomp filter around us) lacks it."""
     attr = _MountAttr(attr_set=attr_set, attr_clr=attr_clr)
-    _syscall("mount_setattr", c_int(-100), _bytes(path),                   # AT_FDCWD
-             c_uint32(AT_RECURSIVE if recursive else 0), _ctypes.byref(attr),
-             c_ulong(_ctypes.sizeof(attr)), filename=path)
+    flags = (AT_RECURSIVE if recursive else 0) | (0 if path else AT_EMPTY_PATH)
+    _syscall("mount_setattr", c_int(dir_fd), _bytes(path), c_uint32(flags),
+             _ctypes.byref(attr), c_ulong(_ctypes.sizeof(attr)), filename=path or None)
+
+
+# The new mount API (Linux 5.2): a mount as an fd, made or copied where it is, and
+# attached elsewhere later, even in another mount namespace.
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+FSOPEN_CLOEXEC = 0x1
+FSMOUNT_CLOEXEC = 0x1
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+
+
+def open_tree(path, flags, dir_fd=AT_FDCWD):
+    """open_tree(2): an fd of the mount at `path`; with OPEN_TREE_CLONE (| AT_RECURSIVE),
+    of a detached copy of it (and of the mounts below it), as a bind mount would make."""
+    return _syscall("open_tree", c_int(dir_fd), _bytes(path),
+                    c_uint32(flags | (0 if path else AT_EMPTY_PATH)), filename=path or None)
+
+
+def move_mount(from_fd, to_path, to_fd=AT_FDCWD, from_path=""):
+    """move_mount(2): attach the mount `from_fd` is (open_tree's or fsmount's) at
+    `to_path` (relative to `to_fd`; empty: on `to_fd` itself)."""
+    flags = (0 if from_path else MOVE_MOUNT_F_EMPTY_PATH) | \
+        (0 if to_path else MOVE_MOUNT_T_EMPTY_PATH)
+    _syscall("move_mount", c_int(from_fd), _bytes(from_path), c_int(to_fd), _bytes(to_path),
+             c_uint32(flags), filename=to_path or None)
+
+
+def fsopen(fstype):
+    """fsopen(2): a filesystem context for `fstype`, to configure with fsconfig."""
+    return _syscall("fsopen", _bytes(fstype), c_uint32(FSOPEN_CLOEXEC), filename=fstype)
+
+
+def fsconfig(fs_fd, key=None, value=None, command=FSCONFIG_SET_STRING):
+    """fsconfig(2): set the option `key` to the string `value`, or run `command`."""
+    _syscall("fsconfig", c_int(fs_fd), c_uint32(command), _bytes(key), _bytes(value),
+             c_int(0))
+
+
+def fsmount(fs_fd, attr_flags=0):
+    """fsmount(2): a detached mount of the configured filesystem, as an fd."""
+    return _syscall("fsmount", c_int(fs_fd), c_uint32(FSMOUNT_CLOEXEC), c_uint32(attr_flags))
 
 
 # Process attributes of runtime-spec 1.2 and 1.3 (the values are oci/tuning.py's).

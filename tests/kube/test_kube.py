@@ -9,7 +9,6 @@ import re
 import time
 from pathlib import Path
 
-import pytest
 
 from kubenode import POD_SUBNET
 

@@ -27,6 +27,10 @@ PLAIN = [
     ["delete", "--regex", "^box"], ["delete", "-r", "-f", "b.*"],
     ["exec", "--cgroup", "sub", "box", "true"],
     ["--log=file:/l", "--log-level", "error", "list"],
+    ["debug", "-t", "-i", "--tools", "/t", "--mount-at=/opt/x", "box"],
+    ["debug", "--image", "oci:/l", "--privileged-debug", "-u", "1000", "-e", "A=1", "box",
+     "strace", "-p", "1"],
+    ["debug", "--shared", "--target-root", "box", "sh", "-c", "ps -ef"],
 ]
 
 UNUSUAL = [
