@@ -31,6 +31,7 @@ from rootless.child.protocol import run_child
 from rootless.errors import CommandNotFound, CommandNotRunnable, HandcarError, SetupError, step
 from rootless.system import libc
 from rootless.system.fds import close_fds_from
+from rootless.system.syscalls import SYSCALLS
 
 # The children's own modules, imported by the intermediate (_import_what_the_child_needs):
 # the parent, which imports this module to fork, has no use for them.
@@ -78,8 +79,8 @@ class Launch(Record):
 
 # --- the intermediate -------------------------------------------------------------------
 
-def intermediate(channel, launch):
-    libc.prctl(libc.PR_SET_PDEATHSIG, _signal.SIGKILL)
+def intermediate(channel, launch, syscalls=SYSCALLS):
+    syscalls.prctl(libc.PR_SET_PDEATHSIG, _signal.SIGKILL)
     if os.getppid() != launch.parent_pid:
         os._exit(1)                       # the parent died before we set the signal
     affinity = launch.spec.process.exec_cpu_affinity
@@ -108,10 +109,10 @@ def intermediate(channel, launch):
         ns_dir = os.open("/proc/self/ns", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) \
             if launch.send_namespaces else None
         if "user" in fds:
-            _join(fds, "user")
+            _join(fds, "user", syscalls)
         elif launch.mapping:
             with step("creating the user namespace"):
-                libc.unshare(libc.CLONE_NEWUSER)
+                syscalls.unshare(libc.CLONE_NEWUSER)
         # The parent maps the user namespace (and moves us into the container's cgroup
         # where we were not born in it) before we make a cgroup namespace, which is
         # rooted where we are then.
@@ -126,7 +127,7 @@ def intermediate(channel, launch):
             debug_view.clone_tools(launch.debug)      # before the container's mounts
         for kind in JOIN_ORDER:
             if kind in fds and kind != "user":
-                _join(fds, kind)
+                _join(fds, kind, syscalls)
         if launch.debug:
             debug_view.enter_view(launch.debug)       # the debug session's own mounts
     finally:
@@ -137,7 +138,7 @@ def intermediate(channel, launch):
         if not ns.path and ns.type != "user":
             new |= libc.NAMESPACE_FLAGS[ns.type]
     with step("creating namespaces"):
-        libc.unshare(new)
+        syscalls.unshare(new)
     if linux.time_offsets:
         with step("setting the time namespace offsets"), \
                 open("/proc/self/timens_offsets", "w") as f:
@@ -147,7 +148,7 @@ def intermediate(channel, launch):
     # python until execve: the container must not reach its /proc entries (exe is the
     # host's interpreter, fds lead to the host: CVE-2019-5736, CVE-2024-21626). Not
     # dumpable, only a ptracer privileged on the host can; execve makes it dumpable.
-    libc.prctl(libc.PR_SET_DUMPABLE, 0)
+    syscalls.prctl(libc.PR_SET_DUMPABLE, 0)
     pid = os.fork()
     if pid == 0:
         run_child(channel, exec_init if launch.exec_into else container_init, launch)
@@ -205,7 +206,7 @@ def namespaces_at_birth(launch):
     return flags
 
 
-def init_born_in_namespaces(channel, launch):
+def init_born_in_namespaces(channel, launch, syscalls=SYSCALLS):
     """The container's init when clone3 made its namespaces (namespaces_at_birth): the
     intermediate's work less the joins and the fork. The parent maps the user namespace
     (and places the cgroup, sets oomScoreAdj and takes the namespaces it needs) as soon
@@ -213,16 +214,16 @@ def init_born_in_namespaces(channel, launch):
     parent's death shows on the channel, which everything here waits on; until it has
     mapped us, a parent-death signal makes it quiet too (getppid() cannot tell here: the
     parent is outside our pid namespace)."""
-    libc.prctl(libc.PR_SET_PDEATHSIG, _signal.SIGKILL)
+    syscalls.prctl(libc.PR_SET_PDEATHSIG, _signal.SIGKILL)
     close_fds_from(3 + launch.pass_fds, keep={channel.fileno()} | launch.kept_fds())
     _import_what_the_child_needs(launch)              # while the parent maps us
     channel.expect(protocol.PREPARED, "mapping the user namespace and placing the cgroup")
-    libc.prctl(libc.PR_SET_PDEATHSIG, 0)             # init outlives create
+    syscalls.prctl(libc.PR_SET_PDEATHSIG, 0)             # init outlives create
     _become_root_unless_the_caller_is_mapped(launch)
-    libc.prctl(libc.PR_SET_DUMPABLE, 0)              # why: see intermediate()
+    syscalls.prctl(libc.PR_SET_DUMPABLE, 0)              # why: see intermediate()
     if any(ns.type == "cgroup" for ns in launch.spec.linux.namespaces):
         with step("creating the cgroup namespace"):
-            libc.unshare(libc.CLONE_NEWCGROUP)       # rooted where the parent placed us
+            syscalls.unshare(libc.CLONE_NEWCGROUP)       # rooted where the parent placed us
     container_init(channel, launch)
 
 
@@ -261,9 +262,9 @@ def _import_what_the_child_needs(launch):
         seccomp_filter = seccomp.Filter(launch.spec.linux.seccomp)
 
 
-def _join(fds, kind):
+def _join(fds, kind, syscalls=SYSCALLS):
     with step(f"joining the {kind} namespace"):
-        libc.setns(fds[kind], libc.NAMESPACE_FLAGS[kind])
+        syscalls.setns(fds[kind], libc.NAMESPACE_FLAGS[kind])
 
 
 # --- init -------------------------------------------------------------------------------
@@ -468,7 +469,7 @@ def _cap_mask(names, last_cap, channel, warned):
     return mask
 
 
-def set_identity(channel, process, last_cap, keep_admin=False):
+def set_identity(channel, process, last_cap, keep_admin=False, syscalls=SYSCALLS):
     """Groups, uid/gid and capabilities, in the only order that works: drop the bounding
     set while we still have CAP_SETPCAP, change ids keeping capabilities, then set them.
 
@@ -481,30 +482,30 @@ def set_identity(channel, process, last_cap, keep_admin=False):
     warned = set()
     if caps is not None or (keep_admin and user.uid != 0):
         with step("keeping capabilities across the change of user"):
-            libc.prctl(libc.PR_SET_KEEPCAPS, 1)
+            syscalls.prctl(libc.PR_SET_KEEPCAPS, 1)
     if caps is not None:
         with step("dropping bounding capabilities"):
             keep = _cap_mask(caps.bounding, last_cap, channel, warned)
             for cap in range(last_cap + 1):
                 if not keep & (1 << cap):
-                    libc.prctl(libc.PR_CAPBSET_DROP, cap)
+                    syscalls.prctl(libc.PR_CAPBSET_DROP, cap)
     if _setgroups_allowed():
         with step("setting additional groups"):
-            os.setgroups(list(user.additional_gids))
+            syscalls.setgroups(list(user.additional_gids))
     elif user.additional_gids:
         raise SetupError("process.user.additionalGids: cannot set groups in a user namespace "
                          "mapped with your own id only (add subordinate ids to the mapping)")
     with step(f"switching to uid {user.uid} gid {user.gid}"):
-        os.setresgid(user.gid, user.gid, user.gid)
-        os.setresuid(user.uid, user.uid, user.uid)
+        syscalls.setresgid(user.gid, user.gid, user.gid)
+        syscalls.setresuid(user.uid, user.uid, user.uid)
     admin = (1 << CAPABILITIES["CAP_SYS_ADMIN"]) if keep_admin else 0
     if caps is not None:
         permitted = _cap_mask(caps.permitted, last_cap, channel, warned)
         inheritable = _cap_mask(caps.inheritable, last_cap, channel, warned)
         with step("setting capabilities"):
-            libc.capset(_cap_mask(caps.effective, last_cap, channel, warned) | admin,
+            syscalls.capset(_cap_mask(caps.effective, last_cap, channel, warned) | admin,
                         permitted | admin, inheritable)
-            libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
+            syscalls.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
         # The kernel raises an ambient capability only if it is permitted and inheritable;
         # like runc, skip the others rather than fail (runc's own default spec has them).
         ambient = _cap_mask(caps.ambient, last_cap, channel, warned)
@@ -512,16 +513,16 @@ def set_identity(channel, process, last_cap, keep_admin=False):
             if ambient & (1 << cap):
                 if permitted & inheritable & (1 << cap):
                     with step("raising ambient capabilities"):
-                        libc.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_RAISE, cap)
+                        syscalls.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_RAISE, cap)
                 else:
                     channel.send(protocol.DEBUG, msg=f"ambient capability {cap} skipped: "
                                               "not both permitted and inheritable")
     elif admin and user.uid != 0:
         with step("keeping CAP_SYS_ADMIN for the seccomp filter"):
-            libc.capset(admin, admin, libc.capget()[2])
+            syscalls.capset(admin, admin, syscalls.capget()[2])
     if process.no_new_privileges:
         with step("setting no_new_privs"):
-            libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+            syscalls.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _setgroups_allowed():

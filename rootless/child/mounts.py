@@ -13,6 +13,7 @@ import stat
 
 from oci import mounts as opts
 from rootless.system import libc
+from rootless.system.syscalls import SYSCALLS
 from rootless.system import mountinfo
 from rootless.system.fs import has_openat2, inside, relative, resolve_in_root
 from rootless.errors import SetupError, step
@@ -187,7 +188,7 @@ def locked_flags(path):
 _ACCESS_TIME = opts.ATIME_FLAGS | opts.NODIRATIME
 
 
-def remount(path, flags, cleared=0):
+def remount(path, flags, cleared=0, syscalls=SYSCALLS):
     """Remount the bind mount at `path` with `flags` added to what it has. In a user
     namespace the kernel locks the access-time flags of a mount that came from the host:
     where the options ask for others, the mount keeps its own (as crun does) rather than
@@ -197,15 +198,15 @@ def remount(path, flags, cleared=0):
     if flags & opts.ATIME_FLAGS:
         kept &= ~opts.ATIME_FLAGS
     try:
-        libc.mount(None, path, None, opts.BIND | opts.REMOUNT | kept | flags)
+        syscalls.mount(None, path, None, opts.BIND | opts.REMOUNT | kept | flags)
     except PermissionError:
         if not (flags | cleared) & _ACCESS_TIME:
             raise
-        libc.mount(None, path, None, opts.BIND | opts.REMOUNT | (kept & ~_ACCESS_TIME)
-                   | (flags & ~_ACCESS_TIME) | (locked & _ACCESS_TIME))
+        syscalls.mount(None, path, None, opts.BIND | opts.REMOUNT | (kept & ~_ACCESS_TIME)
+                       | (flags & ~_ACCESS_TIME) | (locked & _ACCESS_TIME))
 
 
-def set_recursive(fd_path, parsed):
+def set_recursive(fd_path, parsed, syscalls=SYSCALLS):
     """The recursive options (rro, rnosuid, ...) on the mount open at `fd_path` and every
     mount below it, with one mount_setattr(AT_RECURSIVE). Access-time options the kernel
     refuses (locked on mounts from the host, in a user namespace) are left as the mounts
@@ -213,13 +214,13 @@ def set_recursive(fd_path, parsed):
     attr_set, attr_clr = parsed.recursive_set, parsed.recursive_clear
     try:
         try:
-            libc.mount_setattr(fd_path, attr_set, recursive=True, attr_clr=attr_clr)
+            syscalls.mount_setattr(fd_path, attr_set, recursive=True, attr_clr=attr_clr)
         except PermissionError:
             access_time = opts.ATTR__ATIME | opts.ATTR_NODIRATIME
             if not (attr_set | attr_clr) & access_time:
                 raise
-            libc.mount_setattr(fd_path, attr_set & ~access_time, recursive=True,
-                               attr_clr=attr_clr & ~access_time)
+            syscalls.mount_setattr(fd_path, attr_set & ~access_time, recursive=True,
+                                   attr_clr=attr_clr & ~access_time)
     except OSError as err:
         if err.errno == errno.ENOSYS:
             raise SetupError("recursive mount options need mount_setattr (Linux 5.12)") \
@@ -231,22 +232,23 @@ def set_recursive(fd_path, parsed):
         raise
 
 
-def restrict_device(fd_path):
+def restrict_device(fd_path, syscalls=SYSCALLS):
     """A bound device node nosuid and noexec, as runc's are (mount_setattr changes only
     these two flags; a remount must repeat the others)."""
     try:
-        libc.mount_setattr(fd_path, opts.ATTR_NOSUID | opts.ATTR_NOEXEC)
+        syscalls.mount_setattr(fd_path, opts.ATTR_NOSUID | opts.ATTR_NOEXEC)
     except OSError as err:
         if err.errno != errno.ENOSYS:
             raise
-        remount(fd_path, opts.NOSUID | opts.NOEXEC)
+        remount(fd_path, opts.NOSUID | opts.NOEXEC, syscalls=syscalls)
 
 
 # --- the rootfs -------------------------------------------------------------------------
 
 class RootfsBuilder:
-    def __init__(self, spec, rootfs, bundle, private_netns, private_cgroupns):
+    def __init__(self, spec, rootfs, bundle, private_netns, private_cgroupns, syscalls=SYSCALLS):
         self.spec = spec
+        self.syscalls = syscalls           # the system calls (a recording fake in tests)
         self.root = rootfs                 # a real path: symlinks resolved by the parent
         self.bundle = bundle
         self.private_netns = private_netns
@@ -260,9 +262,9 @@ class RootfsBuilder:
         # (enter): made here, on every mount, it would stop the rootfs being bound at all
         # (an unbindable tree) or let the container's mounts reach the host (shared).
         with step("making / rslave"):
-            libc.mount(None, "/", None, opts.SLAVE | opts.REC)
+            self.syscalls.mount(None, "/", None, opts.SLAVE | opts.REC)
         with step(f"binding the rootfs {self.root}"):
-            libc.mount(self.root, self.root, None, opts.BIND | opts.REC)
+            self.syscalls.mount(self.root, self.root, None, opts.BIND | opts.REC)
         for mount in self.spec.mounts:
             self.mount(mount)
         # A /dev bound from elsewhere (the host's, say) is the container's as it is, as
@@ -293,11 +295,11 @@ class RootfsBuilder:
             if parsed.recursive:
                 with step("setting its recursive options"), \
                         opened_in_root(self.root, target) as fd_path:
-                    set_recursive(fd_path, parsed)
+                    set_recursive(fd_path, parsed, self.syscalls)
             if parsed.propagation:
                 target = resolve_in_root(self.root, mount.destination)
                 for flag in parsed.propagation:
-                    libc.mount(None, target, None, flag)
+                    self.syscalls.mount(None, target, None, flag)
 
     def _source(self, source):
         return source if source.startswith("/") else os.path.join(self.bundle, source)
@@ -307,13 +309,13 @@ class RootfsBuilder:
         if not is_dir and not os.path.exists(source):
             raise SetupError(f"bind source {source} does not exist")
         with made_in_root(self.root, destination, directory=is_dir) as (target, fd_path):
-            libc.mount(source, fd_path, None, parsed.flags & (opts.BIND | opts.REC))
+            self.syscalls.mount(source, fd_path, None, parsed.flags & (opts.BIND | opts.REC))
         extra = parsed.flags & ~(opts.BIND | opts.REC | opts.REMOUNT)
         if extra or parsed.cleared:
             with opened_in_root(self.root, target) as fd_path:
-                remount(fd_path, extra, parsed.cleared)
+                remount(fd_path, extra, parsed.cleared, self.syscalls)
                 if parsed.flags & opts.REC and extra & opts.RDONLY:
-                    _submounts_readonly(target, fd_path)
+                    _submounts_readonly(target, fd_path, self.syscalls)
         return target
 
     def mount_fs(self, mount, parsed):
@@ -359,7 +361,7 @@ class RootfsBuilder:
         label = self.spec.linux.mount_label
         if label and mount.type not in ("proc", "sysfs", "cgroup", "cgroup2"):
             data = ",".join(filter(None, (data, f'context="{label}"')))   # SELinux's
-        libc.mount(mount.source or mount.type, fd_path, mount.type,
+        self.syscalls.mount(mount.source or mount.type, fd_path, mount.type,
                    parsed.flags & ~opts.REMOUNT, data or None)
 
     def mount_cgroup(self, mount, parsed):
@@ -370,7 +372,7 @@ class RootfsBuilder:
         if self.private_cgroupns and (host_unified or mount.type == "cgroup2"):
             with made_in_root(self.root, mount.destination) as (target, fd_path):
                 try:
-                    libc.mount("cgroup2", fd_path, "cgroup2", parsed.flags, None)
+                    self.syscalls.mount("cgroup2", fd_path, "cgroup2", parsed.flags, None)
                     return target
                 except OSError as err:
                     if err.errno not in (errno.EPERM, errno.EBUSY, errno.EINVAL):
@@ -383,9 +385,9 @@ class RootfsBuilder:
         with step(f"binding device {container_path}"):
             with made_in_root(self.root, container_path, directory=False) as (target,
                                                                               fd_path):
-                libc.mount(host_path, fd_path, None, opts.BIND)
+                self.syscalls.mount(host_path, fd_path, None, opts.BIND)
             with opened_in_root(self.root, target) as fd_path:   # the bound node, now
-                restrict_device(fd_path)
+                restrict_device(fd_path, self.syscalls)
 
     def populate_dev(self):
         """The default nodes and links in the /dev a mount made. That is usually a new
@@ -428,12 +430,12 @@ class RootfsBuilder:
             node = _checked_inside(self.root, made, f"{dev_path}/{name}")
             try:
                 # the descriptor that made the file is the mount's target
-                libc.mount(host_path, f"/proc/self/fd/{node}", None, opts.BIND)
+                self.syscalls.mount(host_path, f"/proc/self/fd/{node}", None, opts.BIND)
             finally:
                 os.close(node)
             bound = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev)
             try:
-                restrict_device(f"/proc/self/fd/{bound}")
+                restrict_device(f"/proc/self/fd/{bound}", self.syscalls)
             finally:
                 os.close(bound)
 
@@ -441,19 +443,19 @@ class RootfsBuilder:
         with step(f"entering the rootfs {self.root}"):
             os.chdir(self.root)
             if no_pivot:
-                libc.mount(self.root, "/", None, libc.MS_MOVE)
+                self.syscalls.mount(self.root, "/", None, libc.MS_MOVE)
                 os.chroot(".")
             else:
                 # pivot_root(".", ".") stacks the old root on the new one; detaching "."
                 # then removes the old root without needing a directory for it.
-                libc.pivot_root(".", ".")
-                libc.umount2(".", libc.MNT_DETACH)
+                self.syscalls.pivot_root(".", ".")
+                self.syscalls.umount2(".", libc.MNT_DETACH)
             os.chdir("/")
         propagation = self.spec.linux.rootfs_propagation
         if propagation:
             # Now that the rootfs is "/", give it the propagation the config asks for.
             with step(f"making the rootfs {propagation}"):
-                libc.mount(None, "/", None, opts.PROPAGATION[propagation])
+                self.syscalls.mount(None, "/", None, opts.PROPAGATION[propagation])
 
 
 def _dev_mount(mounts):
@@ -532,13 +534,13 @@ def _copy_file(name, source_fd, target_fd):
         os.close(source)
 
 
-def _submounts_readonly(top, fd_path):
+def _submounts_readonly(top, fd_path, syscalls=SYSCALLS):
     """A remount changes one mount: make the rest of a read-only rbind (at `top`, open at
     `fd_path`) read-only too: /sys and /sys/fs/cgroup from the host would otherwise stay
     writable below it. mount_setattr does the whole tree in one call (setting read-only
     never touches a flag the kernel locks); where it cannot, each submount is remounted."""
     try:
-        libc.mount_setattr(fd_path, libc.MOUNT_ATTR_RDONLY, recursive=True)
+        syscalls.mount_setattr(fd_path, libc.MOUNT_ATTR_RDONLY, recursive=True)
         return
     except OSError as err:
         if err.errno not in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
@@ -549,35 +551,35 @@ def _submounts_readonly(top, fd_path):
     for point in points:
         if point.startswith(top + "/"):
             with step(f"making {point} read-only"):
-                remount(point, opts.RDONLY)
+                remount(point, opts.RDONLY, syscalls=syscalls)
 
 
-def finish_rootfs(spec):
+def finish_rootfs(spec, syscalls=SYSCALLS):
     """After pivot_root: masked paths, read-only paths, a read-only root."""
     for path in spec.linux.masked_paths:
-        mask_path(path)
+        mask_path(path, syscalls)
     for path in spec.linux.readonly_paths:
-        make_readonly(path)
+        make_readonly(path, syscalls)
     if spec.root_readonly:
         with step("remounting / read-only"):
-            remount("/", opts.RDONLY)
+            remount("/", opts.RDONLY, syscalls=syscalls)
 
 
-def mask_path(path):
+def mask_path(path, syscalls=SYSCALLS):
     target = resolve_in_root("/", path)
     if not os.path.exists(target):
         return
     with step(f"masking {path}"):
         if os.path.isdir(target):
-            libc.mount("tmpfs", target, "tmpfs", opts.RDONLY, None)
+            syscalls.mount("tmpfs", target, "tmpfs", opts.RDONLY, None)
         else:
-            libc.mount("/dev/null", target, None, opts.BIND)
+            syscalls.mount("/dev/null", target, None, opts.BIND)
 
 
-def make_readonly(path):
+def make_readonly(path, syscalls=SYSCALLS):
     target = resolve_in_root("/", path)
     if not os.path.exists(target):
         return
     with step(f"making {path} read-only"):
-        libc.mount(target, target, None, opts.BIND | opts.REC)
-        remount(target, opts.RDONLY)
+        syscalls.mount(target, target, None, opts.BIND | opts.REC)
+        remount(target, opts.RDONLY, syscalls=syscalls)

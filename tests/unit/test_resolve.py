@@ -8,6 +8,7 @@ from rootless.child import mounts
 from rootless.errors import SetupError
 from rootless.child.mounts import make_in_root, open_in_root
 from rootless.system import fs
+from fake_syscalls import RecordingSyscalls
 from rootless.system.fs import resolve_in_root
 
 
@@ -129,25 +130,19 @@ def test_a_symlink_planted_inside_the_root_is_refused_too(root):
 # --- read-only rbinds all the way down (the real thing: tests/integration/test_mounts.py) --
 
 def _readonly_calls(monkeypatch, setattr_errno):
-    calls = []
-
-    def mount_setattr(path, attr_set, recursive=False):
-        calls.append(("mount_setattr", path, attr_set, recursive))
-        if setattr_errno:
-            raise OSError(setattr_errno, os.strerror(setattr_errno), path)
-
-    monkeypatch.setattr(mounts.libc, "mount_setattr", mount_setattr)
+    syscalls = RecordingSyscalls(fail={"mount_setattr": setattr_errno})
     monkeypatch.setattr(mounts.mountinfo, "mount_points",
                         lambda: ["/", "/r/sys", "/r/sys/fs/cgroup", "/r/sys/fs/cgroup",
                                  "/r/sysfoo", "/other"])
-    monkeypatch.setattr(mounts, "remount", lambda path, flags: calls.append(("remount", path)))
-    mounts._submounts_readonly("/r/sys", "/proc/self/fd/7")
-    return calls
+    monkeypatch.setattr(mounts, "remount", lambda path, flags, syscalls: syscalls.calls.append(
+        ("remount", path)))
+    mounts._submounts_readonly("/r/sys", "/proc/self/fd/7", syscalls)
+    return syscalls.calls
 
 
 def test_a_read_only_rbind_is_made_read_only_below_in_one_call(monkeypatch):
     assert _readonly_calls(monkeypatch, 0) == [
-        ("mount_setattr", "/proc/self/fd/7", libc.MOUNT_ATTR_RDONLY, True)]
+        ("mount_setattr", "/proc/self/fd/7", libc.MOUNT_ATTR_RDONLY, ("recursive", True))]
 
 
 @pytest.mark.parametrize("code", [errno.ENOSYS, errno.EPERM, errno.EINVAL])
