@@ -24,7 +24,6 @@ import _signal   # the C halves of signal and socket: their Python modules impor
 import _socket   # enum, a start-up cost the child would pay after fork
 from oci.record import Record
 
-from oci.linux import CAPABILITIES
 from oci.spec import DEFAULT_PATH, env_value
 from rootless.child import protocol
 from rootless.child.protocol import run_child
@@ -35,7 +34,7 @@ from rootless.system.syscalls import SYSCALLS
 
 # The children's own modules, imported by the intermediate (_import_what_the_child_needs):
 # the parent, which imports this module to fork, has no use for them.
-host = mounts = resource = hooks = terminal = tuning = None
+host = identity = mounts = resource = hooks = terminal = tuning = None
 debug_view = None                # rootless/child/debug.py, for `handcar debug`
 seccomp_filter = None            # built there too, loaded just before execve
 
@@ -237,8 +236,9 @@ def before_fork(launch):
 
 
 def _import_the_childrens_modules(launch):
-    global host, mounts, resource, hooks, terminal, tuning, debug_view
+    global host, identity, mounts, resource, hooks, terminal, tuning, debug_view
     import resource
+    from rootless.child import identity
     from rootless.runtime import host
     if launch.debug:
         from rootless.child import debug as debug_view
@@ -396,7 +396,7 @@ def _prepare_process(channel, launch, last_cap):
     if tuning:
         tuning.apply(process, launch.spec.linux)       # before capabilities are dropped
     # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: keep it until then.
-    set_identity(channel, process, last_cap,
+    identity.set_identity(channel, process, last_cap,
                  keep_admin=seccomp_filter is not None and not process.no_new_privileges)
     with step(f"changing to the working directory {process.cwd}"):
         os.chdir(process.cwd)
@@ -453,84 +453,6 @@ def _limit_fds(first_closed, keep):
                 os.set_inheritable(fd, False)
         except OSError:
             pass                          # the fd of the listdir itself
-
-
-def _cap_mask(names, last_cap, channel, warned):
-    mask = 0
-    for name in names:
-        number = CAPABILITIES.get(name)
-        if number is None or number > last_cap:
-            if name not in warned:
-                warned.add(name)
-                channel.send(protocol.WARNING, msg=f"ignoring capability {name}: "
-                                            "unknown to this kernel")
-            continue
-        mask |= 1 << number
-    return mask
-
-
-def set_identity(channel, process, last_cap, keep_admin=False, syscalls=SYSCALLS):
-    """Groups, uid/gid and capabilities, in the only order that works: drop the bounding
-    set while we still have CAP_SETPCAP, change ids keeping capabilities, then set them.
-
-    keep_admin: also keep CAP_SYS_ADMIN (permitted and effective), which a seccomp filter
-    loaded without no_new_privs needs, until execve. execve drops it by itself: it gives
-    root the bounding and inheritable sets, others their ambient set, never what was
-    permitted before."""
-    caps = process.capabilities
-    user = process.user
-    warned = set()
-    if caps is not None or (keep_admin and user.uid != 0):
-        with step("keeping capabilities across the change of user"):
-            syscalls.prctl(libc.PR_SET_KEEPCAPS, 1)
-    if caps is not None:
-        with step("dropping bounding capabilities"):
-            keep = _cap_mask(caps.bounding, last_cap, channel, warned)
-            for cap in range(last_cap + 1):
-                if not keep & (1 << cap):
-                    syscalls.prctl(libc.PR_CAPBSET_DROP, cap)
-    if _setgroups_allowed():
-        with step("setting additional groups"):
-            syscalls.setgroups(list(user.additional_gids))
-    elif user.additional_gids:
-        raise SetupError("process.user.additionalGids: cannot set groups in a user namespace "
-                         "mapped with your own id only (add subordinate ids to the mapping)")
-    with step(f"switching to uid {user.uid} gid {user.gid}"):
-        syscalls.setresgid(user.gid, user.gid, user.gid)
-        syscalls.setresuid(user.uid, user.uid, user.uid)
-    admin = (1 << CAPABILITIES["CAP_SYS_ADMIN"]) if keep_admin else 0
-    if caps is not None:
-        permitted = _cap_mask(caps.permitted, last_cap, channel, warned)
-        inheritable = _cap_mask(caps.inheritable, last_cap, channel, warned)
-        with step("setting capabilities"):
-            syscalls.capset(_cap_mask(caps.effective, last_cap, channel, warned) | admin,
-                        permitted | admin, inheritable)
-            syscalls.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_CLEAR_ALL)
-        # The kernel raises an ambient capability only if it is permitted and inheritable;
-        # like runc, skip the others rather than fail (runc's own default spec has them).
-        ambient = _cap_mask(caps.ambient, last_cap, channel, warned)
-        for cap in range(last_cap + 1):
-            if ambient & (1 << cap):
-                if permitted & inheritable & (1 << cap):
-                    with step("raising ambient capabilities"):
-                        syscalls.prctl(libc.PR_CAP_AMBIENT, libc.PR_CAP_AMBIENT_RAISE, cap)
-                else:
-                    channel.send(protocol.DEBUG, msg=f"ambient capability {cap} skipped: "
-                                              "not both permitted and inheritable")
-    elif admin and user.uid != 0:
-        with step("keeping CAP_SYS_ADMIN for the seccomp filter"):
-            syscalls.capset(admin, admin, syscalls.capget()[2])
-    if process.no_new_privileges:
-        with step("setting no_new_privs"):
-            syscalls.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
-
-
-def _setgroups_allowed():
-    try:
-        with open("/proc/self/setgroups") as f:
-            return f.read().strip() == "allow"
-    except FileNotFoundError:
-        return True
 
 
 def set_oom_score_adj(value, warn, pid="self"):

@@ -1,7 +1,7 @@
 """The system calls the child side makes, behind one object, so that a test can watch them.
 
 `SYSCALLS` is the real thing: libc's wrappers (libc.py) and the os module's own. The rootfs
-builder (child/mounts.py), identity (child/init.py's set_identity) and the intermediate's
+builder (child/mounts.py), identity (child/identity.py) and the intermediate's
 namespaces take it as a parameter that defaults to it; tests/unit/fake_syscalls.py passes
 one that records each call instead, and can make any of them fail.
 """

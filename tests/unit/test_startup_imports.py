@@ -39,9 +39,11 @@ def test_forking_leaves_out_what_only_the_children_or_create_need():
     # are the children's business, imported by the intermediate while the parent maps
     # it, and the user namespace plan create's (exec has none to make). The system calls
     # go through ctypes' C half: the ctypes package is ~1 ms (seccomp alone imports it).
-    code = ("import sys\nimport rootless.runtime.create, rootless.runtime.execute, rootless.child.init\n"
-            "print(sorted(m for m in ('rootless.child.mounts', 'rootless.runtime.host', 'resource', "
-            "'rootless.runtime.userns', 'ctypes') if m in sys.modules))\n")
+    code = ("import sys\n"
+            "import rootless.runtime.create, rootless.runtime.execute, rootless.child.init\n"
+            "print(sorted(m for m in ('rootless.child.mounts', 'rootless.child.identity', "
+            "'rootless.runtime.host', 'resource', 'rootless.runtime.userns', 'ctypes') "
+            "if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert result.stdout.strip() == "[]", result.stderr

@@ -11,7 +11,7 @@ import pytest
 from fake_syscalls import RecordingSyscalls
 from oci import mounts as opts
 from oci import spec as oci_spec
-from rootless.child import init, mounts
+from rootless.child import identity, init, mounts
 from rootless.errors import SetupError
 from rootless.system import libc
 
@@ -110,7 +110,7 @@ def test_identity_changes_in_the_only_order_that_works(tmp_path):
                                      "ambient": ["CAP_CHOWN"]}}}).process
     syscalls = RecordingSyscalls()
     last_cap = 40
-    init.set_identity(Channel(), process, last_cap, syscalls=syscalls)
+    identity.set_identity(Channel(), process, last_cap, syscalls=syscalls)
     names = [call[0] for call in syscalls.calls]
     first = {name: names.index(name) for name in set(names)}
     dropped = [call[2] for call in syscalls.named("prctl") if call[1] == libc.PR_CAPBSET_DROP]
