@@ -15,7 +15,7 @@ from oci import mounts as opts
 from rootless.system import libc
 from rootless.system.syscalls import SYSCALLS
 from rootless.system import mountinfo
-from rootless.system.fs import has_openat2, inside, relative, resolve_in_root
+from rootless.system.fs import copy_tree, has_openat2, inside, relative, resolve_in_root
 from rootless.errors import SetupError, step
 
 DEFAULT_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -483,55 +483,6 @@ def _check_host_device(host_path):
     if not os.path.exists(host_path):
         raise SetupError(f"device {host_path} does not exist on the host (without root, "
                          "devices are bind mounts of the host's)")
-
-
-def _open_directory(name, dir_fd):
-    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                   dir_fd=dir_fd)
-
-
-def copy_tree(source_fd, target_fd):
-    """Copy the content of one directory into another (both open descriptors): files,
-    directories, symlinks and fifos, with their owners and modes."""
-    with os.scandir(source_fd) as entries:
-        for entry in entries:
-            _copy_entry(entry.name, entry.stat(follow_symlinks=False), source_fd, target_fd)
-
-
-def _copy_entry(name, st, source_fd, target_fd):
-    if stat.S_ISDIR(st.st_mode):
-        os.mkdir(name, 0o700, dir_fd=target_fd)
-        source, target = _open_directory(name, source_fd), _open_directory(name, target_fd)
-        try:
-            copy_tree(source, target)
-        finally:
-            os.close(source)
-            os.close(target)
-    elif stat.S_ISREG(st.st_mode):
-        _copy_file(name, source_fd, target_fd)
-    elif stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(name, dir_fd=source_fd), name, dir_fd=target_fd)
-    elif stat.S_ISFIFO(st.st_mode):
-        os.mkfifo(name, 0o600, dir_fd=target_fd)
-    else:
-        return                            # sockets and devices: not for a tmpfs
-    os.chown(name, st.st_uid, st.st_gid, dir_fd=target_fd, follow_symlinks=False)
-    if not stat.S_ISLNK(st.st_mode):      # after chown, which clears setuid bits
-        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=target_fd)
-
-
-def _copy_file(name, source_fd, target_fd):
-    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source_fd)
-    try:
-        target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o600, dir_fd=target_fd)
-        try:
-            while os.sendfile(target, source, None, 1 << 20):
-                pass
-        finally:
-            os.close(target)
-    finally:
-        os.close(source)
 
 
 def _submounts_readonly(top, fd_path, syscalls=SYSCALLS):

@@ -249,7 +249,8 @@ def _image_layout(bundle, image_text):
     else:
         from rootless.runtime import userns
         log.debug("overlayfs is not available here: copying the image")
-        userns.run_in_userns(mapping, copy_tree, lower, rootfs)
+        from rootless.system.fs import copy_directory
+        userns.run_in_userns(mapping, copy_directory, lower, rootfs)
         layout = Layout(rootfs="rootfs")
     return image, layout.replace(uid_mappings=_as_json(mapping.uid_mappings),
                                  gid_mappings=_as_json(mapping.gid_mappings))
@@ -474,29 +475,6 @@ def _mount_overlay(probe):
     from rootless.system import libc
     libc.mount("overlay", os.path.join(probe, "merged"), "overlay", 0,
                f"lowerdir={probe}/lower,upperdir={probe}/upper,workdir={probe}/work")
-
-
-def copy_tree(source, destination):
-    """Copy a rootfs keeping owners, modes, times and links (run in the user namespace)."""
-    import shutil
-    for directory, subdirs, files in os.walk(source):
-        target_dir = os.path.join(destination, os.path.relpath(directory, source))
-        for name in subdirs + files:
-            src, dst = os.path.join(directory, name), os.path.join(target_dir, name)
-            st = os.lstat(src)
-            if os.path.islink(src):
-                os.symlink(os.readlink(src), dst)
-            elif name in subdirs:
-                os.mkdir(dst)
-            elif os.path.isfile(src):
-                shutil.copyfile(src, dst, follow_symlinks=False)
-            else:
-                continue                      # device nodes and sockets: not without root
-            os.lchown(dst, st.st_uid, st.st_gid)
-            if not os.path.islink(dst):
-                os.chmod(dst, st.st_mode & 0o7777)
-                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-        subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
 
 
 def remove_bundle(bundle):

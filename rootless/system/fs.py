@@ -150,3 +150,70 @@ def remove_tree(path):
         os.rmdir(path)
     except OSError:
         pass
+
+
+def _open_directory(name, dir_fd):
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                   dir_fd=dir_fd)
+
+
+def copy_tree(source_fd, target_fd):
+    """Copy the content of one directory into another (both open descriptors): files,
+    directories, symlinks and fifos, with their owners, modes and times (sockets and
+    device nodes are left out: a user without root cannot make them). The one tree copy:
+    tmpcopyup's tmpfs, an image flattened where no overlay can be mounted."""
+    with os.scandir(source_fd) as entries:
+        for entry in entries:
+            _copy_entry(entry.name, entry.stat(follow_symlinks=False), source_fd, target_fd)
+
+
+def _copy_entry(name, st, source_fd, target_fd):
+    if stat.S_ISDIR(st.st_mode):
+        os.mkdir(name, 0o700, dir_fd=target_fd)
+        source, target = _open_directory(name, source_fd), _open_directory(name, target_fd)
+        try:
+            copy_tree(source, target)
+        finally:
+            os.close(source)
+            os.close(target)
+    elif stat.S_ISREG(st.st_mode):
+        _copy_file(name, source_fd, target_fd)
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(name, dir_fd=source_fd), name, dir_fd=target_fd)
+    elif stat.S_ISFIFO(st.st_mode):
+        os.mkfifo(name, 0o600, dir_fd=target_fd)
+    else:
+        return                            # sockets and devices
+    os.chown(name, st.st_uid, st.st_gid, dir_fd=target_fd, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):      # after chown, which clears setuid bits
+        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=target_fd)
+    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=target_fd,
+             follow_symlinks=False)
+
+
+def _copy_file(name, source_fd, target_fd):
+    source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=source_fd)
+    try:
+        target = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=target_fd)
+        try:
+            while os.sendfile(target, source, None, 1 << 20):
+                pass
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
+
+
+def copy_directory(source, destination):
+    """copy_tree between two paths: the content of `source` into the directory
+    `destination`, which exists."""
+    source_fd = _open_directory(source, None)
+    try:
+        target_fd = _open_directory(destination, None)
+        try:
+            copy_tree(source_fd, target_fd)
+        finally:
+            os.close(target_fd)
+    finally:
+        os.close(source_fd)
