@@ -331,6 +331,9 @@ class RootfsBuilder:
     def build(self):
         """Everything up to pivot_root (which `enter` does)."""
         linux = self.spec.linux
+        # From the bundle, as runc builds it: a relative path in a mount's options (the
+        # short lowerdir names of an image's overlay, see image/store.py) is the bundle's.
+        os.chdir(self.bundle)
         propagation = opts.PROPAGATION.get(linux.rootfs_propagation, opts.SLAVE | opts.REC)
         with step("making / " + (linux.rootfs_propagation or "rslave")):
             libc.mount(None, "/", None, propagation)

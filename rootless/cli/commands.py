@@ -62,7 +62,7 @@ def run(g, args, bundle, detach, keep, no_subreaper, pid_file, console_socket, n
     runc_given = [_flag_name(name) for name in RUNC_RUN_ONLY
                   if runc_flags[name] not in (None, False, 0)]
     friendly_given = [_flag_name(o.dest) for o in FRIENDLY_RUN_OPTIONS
-                      if friendly_flags[o.dest] not in (None, False, ())]
+                      if friendly_flags[o.dest] not in (None, False, (), o.default)]
     host_sandbox = bool(args) and args[0] == DASHES
     args = [("--" if arg == DASHES else arg) for arg in args[1 if host_sandbox else 0:]]
     if runc_given and (friendly_given or host_sandbox):
@@ -359,16 +359,60 @@ def rm(g, names, force):
     _friendly().rm(g.store(), names, force)
 
 
-def pull(g, source):
-    """Add an image to the store."""
-    _friendly().pull(source)
+# --- the image verbs (issue 16): rootless/image/commands.py ------------------------------
+
+def pull(g, source, quiet, platform, arch):
+    """Pull an image into the store and print its ID (exit status 1 on failure)."""
+    from rootless.image import commands as image_commands
+    image_commands.pull(source, quiet, platform, arch)
 
 
-def images(g, quiet):
+def images(g, quiet, show_all):
     """List the images in the store."""
-    _friendly().images(quiet)
+    from rootless.image import commands as image_commands
+    _friendly()
+    image_commands.images(quiet, show_all)
 
 
 def rmi(g, names, force):
-    """Remove images from the store."""
-    _friendly().rmi(g.store(), names, force)
+    """Remove images from the store, and the layers no other image uses."""
+    from rootless.image import commands as image_commands
+    _friendly()
+    image_commands.rmi(g.store(), names, force)
+
+
+def image(g, subcommand, args):
+    """`image inspect|prune`, and podman's `image ls|pull|rm` for images, pull, rmi."""
+    from rootless.cli.verbs import IMAGE_VERBS, VERBS, Unusual, _parse
+    aliases = {"ls": "images", "list": "images", "pull": "pull", "rm": "rmi"}
+    verb = IMAGE_VERBS.get(subcommand) or VERBS.get(aliases.get(subcommand, ""))
+    if verb is None:
+        raise UsageError(f"image {subcommand}: expected inspect, prune, ls, pull or rm")
+    try:
+        values, _ = _parse(list(args), verb.options, verb.args, stop_at_argument=False)
+    except Unusual as err:
+        raise UsageError(f"image {subcommand}: unexpected or missing {err} (handcar image "
+                         f"{subcommand} takes "
+                         + " ".join([*(o.names[-1] for o in verb.options),
+                                     *(a.metavar for a in verb.args)]) + ")") from None
+    if subcommand in aliases:
+        return handler(verb.name)(g, **values)
+    from rootless.image import commands as image_commands
+    _friendly()
+    if subcommand == "inspect":
+        return image_commands.inspect(values["names"], values["platform"], values["arch"])
+    return image_commands.prune()
+
+
+def login(g, registry, username, password_stdin, authfile, tls_verify):
+    """Log in to a registry and keep the credentials in auth.json."""
+    from rootless.image import auth
+    auth.login(registry, username, password_stdin, authfile, tls_verify == "true")
+
+
+def logout(g, registry, all_registries, authfile):
+    """Remove a registry's credentials from auth.json."""
+    from rootless.image import auth
+    if not registry and not all_registries:
+        raise UsageError("logout: name a REGISTRY, or --all")
+    auth.logout(registry, all_registries, authfile)
