@@ -165,11 +165,13 @@ def rmi(container_store, names, force):
 
 
 def prune():
-    """Remove dangling images (no name, no container) and the layers only they used."""
+    """Remove dangling images (no name, no container) and the layers only they used, or
+    that no image uses (those of pulls that failed)."""
     store = _store()
     for image in store.images():
         if not image.names and not containers_using(image):
             store.remove(image)
             print(image.id)
+    store.remove_unused_layers()
 
 

@@ -352,6 +352,7 @@ class User:
                 self("rm", "-f", name.split()[0])
         for image_id in self("images", "-q", "-a").stdout.split():
             self("rmi", "-f", image_id)
+        self("image", "prune")                 # the layers of pulls that failed
 
 
 @pytest.fixture
