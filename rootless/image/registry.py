@@ -548,6 +548,10 @@ class Downloads:
             self.futures[index].result()
         except RegistryError as err:
             raise ImageError(f"{self.where}: {err.reason}") from None
+        except OSError as err:                       # writing it: a full disk, say
+            from rootless.errors import os_error_message
+            raise ImageError(f"{self.where}: blob {self.descriptors[index]['digest']}: "
+                             f"{os_error_message(err)}") from None
 
     def discard(self, index):
         try:

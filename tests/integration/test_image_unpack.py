@@ -353,3 +353,22 @@ def test_concurrent_pulls_lose_no_name(store):
     for pid in writers:
         assert os.waitpid(pid, 0)[1] == 0
     assert len(store.find(image_id).names) == 100
+
+
+def test_the_vfs_driver_keeps_whole_trees(tmp_path):
+    """Where overlayfs cannot be mounted in a user namespace, each layer is the whole
+    tree up to it (made here by choosing the driver before the store is first used)."""
+    store = ImageStore(str(tmp_path / "data"), mapping())
+    os.makedirs(store.root)
+    with open(os.path.join(store.root, "driver"), "w") as out:
+        out.write("vfs\n")
+    reference, _ = layout(tmp_path / "image", BASE + [d("a"), f("a/old"), f("b")],
+                          [d("a"), f("a/.wh..wh..opq", b""), f("a/new"), f(".wh.b", b""),
+                           hardlink("sh", "/bin/sh")])
+    image = pull_into(store, reference)
+    top = store.lower_dirs(image)[-1]
+    assert sorted(os.listdir(f"{top}/a")) == ["new"] and not os.path.lexists(f"{top}/b")
+    assert os.stat(f"{top}/sh").st_ino == os.stat(f"{top}/bin/sh").st_ino
+    assert store.read_file(image, "/etc/passwd").startswith("root:x:0:0")
+    store.remove(image)
+    assert os.listdir(store.layers_dir) == []

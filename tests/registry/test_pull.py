@@ -147,3 +147,24 @@ def test_bearer_tokens_anonymous_and_with_credentials(user, layouts, token_regis
     bad = user("login", "-u", TOKEN_USER, "--password-stdin", token_registry.host,
                input="nope\n")
     assert bad.returncode != 0 and "refused" in bad.stderr
+
+
+def test_pull_policies(user, layouts, registry, push):
+    user.login_file(registry.host, USER, PASSWORD)
+    (one, _), (two, _) = layouts["one"], layouts["two"]
+    reference = push(one, registry, "handcar/policy:1")
+
+    def motd(*flags):
+        return user.ok("run", "--rm", "--network", "none", *flags, reference, "cat",
+                       "/etc/motd").stdout
+    assert motd() == "image one\n"
+    push(two, registry, "handcar/policy:1")               # the tag moves on
+    assert motd() == "image one\n", "missing: the stored image"
+    assert motd("--pull", "newer") == "image two\n"
+    push(one, registry, "handcar/policy:1")
+    assert motd("--pull", "never") == "image two\n"
+    assert motd("--pull", "always") == "image one\n"
+    inspected = json.loads(user.ok("image", "inspect", reference).stdout)[0]
+    assert inspected["Id"] == layouts["one"][1]
+    assert inspected["RepoTags"] == [reference]
+    assert inspected["Config"]["Env"] == ["PATH=/bin", "GREETING=one"]
