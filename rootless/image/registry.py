@@ -678,6 +678,13 @@ def pull_from_registry(store, text, platform, progress):
         return store.add(image_source, progress)
     except RegistryError as err:
         raise ImageError(f"{where}: {err.reason}") from None
+    except ImageError as err:                       # unpacking: name the image too
+        if str(err).startswith(where):
+            raise
+        raise ImageError(f"{where}: {err}") from None
+    except OSError as err:                          # the store's files: a full disk, say
+        from rootless.errors import os_error_message
+        raise ImageError(f"{where}: {os_error_message(err)}") from None
     finally:
         downloads.close()
 
