@@ -56,9 +56,9 @@ def unpack_layer(layers, index, work, lowers, driver, links):
     - vfs: a copy of the layer below (a directory holding the whole tree up to it).
 
     Chrooted there for the unpacking itself (see apply_layer); an error names the layer."""
-    import gzip                              # imported before the chroot: nothing can be
-    import tarfile                           # imported after it (_unpack_layer finds
-    import zlib                              # them in sys.modules)
+    import gzip  # noqa: F401 - imported before the chroot: nothing can be imported
+    import tarfile  # noqa: F401 - after it (_unpack_layer finds them in sys.modules)
+    import zlib  # noqa: F401
     from rootless.system import libc
     layer = layers[index]
     diff = os.path.join(work, "diff")

@@ -102,7 +102,7 @@ def pki(tmp_path_factory):
     return PKI(tmp_path_factory.mktemp("pki"))
 
 
-# --- registries ------------------------------------------------------------------------------------
+# --- registries -------------------------------------------------------------------
 
 class Registry:
     """A docker-registry daemon on 127.0.0.1:port (https)."""
@@ -288,7 +288,7 @@ def push(pki, tmp_path_factory):
     return push_image
 
 
-# --- handcar as a user of the registries -------------------------------------------------------------
+# --- handcar as a user of the registries -------------------------------------------
 
 class User:
     """handcar with a HOME of its own (~/.config/containers: certs.d trusting the test

@@ -74,7 +74,7 @@ def test_run_pulls_on_first_use_and_honours_pull_never(user, pushed, registry):
 
 def test_images_sharing_a_base_store_it_once(user, pushed, registry):
     user.login_file(registry.host, USER, PASSWORD)
-    (one, one_id), (two, two_id) = pushed["one"], pushed["two"]
+    (one, _), (two, _) = pushed["one"], pushed["two"]
     user.ok("pull", one)
     assert len(user.layers()) == 2
     second = user.ok("pull", two)
