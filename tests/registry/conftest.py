@@ -122,9 +122,13 @@ class Registry:
             "auth": auth_config,
         }
         (directory / "config.yml").write_text(json.dumps(config))   # YAML reads JSON
-        self.log = open(directory / "registry.log", "w")
-        self.process = subprocess.Popen([REGISTRY, "serve", str(directory / "config.yml")],
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        # started by a shell that exits at once: not a child of the test process, whose
+        # other tiers wait for their own children (os.wait must find none of ours)
+        started = subprocess.run(
+            ["sh", "-c", '"$0" serve "$1" >"$2" 2>&1 </dev/null & echo $!', REGISTRY,
+             str(directory / "config.yml"), str(directory / "registry.log")],
+            capture_output=True, text=True, check=True, timeout=30)
+        self.pid = int(started.stdout)
         context = ssl.create_default_context(cafile=str(pki.ca))
         deadline = time.monotonic() + 30
         while True:
@@ -133,19 +137,30 @@ class Registry:
                         context.wrap_socket(sock, server_hostname="127.0.0.1"):
                     break
             except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
+                if not self.running() or time.monotonic() > deadline:
+                    self.stop()
                     raise RuntimeError(f"docker-registry did not start: "
                                        f"{(directory / 'registry.log').read_text()}")
                 time.sleep(0.1)
 
-    def stop(self):
-        self.process.terminate()
+    def running(self):
         try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except FileNotFoundError:
+            return False
+
+    def stop(self):
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + wait
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not self.running():
+                return
 
 
 @pytest.fixture(scope="session")
