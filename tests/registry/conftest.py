@@ -26,10 +26,9 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "integration"))
 
 from harness import HANDCAR, MISSING, free_port  # noqa: E402
 from harness import rootfs_template  # noqa: E402,F401 - a fixture
-from regtier import PASSWORD, TOKEN_PASSWORD, TOKEN_USER, USER  # noqa: E402
+from regtier import PASSWORD, SKOPEO, TOKEN_PASSWORD, TOKEN_USER, USER, skopeo  # noqa: E402
 
 REGISTRY = shutil.which("docker-registry")
-SKOPEO = shutil.which("skopeo")
 HTPASSWD = shutil.which("htpasswd")
 OPENSSL = shutil.which("openssl")
 TEST_TIMEOUT = 240
@@ -105,9 +104,10 @@ def pki(tmp_path_factory):
 # --- registries -------------------------------------------------------------------
 
 class Registry:
-    """A docker-registry daemon on 127.0.0.1:port (https)."""
+    """A docker-registry daemon on 127.0.0.1:port (https; with `client_ca`, only for
+    clients with a certificate from it)."""
 
-    def __init__(self, directory, pki, auth_config, name):
+    def __init__(self, directory, pki, auth_config, name, client_ca=None):
         self.dir = directory
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -119,8 +119,11 @@ class Registry:
             "storage": {"filesystem": {"rootdirectory": str(directory / "data")},
                         "delete": {"enabled": True}},
             "http": {"addr": self.host, "tls": {"certificate": str(cert), "key": str(key)}},
-            "auth": auth_config,
         }
+        if auth_config:
+            config["auth"] = auth_config
+        if client_ca:
+            config["http"]["tls"]["clientcas"] = [str(client_ca)]
         (directory / "config.yml").write_text(json.dumps(config))   # YAML reads JSON
         # started by a shell that exits at once: not a child of the test process, whose
         # other tiers wait for their own children (os.wait must find none of ours)
@@ -172,6 +175,15 @@ def registry(tmp_path_factory, pki):
     server = Registry(directory, pki, {"htpasswd": {"realm": "handcar-test",
                                                     "path": str(directory / "htpasswd")}},
                       "basic")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mtls_registry(tmp_path_factory, pki):
+    """docker-registry that takes only clients with a certificate from the test CA."""
+    server = Registry(tmp_path_factory.mktemp("mtls-registry"), pki, None, "mtls",
+                      client_ca=pki.ca)
     yield server
     server.stop()
 
@@ -280,14 +292,6 @@ def token_registry(tmp_path_factory, pki):
 
 
 # --- pushing images -------------------------------------------------------------------------------
-
-def skopeo(*args, timeout=300):
-    result = subprocess.run([SKOPEO, "--insecure-policy", *map(str, args)],
-                            capture_output=True, text=True, timeout=timeout,
-                            env=dict(os.environ, TMPDIR=os.environ.get("TMPDIR", "/tmp")))
-    assert result.returncode == 0, f"skopeo {' '.join(map(str, args))}: {result.stderr}"
-    return result
-
 
 @pytest.fixture(scope="session")
 def push(pki, tmp_path_factory):

@@ -14,7 +14,7 @@ import pytest
 
 import imagebuild
 from harness import HANDCAR
-from regtier import PASSWORD, USER
+from regtier import PASSWORD, USER, skopeo
 
 
 class CuttingProxy:
@@ -213,16 +213,43 @@ def test_a_killed_pull_leaves_nothing_trusted_and_the_next_finishes(
     assert len(logged_in.layers()) == 4
 
 
-def test_two_pulls_at_once_both_succeed_and_store_each_layer_once(
+def test_pulls_at_once_all_succeed_and_store_each_layer_once(
         logged_in, registry, push, base_tar, tmp_path, proxy):
+    """Two pulls of one image and one of another sharing its base, from three shells."""
     one, one_id = big_image(tmp_path, registry, push, base_tar, "together", 2, 2)
+    two, two_id = big_image(tmp_path, registry, push, base_tar, "alongside", 2, 1)
     slow = proxy(rate=8 << 20)
     env = {**logged_in.env, **proxied(slow.url)}
-    pulls = [subprocess.Popen([HANDCAR, "--root", str(logged_in.root), "pull", "-q", one],
+    pulls = [subprocess.Popen([HANDCAR, "--root", str(logged_in.root), "pull", "-q", ref],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+                              text=True) for ref in (one, one, two)]
     outputs = [p.communicate(timeout=180) for p in pulls]
-    assert [p.returncode for p in pulls] == [0, 0], outputs
-    assert [out for out, _ in outputs] == [f"{one_id}\n"] * 2
-    assert len(logged_in.layers()) == 3
-    assert logged_in.ok("images", "-q").stdout == f"{one_id[:12]}\n"
+    assert [p.returncode for p in pulls] == [0, 0, 0], outputs
+    assert [out for out, _ in outputs] == [f"{one_id}\n", f"{one_id}\n", f"{two_id}\n"]
+    assert len(logged_in.layers()) == 1 + 2 + 1, "the shared base once"
+    assert sorted(logged_in.ok("images", "-q").stdout.split()) == sorted(
+        [one_id[:12], two_id[:12]])
+
+
+def test_a_client_certificate_from_certs_d(user, mtls_registry, pki, push, base_tar, tmp_path):
+    """certs.d's *.cert and *.key: the client certificate a registry may ask for."""
+    cert, key = pki.issue("handcar-client", san="DNS:handcar-client", client=True)
+    certs = tmp_path / "push-certs"
+    certs.mkdir()
+    for source, name in ((pki.ca, "ca.crt"), (cert, "client.cert"), (key, "client.key")):
+        (certs / name).write_bytes(source.read_bytes())
+    tars = [base_tar, imagebuild.tar_of_entries([("mtls", b"m\n", 0o644, 0)])]
+    digest = imagebuild.write_layout_of_layers(tmp_path / "layout", tars, greeting="mtls")
+    skopeo("copy", "--dest-cert-dir", certs, f"oci:{tmp_path / 'layout'}:latest",
+           f"docker://{mtls_registry.host}/handcar/mtls:1")
+    reference = f"{mtls_registry.host}/handcar/mtls:1"
+    refused = user("pull", reference)
+    assert refused.returncode == 1
+    assert f"pulling {reference} from {mtls_registry.host}" in refused.stderr
+    mine = user.containers / "certs.d" / mtls_registry.host
+    mine.mkdir(parents=True, exist_ok=True)
+    (mine / "ca.crt").write_bytes(pki.ca.read_bytes())
+    (mine / "client.cert").write_bytes(cert.read_bytes())
+    assert "client.cert has no key" in user("pull", reference).stderr
+    (mine / "client.key").write_bytes(key.read_bytes())
+    assert user.ok("pull", "-q", reference).stdout == f"{digest[7:]}\n"
