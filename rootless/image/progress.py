@@ -61,10 +61,14 @@ class Bars(Progress):
 
     def __init__(self, stream=None):
         super().__init__(stream)
+        import shutil
         import tqdm
         self.tqdm = tqdm.tqdm
         self.tqdm.monitor_interval = 0           # no monitor thread (the store forks)
         self.bars = {}
+        # a terminal that reports no size (0x0) still gets bars (tqdm would draw none)
+        size = shutil.get_terminal_size((80, 24))
+        self.columns, self.rows = size.columns or 80, size.lines or 24
 
     def say(self, text):
         with self.lock:
@@ -75,7 +79,8 @@ class Bars(Progress):
             self.bars[label] = self.tqdm(total=total, unit="B", unit_scale=True,
                                          unit_divisor=1000, desc=f"Copying blob {label}",
                                          file=self.stream, leave=False,
-                                         position=len(self.bars), miniters=1)
+                                         position=len(self.bars), miniters=1,
+                                         ncols=self.columns, nrows=self.rows)
 
     def downloaded(self, label, count):
         with self.lock:

@@ -168,3 +168,26 @@ def test_pull_policies(user, layouts, registry, push):
     assert inspected["Id"] == layouts["one"][1]
     assert inspected["RepoTags"] == [reference]
     assert inspected["Config"]["Env"] == ["PATH=/bin", "GREETING=one"]
+
+
+def test_progress_on_a_terminal(user, layouts, registry, push):
+    """tqdm's bars (bytes, rate) where stderr is a terminal."""
+    import pty
+    from harness import HANDCAR
+    user.login_file(registry.host, USER, PASSWORD)
+    reference = push(layouts["one"][0], registry, "handcar/progress:1")
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(HANDCAR, [HANDCAR, "--root", str(user.root), "pull", reference], user.env)
+    output = b""
+    try:
+        while True:
+            output += os.read(fd, 65536)
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "Copying blob" in text and "%|" in text and "B/s" in text, text   # a bar
+    assert layouts["one"][1] in text
