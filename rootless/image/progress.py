@@ -45,7 +45,7 @@ class Progress:
         self.say(f"Unpacked layer {layer.label} ({_size(size)} in {seconds:.1f}s)")
 
     def all_stored(self, count):
-        self.say(f"All {count} layers are already stored")
+        pass                                     # nothing to do, nothing to say (as podman)
 
     def close(self):
         pass
