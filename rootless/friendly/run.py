@@ -1,5 +1,5 @@
-"""The friendly verbs: `run IMAGE [CMD]` / `run -- CMD`, logs, ps -a, stop, rm, pull,
-images and rmi, the way docker and podman users expect them.
+"""The friendly verbs: `run IMAGE [CMD]` / `run -- CMD`, logs, ps -a, stop and rm, the
+way docker and podman users expect them (the image verbs are rootless/image/commands.py).
 
 A friendly container is an ordinary container of the engine (same store, same verbs)
 whose bundle handcar writes itself, in DATA/containers/NAME/ (DATA: the XDG data dir):
@@ -8,6 +8,8 @@ whose bundle handcar writes itself, in DATA/containers/NAME/ (DATA: the XDG data
     rootfs/            root.path: the overlay's mount point, a copy of the image, or (host
                        sandbox) an empty root holding the host's directories' mount points
     upper/ work/       the container's writable layer, when overlayfs is used
+    l                  -> the image store's short layer names (overlay's lowerdir)
+    image-id           the image it was made from (rmi and image prune read it)
     etc/               hostname, hosts, resolv.conf, bound into the container
     ctr.log            stdout and stderr of a detached container
 
@@ -447,64 +449,7 @@ def _claim_name(store, wanted):
     raise HandcarError("cannot find a free container name: give one with --name")
 
 
-# --- overlayfs, copies and removal ------------------------------------------------------
-
-def _overlay_works():
-    """Whether this kernel mounts overlayfs in a user namespace (5.11 and later do);
-    found out once per kernel release and remembered."""
-    marker = os.path.join(settings().storage, f".overlay-{os.uname().release}")
-    try:
-        with open(marker) as f:
-            return f.read().strip() == "yes"
-    except OSError:
-        pass
-    from rootless.runtime import userns
-    probe = os.path.join(settings().storage, f".overlay-probe-{os.getpid()}")
-    os.makedirs(probe)
-    try:
-        for part in ("lower", "upper", "work", "merged"):
-            os.mkdir(os.path.join(probe, part))
-        try:
-            userns.run_in_userns(container_mapping(), _mount_overlay, probe)
-            works = True
-        except HandcarError as err:
-            log.debug(f"overlayfs in a user namespace: {err}")
-            works = False
-    finally:
-        from rootless.image.store import remove_owned_tree
-        remove_owned_tree(probe, None)
-    write_atomic(marker, "yes\n" if works else "no\n", 0o644)
-    return works
-
-
-def _mount_overlay(probe):
-    from rootless.system import libc
-    libc.mount("overlay", os.path.join(probe, "merged"), "overlay", 0,
-               f"lowerdir={probe}/lower,upperdir={probe}/upper,workdir={probe}/work")
-
-
-def copy_tree(source, destination):
-    """Copy a rootfs keeping owners, modes, times and links (run in the user namespace)."""
-    import shutil
-    for directory, subdirs, files in os.walk(source):
-        target_dir = os.path.join(destination, os.path.relpath(directory, source))
-        for name in subdirs + files:
-            src, dst = os.path.join(directory, name), os.path.join(target_dir, name)
-            st = os.lstat(src)
-            if os.path.islink(src):
-                os.symlink(os.readlink(src), dst)
-            elif name in subdirs:
-                os.mkdir(dst)
-            elif os.path.isfile(src):
-                shutil.copyfile(src, dst, follow_symlinks=False)
-            else:
-                continue                      # device nodes and sockets: not without root
-            os.lchown(dst, st.st_uid, st.st_gid)
-            if not os.path.islink(dst):
-                os.chmod(dst, st.st_mode & 0o7777)
-                os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
-        subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]
-
+# --- removal -------------------------------------------------------------------------------
 
 def remove_bundle(bundle):
     """A friendly container's directory, with its writable layer (owned by its ids)."""
