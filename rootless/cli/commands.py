@@ -388,6 +388,13 @@ def image(g, subcommand, args):
     verb = IMAGE_VERBS.get(subcommand) or VERBS.get(aliases.get(subcommand, ""))
     if verb is None:
         raise UsageError(f"image {subcommand}: expected inspect, prune, ls, pull or rm")
+    if "-h" in args or "--help" in args:
+        print(f"Usage: handcar image {subcommand} [OPTIONS] "
+              + " ".join(a.metavar for a in verb.args) + f"\n\n  {verb.help}\n\nOptions:")
+        for opt in verb.options:
+            value = f" {opt.metavar or 'TEXT'}" if opt.kind != "flag" else ""
+            print(f"  {', '.join(opt.names)}{value}  {opt.help}")
+        return 0
     try:
         values, _ = _parse(list(args), verb.options, verb.args, stop_at_argument=False)
     except Unusual as err:
