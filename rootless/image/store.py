@@ -365,7 +365,10 @@ class ImageStore:
         with self.lock(exclusive=True):
             trash = os.path.join(self.tmp, f"rm-image-{image.id[:SHORT]}-{os.getpid()}")
             os.rename(image.path, trash)
-            _remove_tree(trash)
+            if os.path.isdir(os.path.join(trash, "rootfs")):     # the containers' ids'
+                in_userns(self.mapping, "remove_tree", trash)
+            else:
+                _remove_tree(trash)
             self._remove_unused_layers()
 
     def remove_unused_layers(self):
@@ -417,6 +420,33 @@ class ImageStore:
         if self.driver() == "vfs":
             layers = layers[-1:]                 # the top layer is the whole tree
         return read_image_file(layers, path)
+
+    def rootfs(self, image):
+        """A directory holding the image's whole tree, for what needs one on the host
+        (handcar debug --image): with vfs the top layer; with overlay a flattened copy,
+        images/<id>/rootfs, made the first time it is asked for (removed with the image)."""
+        if self.driver() == "vfs":
+            return self.lower_dirs(image)[-1] if image.chain else None
+        path = os.path.join(image.path, "rootfs")
+        if os.path.isdir(path):
+            return path
+        with self.lock():
+            work = os.path.join(self.tmp, f"rootfs-{image.id[:SHORT]}-{os.getpid()}")
+            os.mkdir(work, 0o700)
+            try:
+                for part in ("rootfs", "upper", "work", "merged"):
+                    os.mkdir(os.path.join(work, part), 0o755)
+                for hex_id in image.chain:
+                    self._link(hex_id)
+                lowers = [f"l/{hex_id[:SHORT]}" for hex_id in reversed(image.chain)]
+                in_userns(self.mapping, "flatten", self.root, lowers, work)
+                try:
+                    os.rename(os.path.join(work, "rootfs"), path)
+                except OSError:
+                    pass                         # made meanwhile by another process
+            finally:
+                in_userns(self.mapping, "remove_tree", work)
+        return path
 
     def copy_root(self, image, destination):
         """vfs: the container's root, a copy of the image's top layer (the whole tree)."""
@@ -511,3 +541,16 @@ def probe_overlay(_context, probe):
 def copy_layer(_context, source, destination):
     from rootless.image.unpack import copy_tree
     copy_tree(source, destination)
+
+
+@worker_call
+def flatten(_context, store_root, lowers, work):
+    """Copy the tree of an overlay of `lowers` into `work`/rootfs (store.rootfs)."""
+    from rootless.image.unpack import copy_tree, overlay_options
+    from rootless.system import libc
+    libc.unshare(libc.CLONE_NEWNS)
+    os.chdir(store_root)
+    merged = os.path.join(work, "merged")
+    libc.mount("overlay", merged, "overlay", 0, overlay_options(
+        lowers, os.path.join(work, "upper"), os.path.join(work, "work")))
+    copy_tree(merged, os.path.join(work, "rootfs"))

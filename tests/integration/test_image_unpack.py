@@ -372,3 +372,16 @@ def test_the_vfs_driver_keeps_whole_trees(tmp_path):
     assert store.read_file(image, "/etc/passwd").startswith("root:x:0:0")
     store.remove(image)
     assert os.listdir(store.layers_dir) == []
+
+
+def test_a_flattened_root_is_made_on_demand_and_removed_with_the_image(store, tmp_path):
+    """For what needs the image as one directory on the host (handcar debug --image)."""
+    reference, _ = layout(tmp_path / "image", BASE + [f("gone"), hardlink("sh2", "bin/sh")],
+                          [f(".wh.gone", b""), f("added", b"a\n")])
+    image = pull_into(store, reference)
+    root = store.rootfs(image)
+    assert store.rootfs(image) == root
+    assert sorted(os.listdir(root)) == ["added", "bin", "etc", "sh2"]
+    assert os.stat(f"{root}/sh2").st_ino == os.stat(f"{root}/bin/sh").st_ino
+    store.remove(image)
+    assert not os.path.exists(root)
