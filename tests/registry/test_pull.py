@@ -191,3 +191,30 @@ def test_progress_on_a_terminal(user, layouts, registry, push):
     assert os.waitstatus_to_exitcode(status) == 0, text
     assert "Copying blob" in text and "%|" in text and "B/s" in text, text   # a bar
     assert layouts["one"][1] in text
+
+
+def test_a_registry_down_or_untrusted_is_one_line(user, pushed, registry, tmp_path):
+    down = user("pull", "127.0.0.1:1/handcar/one:1")
+    errors = [line for line in down.stderr.splitlines() if line.startswith("handcar:")]
+    assert down.returncode == 1 and len(errors) == 1
+    assert "pulling 127.0.0.1:1/handcar/one:1 from 127.0.0.1:1: cannot connect" in errors[0]
+    (user.containers / "certs.d" / registry.host / "ca.crt").unlink()    # not trusted now
+    untrusted = user("run", "--rm", pushed["one"][0], "true")
+    assert untrusted.returncode == 125
+    assert f"from {registry.host}: TLS: " in untrusted.stderr
+    assert "certificate verify failed" in untrusted.stderr
+
+
+def test_registry_auth_file_and_authfile(user, pushed, registry, tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "auth.json"
+    user.ok("login", "-u", USER, "--password-stdin", registry.host, input=PASSWORD,
+            env={"REGISTRY_AUTH_FILE": str(elsewhere)})
+    assert registry.host in json.loads(elsewhere.read_text())["auths"]
+    assert stat.S_IMODE(os.stat(elsewhere.parent).st_mode) == 0o700
+    assert not (user.runtime / "containers" / "auth.json").exists()
+    user.ok("pull", "-q", pushed["one"][0], env={"REGISTRY_AUTH_FILE": str(elsewhere)})
+    other = tmp_path / "other.json"
+    user.ok("login", "-u", USER, "--password-stdin", "--authfile", str(other),
+            registry.host, input=PASSWORD)
+    user.ok("logout", "--authfile", str(other), "--all")
+    assert json.loads(other.read_text())["auths"] == {}
