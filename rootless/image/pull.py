@@ -45,7 +45,9 @@ def image_for_run(store, text, policy, platform, progress):
                 raise ImageError(f"{text}: not in the store, and --pull never")
             return found
         return pull(store, text, platform, progress)   # re-read: the file may have changed
-    local = None if reference.kind == "docker" else store.find(text, local_names(text))
+    local = None
+    if reference.kind != "docker":                 # registries.conf only when needed
+        local = store.find(text) or store.find(text, local_names(text))
     if policy == "never":
         if local is None:
             raise ImageError(f"no such image {text!r} in the store, and --pull never "
