@@ -333,7 +333,12 @@ class RootfsBuilder:
         linux = self.spec.linux
         # From the bundle, as runc builds it: a relative path in a mount's options (the
         # short lowerdir names of an image's overlay, see image/store.py) is the bundle's.
-        os.chdir(self.bundle)
+        # (A container root mapped to an id that may not enter the bundle stays where it
+        # is: only relative options would need it.)
+        try:
+            os.chdir(self.bundle)
+        except OSError:
+            pass
         propagation = opts.PROPAGATION.get(linux.rootfs_propagation, opts.SLAVE | opts.REC)
         with step("making / " + (linux.rootfs_propagation or "rslave")):
             libc.mount(None, "/", None, propagation)
