@@ -522,8 +522,9 @@ class Downloads:
         self.client = client
         self.repository = repository
         self.descriptors = descriptors
-        self.paths = [os.path.join(directory, f"{d['digest'][7:]}-{os.getpid()}.blob")
-                      for d in descriptors]
+        # one file per layer, even for a blob two layers share (the same empty layer)
+        self.paths = [os.path.join(directory, f"{n}-{d['digest'][7:19]}-{os.getpid()}.blob")
+                      for n, d in enumerate(descriptors)]
         self.where = where
         self.futures = {}
         self.executor = None
