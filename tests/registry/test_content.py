@@ -178,3 +178,14 @@ def test_sixty_layers_run(logged_in, registry, push, base_tar, tmp_path):
                           "cat /layer1 /layer30 /layer59")
     assert result.stdout == "1\n30\n59\n"
     assert len(logged_in.layers()) == 60
+
+
+def test_a_blob_used_by_two_layers(logged_in, registry, push, base_tar, tmp_path):
+    """The same layer twice (two steps that made the same change): one blob, two layers
+    of the chain, each unpacked on its own."""
+    same = imagebuild.tar_of_entries([d("etc"), f("etc/motd", b"twice\n")])
+    imagebuild.write_layout_of_layers(tmp_path / "layout", [base_tar, same, same],
+                                      greeting="twice")
+    reference = push(f"oci:{tmp_path / 'layout'}:latest", registry, "handcar/twice:1")
+    result = logged_in.ok("run", "--rm", "--network", "none", reference, "cat", "/etc/motd")
+    assert result.stdout == "twice\n" and len(logged_in.layers()) == 3
