@@ -328,3 +328,25 @@ def chain_ids(diff_ids):
         chain.append(diff_id if not chain else "sha256:" + hashlib.sha256(
             f"{chain[-1]} {diff_id}".encode()).hexdigest())
     return chain
+
+
+def inspect_document(config, image_id, digest, names, digests, size):
+    """podman's inspect fields for an image config document."""
+    container_config = config.get("config") or {}
+    return {
+        "Id": image_id,
+        "Digest": digest,
+        "RepoTags": list(names),
+        "RepoDigests": list(digests),
+        "Created": config.get("created", ""),
+        "Config": container_config,
+        "Author": config.get("author", ""),
+        "Architecture": config.get("architecture", ""),
+        "Os": config.get("os", ""),
+        **({"Variant": config["variant"]} if config.get("variant") else {}),
+        "Size": size,
+        "Labels": container_config.get("Labels"),
+        "RootFS": {"Type": "layers",
+                   "Layers": list((config.get("rootfs") or {}).get("diff_ids") or ())},
+        "History": config.get("history") or [],
+    }

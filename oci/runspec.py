@@ -76,6 +76,7 @@ class Layout(Record):
     FIELDS = {
         "rootfs": "rootfs",        # root.path (relative to the bundle)
         "overlay": None,           # (lowerdir, upperdir, workdir): mounted on / if given
+                                   # (relative paths are the bundle's)
         "host_dirs": (),           # host sandbox: the HOST_DIRS that exist (real dirs)
         "cwd": None,               # host sandbox: the caller's directory, bound read-write
         "home": None,              # host sandbox: the caller's home (a tmpfs)
@@ -340,9 +341,11 @@ def _mounts(request, layout, defaults):
     mounts = []
     if layout.overlay:
         lower, upper, work = layout.overlay
+        # userxattr: overlayfs's own xattrs in the user.* namespace, which is what it can
+        # use in a user namespace (and how the image store's layers are written)
         mounts.append({"destination": "/", "type": "overlay", "source": "overlay",
                        "options": [f"lowerdir={lower}", f"upperdir={upper}",
-                                   f"workdir={work}"]})
+                                   f"workdir={work}", "userxattr"]})
     for path in layout.host_dirs:
         mounts.append({"destination": path, "type": "bind", "source": path,
                        "options": ["rbind", "ro", "nosuid", "nodev"]})

@@ -257,6 +257,14 @@ class RootfsBuilder:
     def build(self):
         """Everything up to pivot_root (which `enter` does)."""
         linux = self.spec.linux
+        # From the bundle, as runc builds it: a relative path in a mount's options (the
+        # short lowerdir names of an image's overlay, see image/store.py) is the bundle's.
+        # (A container root mapped to an id that may not enter the bundle stays where it
+        # is: only relative options would need it.)
+        try:
+            os.chdir(self.bundle)
+        except OSError:
+            pass
         # rslave: the host's mounts and unmounts reach the container, nothing goes back.
         # The config's rootfsPropagation is the rootfs's own, given to it once it is "/"
         # (enter): made here, on every mount, it would stop the rootfs being bound at all

@@ -74,7 +74,7 @@ def run(g, args, bundle, config, detach, keep, no_subreaper, pid_file, console_s
     runc_given = [_flag_name(name) for name in RUNC_RUN_ONLY
                   if runc_flags[name] not in (None, False, 0)]
     friendly_given = [_flag_name(o.dest) for o in FRIENDLY_RUN_OPTIONS
-                      if friendly_flags[o.dest] not in (None, False, ())]
+                      if friendly_flags[o.dest] not in (None, False, (), o.default)]
     host_sandbox = bool(args) and args[0] == DASHES
     args = [("--" if arg == DASHES else arg) for arg in args[1 if host_sandbox else 0:]]
     if runc_given and (friendly_given or host_sandbox):

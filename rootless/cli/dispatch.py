@@ -27,6 +27,9 @@ HANDLERS = {
     "pull": ("rootless.cli.friendly", "pull"),
     "images": ("rootless.cli.friendly", "images"),
     "rmi": ("rootless.cli.friendly", "rmi"),
+    "image": ("rootless.cli.friendly", "image"),
+    "login": ("rootless.cli.friendly", "login"),
+    "logout": ("rootless.cli.friendly", "logout"),
 }
 
 

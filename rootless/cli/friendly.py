@@ -40,22 +40,70 @@ def rm(g, names, force):
         friendly.rm(g.store(), names, force)
 
 
-def pull(g, source):
-    """Add an image to the store."""
-    from rootless.friendly import run as friendly
-    with with_docker_statuses():
-        friendly.pull(source)
+# --- the image verbs (issue 16): rootless/friendly/images.py -----------------------------
+
+def pull(g, source, quiet, platform, arch):
+    """Pull an image into the store and print its ID (runc's exit status 1 on failure, as
+    podman pull gives)."""
+    from rootless.friendly import images as image_verbs
+    image_verbs.pull(source, quiet, platform, arch)
 
 
-def images(g, quiet):
+def images(g, quiet, show_all):
     """List the images in the store."""
-    from rootless.friendly import run as friendly
+    from rootless.friendly import images as image_verbs
     with with_docker_statuses():
-        friendly.images(quiet)
+        image_verbs.images(quiet, show_all)
 
 
 def rmi(g, names, force):
-    """Remove images from the store."""
-    from rootless.friendly import run as friendly
+    """Remove images from the store, and the layers no other image uses."""
+    from rootless.friendly import images as image_verbs
     with with_docker_statuses():
-        friendly.rmi(g.store(), names, force)
+        image_verbs.rmi(g.store(), names, force)
+
+
+def image(g, subcommand, args):
+    """`image inspect|prune`, and podman's `image ls|pull|rm` for images, pull, rmi."""
+    from rootless.cli.dispatch import handler
+    from rootless.cli.verbs import IMAGE_VERBS, VERBS, Unusual, parse_tokens
+    aliases = {"ls": "images", "list": "images", "pull": "pull", "rm": "rmi"}
+    verb = IMAGE_VERBS.get(subcommand) or VERBS.get(aliases.get(subcommand, ""))
+    if verb is None:
+        raise UsageError(f"image {subcommand}: expected inspect, prune, ls, pull or rm")
+    if "-h" in args or "--help" in args:
+        print(f"Usage: handcar image {subcommand} [OPTIONS] "
+              + " ".join(a.metavar for a in verb.args) + f"\n\n  {verb.help}\n\nOptions:")
+        for opt in verb.options:
+            value = f" {opt.metavar or 'TEXT'}" if opt.kind != "flag" else ""
+            print(f"  {', '.join(opt.names)}{value}  {opt.help}")
+        return 0
+    try:
+        values, _ = parse_tokens(list(args), verb.options, verb.args, stop_at_argument=False)
+    except Unusual as err:
+        raise UsageError(f"image {subcommand}: unexpected or missing {err} (handcar image "
+                         f"{subcommand} takes "
+                         + " ".join([*(o.names[-1] for o in verb.options),
+                                     *(a.metavar for a in verb.args)]) + ")") from None
+    if subcommand in aliases:
+        return handler(verb.name)(g, **values)
+    from rootless.friendly import images as image_verbs
+    with with_docker_statuses():
+        if subcommand == "inspect":
+            return image_verbs.inspect(values["names"], values["platform"],
+                                          values["arch"])
+        return image_verbs.prune()
+
+
+def login(g, registry, username, password_stdin, authfile, tls_verify):
+    """Log in to a registry and keep the credentials in auth.json."""
+    from rootless.friendly.images import login
+    login(registry, username, password_stdin, authfile, tls_verify == "true")
+
+
+def logout(g, registry, all_registries, authfile):
+    """Remove a registry's credentials from auth.json."""
+    from rootless.friendly.images import logout
+    if not registry and not all_registries:
+        raise UsageError("logout: name a REGISTRY, or --all")
+    logout(registry, all_registries, authfile)

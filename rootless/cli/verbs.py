@@ -116,6 +116,15 @@ FRIENDLY_RUN_OPTIONS = (
         help="seccomp=unconfined|FILE, no-new-privileges."),
     Opt(("--entrypoint",), "entrypoint", "value", metavar="PROGRAM",
         help="Run PROGRAM instead of the image's entrypoint."),
+    # images (issue 16)
+    Opt(("--pull",), "pull", "value", default="missing",
+        choices=("missing", "always", "never", "newer"),
+        help="Pull the image: when missing from the store, always, never, or when the "
+             "registry has a newer one."),
+    Opt(("--platform",), "platform", "value", metavar="OS/ARCH[/VARIANT]",
+        help="Pull the image for this platform (default: the host's)."),
+    Opt(("--arch",), "arch", "value", metavar="ARCH",
+        help="Pull the image for this architecture (default: the host's)."),
 )
 RUNC_RUN_ONLY = ("bundle", "config", "pid_file", "console_socket", "no_pivot", "no_new_keyring",
                  "preserve_fds", "keep", "no_subreaper")
@@ -134,6 +143,26 @@ could be either (./config.json exists and the argument is a directory or an oci:
 docker-archive: image) is refused: add -b . for runc mode or --rm for friendly mode."""
 
 NAMES = Arg("names", "NAME...", variadic=True)
+
+PULL_OPTIONS = (
+    Opt(("-q", "--quiet"), "quiet", help="Print only the image ID (no progress)."),
+    Opt(("--platform",), "platform", "value", metavar="OS/ARCH[/VARIANT]",
+        help="The platform to pull (default: the host's)."),
+    Opt(("--arch",), "arch", "value", metavar="ARCH",
+        help="The architecture to pull (default: the host's)."),
+)
+# `image SUBCOMMAND`'s own verbs, parsed from what follows the subcommand
+IMAGE_VERBS = {
+    "inspect": Verb("inspect", "Print podman's JSON description of images.", (
+        Opt(("--platform",), "platform", "value", metavar="OS/ARCH[/VARIANT]",
+            help="Describe the registry's image for this platform (not pulled)."),
+        Opt(("--arch",), "arch", "value", metavar="ARCH",
+            help="Describe the registry's image for this architecture (not pulled)."),
+    ), (Arg("names", "IMAGE...", variadic=True),)),
+    "prune": Verb("prune", "Remove images without a name that no container uses.", (
+        Opt(("-f", "--force"), "force", help="Accepted (there is no question asked)."),
+    )),
+}
 
 FORMAT = Opt(("-f", "--format"), "fmt", "value", default="table", choices=("table", "json"),
              help="Output format.")
@@ -201,15 +230,38 @@ VERBS = {verb.name: verb for verb in (
     Verb("rm", "Remove containers and their files (-f: running ones too).", (
         Opt(("-f", "--force"), "force", help="Kill running containers first."),
     ), (NAMES,)),
-    Verb("pull", "Add an image to the store from oci:DIR[:TAG] or "
-         "docker-archive:FILE[:REPO[:TAG]].",
-         (), (Arg("source", "SOURCE"),)),
+    # --- images (issue 16): pull, images, image inspect/prune, rmi, login, logout
+    Verb("pull", "Pull an image into the store and print its ID: a registry's (NAME[:TAG]"
+         "[@DIGEST], docker://NAME; short names as registries.conf resolves them), or "
+         "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REPO[:TAG]].",
+         PULL_OPTIONS, (Arg("source", "IMAGE"),)),
     Verb("images", "List the images in the store.", (
         Opt(("-q", "--quiet"), "quiet", help="Print only the ids."),
+        Opt(("-a", "--all"), "show_all", help="Images without a name too."),
     )),
-    Verb("rmi", "Remove images from the store.", (
+    Verb("image", "Manage images: inspect, prune (and ls, pull, rm as images, pull, rmi).",
+         (), (Arg("subcommand", "inspect|prune|ls|pull|rm"),
+              Arg("args", "[OPTIONS] [IMAGE]...", required=False, variadic=True)),
+         interspersed=False),
+    Verb("rmi", "Remove images from the store, and the layers no other image uses.", (
         Opt(("-f", "--force"), "force", help="Remove the containers using them too."),
     ), (Arg("names", "IMAGE...", variadic=True),)),
+    Verb("login", "Log in to a registry: check the credentials with it, then keep them in "
+         "auth.json (REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json).", (
+             Opt(("-u", "--username"), "username", "value", metavar="USER",
+                 help="The user name (asked for on a terminal when left out)."),
+             Opt(("--password-stdin",), "password_stdin",
+                 help="Read the password from stdin (never from the command line)."),
+             Opt(("--authfile",), "authfile", "value", metavar="FILE",
+                 help="The auth file to write."),
+             Opt(("--tls-verify",), "tls_verify", "value", default="true",
+                 choices=("true", "false"), help="Verify the registry's certificate."),
+         ), (Arg("registry", "REGISTRY"),)),
+    Verb("logout", "Remove a registry's credentials from auth.json.", (
+        Opt(("-a", "--all"), "all_registries", help="Every registry's."),
+        Opt(("--authfile",), "authfile", "value", metavar="FILE",
+            help="The auth file to change."),
+    ), (Arg("registry", "[REGISTRY]", required=False),)),
     Verb("pause", "Freeze every process of a container (through its cgroup).", (), (ID,)),
     Verb("resume", "Thaw a paused container.", (), (ID,)),
     Verb("events", "Print the container's stats (and OOM events) as JSON lines, as runc does.", (
@@ -292,20 +344,20 @@ class Unusual(Exception):
 def parse(argv):
     """(global values, Verb, verb values) for a plain command line, or None."""
     try:
-        global_values, rest = _parse(argv, GLOBAL_OPTIONS, (), stop_at_argument=True)
+        global_values, rest = parse_tokens(argv, GLOBAL_OPTIONS, (), stop_at_argument=True)
         if not rest or rest[0] not in VERBS:
             return None
         verb = VERBS[rest[0]]
         tokens = mark_double_dash(rest[1:], verb.options) if verb.marks_double_dash \
             else rest[1:]
-        values, _ = _parse(tokens, verb.options, verb.args,
+        values, _ = parse_tokens(tokens, verb.options, verb.args,
                            stop_at_argument=not verb.interspersed)
         return global_values, verb, values
     except Unusual:
         return None
 
 
-def _parse(tokens, options, args, stop_at_argument):
+def parse_tokens(tokens, options, args, stop_at_argument):
     by_name = {name: opt for opt in options for name in opt.names}
     values = {opt.dest: (() if opt.kind == "multiple" else
                          False if opt.kind == "flag" else opt.default) for opt in options}

@@ -1,5 +1,5 @@
-"""The friendly verbs: `run IMAGE [CMD]` / `run -- CMD`, logs, ps -a, stop, rm, pull,
-images and rmi, the way docker and podman users expect them.
+"""The friendly verbs: `run IMAGE [CMD]` / `run -- CMD`, logs, ps -a, stop and rm, the
+way docker and podman users expect them (the image verbs are rootless/friendly/images.py).
 
 A friendly container is an ordinary container of the engine (same store, same verbs)
 whose bundle handcar writes itself, in DATA/containers/NAME/ (DATA: the XDG data dir):
@@ -8,6 +8,8 @@ whose bundle handcar writes itself, in DATA/containers/NAME/ (DATA: the XDG data
     rootfs/            root.path: the overlay's mount point, a copy of the image, or (host
                        sandbox) an empty root holding the host's directories' mount points
     upper/ work/       the container's writable layer, when overlayfs is used
+    l                  -> the image store's short layer names (overlay's lowerdir)
+    image-id           the image it was made from (rmi and image prune read it)
     etc/               hostname, hosts, resolv.conf, bound into the container
     ctr.log            stdout and stderr of a detached container
 
@@ -25,7 +27,7 @@ from oci.runspec import (HOST_DIRS, ImageConfig, Layout, RunError, RunRequest, b
                          network_kind, parse_cpus, parse_env_file, parse_size, parse_user,
                          parse_volume)
 from rootless import log
-from rootless.output import print_table
+from rootless.output import ago, print_table
 from rootless.errors import AlreadyExists, HandcarError, NotFound
 from rootless.friendly.settings import settings
 from rootless.runtime.store import check_id, write_atomic
@@ -51,7 +53,7 @@ def bundle_of(name):
 
 def image_store():
     from rootless.image.store import ImageStore
-    return ImageStore(settings().storage)
+    return ImageStore(settings().storage, container_mapping())
 
 
 def container_mapping():
@@ -110,16 +112,16 @@ def _prepare(bundle, name, image_text, command, flags):
     cpus = parse_cpus(flags.cpus) if flags.cpus else None
     seccomp = _seccomp(flags.security_opt, config)
     network = flags.network or config.network
-    image, layout = None, Layout()
+    image, layout, read_file = None, Layout(), None
     if image_text is None:
         layout = _host_sandbox(bundle)
         network = network or "host"
     else:
         os.mkdir(os.path.join(bundle, "etc"), 0o755)    # marks the bundle as an image's
-        image, layout = _image_layout(bundle, image_text)
+        image, layout, read_file = _image_layout(bundle, image_text, flags)
         network = network or _default_network()
     slirp, ports = _network(network, flags.publish, image if flags.publish_all else None)
-    user = _user(flags.user, image, layout, bundle)
+    user = _user(flags.user, image, layout, read_file)
     if image_text is not None:
         layout = layout.replace(etc_files=_etc_files(bundle, flags.hostname or name, slirp))
     if flags.init or config.init:
@@ -217,46 +219,59 @@ def _as_json(mappings):
                  for m in mappings)
 
 
-def _image_layout(bundle, image_text):
-    """(ImageConfig, Layout) for an image or a rootfs directory."""
+def _image_layout(bundle, image_text, flags):
+    """(ImageConfig, Layout, a reader of the image's files) for an image or a rootfs
+    directory. An image's root is an
+    overlay of its layers (or a copy of it, where overlayfs cannot be mounted in a user
+    namespace: see image/store.py); a directory's an overlay of it."""
     from oci.image import ImageError, parse_reference
     mapping = container_mapping()           # images are unpacked (and copied) with it
     reference = parse_reference(image_text, os.path.exists, os.path.isdir)
+    store = image_store()
+    rootfs = os.path.join(bundle, "rootfs")
+    os.mkdir(rootfs, 0o755)
+    overlay = store.driver() == "overlay"
     if reference.kind == "dir":
         if not os.path.isdir(reference.path):
             raise ImageError(f"{image_text}: no such directory")
         lower, image = os.path.realpath(reference.path), ImageConfig()
+        if set(lower) & set(",:"):
+            raise RunError(f"{lower}: overlayfs cannot use a path with ',' or ':'")
+
+        def read_file(path):
+            return _read_in_root(lower, path)
+        if not overlay:
+            from rootless.image.worker import in_userns
+            in_userns(mapping, "copy_layer", lower, rootfs)
     else:
-        store = image_store()
-        if reference.kind == "name":
-            found = store.find(reference.path)
-        else:                           # re-read: the layout or archive may have changed
-            found = store.pull(image_text, mapping)
-        if found is None:
-            raise ImageError(f"no such image {image_text!r} (handcar images lists them; "
-                             "handcar pull oci:DIR or docker-archive:FILE adds one)")
-        lower, image = found.rootfs, found.config()
-    rootfs = os.path.join(bundle, "rootfs")
-    os.mkdir(rootfs, 0o755)
-    if _overlay_works():
-        upper, work = os.path.join(bundle, "upper"), os.path.join(bundle, "work")
-        os.mkdir(upper, 0o755)
-        os.mkdir(work, 0o700)
-        for path in (lower, upper, work):
-            if set(path) & set(",:"):
-                raise RunError(f"{path}: overlayfs cannot use a path with ',' or ':'")
-        layout = Layout(rootfs="rootfs", overlay=(lower, upper, work))
+        from rootless.image.progress import progress_for
+        from rootless.image.pull import image_for_run, platform_from
+        found = image_for_run(store, image_text, flags.pull, platform_from(flags.platform,
+                                                                           flags.arch),
+                              progress_for(quiet=False))
+        image = found.config()
+
+        def read_file(path):
+            return store.read_file(found, path)
+        with store.lock():                  # rmi waits until the image's use is recorded
+            with open(os.path.join(bundle, "image-id"), "w") as f:
+                f.write(found.id + "\n")
+            if overlay:
+                lower = store.overlay_lowers(found, bundle)
+            else:
+                store.copy_root(found, rootfs)
+    if overlay:
+        os.mkdir(os.path.join(bundle, "upper"), 0o755)
+        os.mkdir(os.path.join(bundle, "work"), 0o700)
+        layout = Layout(rootfs="rootfs", overlay=(lower, "upper", "work"))
     else:
-        from rootless.runtime import userns
-        log.debug("overlayfs is not available here: copying the image")
-        from rootless.system.fs import copy_directory
-        userns.run_in_userns(mapping, copy_directory, lower, rootfs)
+        log.debug("overlayfs is not available here: the container has a copy of its image")
         layout = Layout(rootfs="rootfs")
     return image, layout.replace(uid_mappings=_as_json(mapping.uid_mappings),
-                                 gid_mappings=_as_json(mapping.gid_mappings))
+                                 gid_mappings=_as_json(mapping.gid_mappings)), read_file
 
 
-def _user(text, image, layout, bundle):
+def _user(text, image, layout, read_file):
     """(uid, gid, additional gids) the process runs as."""
     if layout.cwd is not None:                  # host sandbox: the caller, unless -u
         if not text:
@@ -267,9 +282,7 @@ def _user(text, image, layout, bundle):
     text = text or (image.user if image else "")
     if not text:
         return 0, 0, ()
-    root = _lower_root(layout, bundle)
-    return parse_user(text, _read_in_root(root, "/etc/passwd"),
-                      _read_in_root(root, "/etc/group"))
+    return parse_user(text, read_file("/etc/passwd"), read_file("/etc/group"))
 
 
 def _read_in_root(root, path, limit=1 << 20):
@@ -286,10 +299,6 @@ def _read_in_root(root, path, limit=1 << 20):
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return ""
         return f.read(limit).decode(errors="replace")
-
-
-def _lower_root(layout, bundle):
-    return layout.overlay[0] if layout.overlay else os.path.join(bundle, layout.rootfs)
 
 
 def _read(path):
@@ -441,41 +450,7 @@ def _claim_name(store, wanted):
     raise HandcarError("cannot find a free container name: give one with --name")
 
 
-# --- overlayfs, copies and removal ------------------------------------------------------
-
-def _overlay_works():
-    """Whether this kernel mounts overlayfs in a user namespace (5.11 and later do);
-    found out once per kernel release and remembered."""
-    marker = os.path.join(settings().storage, f".overlay-{os.uname().release}")
-    try:
-        with open(marker) as f:
-            return f.read().strip() == "yes"
-    except OSError:
-        pass
-    from rootless.runtime import userns
-    probe = os.path.join(settings().storage, f".overlay-probe-{os.getpid()}")
-    os.makedirs(probe)
-    try:
-        for part in ("lower", "upper", "work", "merged"):
-            os.mkdir(os.path.join(probe, part))
-        try:
-            userns.run_in_userns(container_mapping(), _mount_overlay, probe)
-            works = True
-        except HandcarError as err:
-            log.debug(f"overlayfs in a user namespace: {err}")
-            works = False
-    finally:
-        from rootless.image.store import remove_owned_tree
-        remove_owned_tree(probe, None)
-    write_atomic(marker, "yes\n" if works else "no\n", 0o644)
-    return works
-
-
-def _mount_overlay(probe):
-    from rootless.system import libc
-    libc.mount("overlay", os.path.join(probe, "merged"), "overlay", 0,
-               f"lowerdir={probe}/lower,upperdir={probe}/upper,workdir={probe}/work")
-
+# --- removal -------------------------------------------------------------------------------
 
 def remove_bundle(bundle):
     """A friendly container's directory, with its writable layer (owned by its ids)."""
@@ -564,7 +539,7 @@ def ps(store, show_all):
         command = " ".join(args)
         rows.append((name, annotations.get("handcar.image") or "-",
                      command if len(command) <= 30 else command[:27] + "...",
-                     _ago(record.data.get("created", "")),
+                     ago(record.data.get("created", "")),
                      "exited" if status == STOPPED else status,
                      _ports_column(annotations.get("handcar.ports"))))
     print_table(rows)
@@ -578,20 +553,6 @@ def _ports_column(annotation):
             if annotation else ""
     except ValueError:
         return annotation
-
-
-def _ago(rfc3339):
-    import calendar
-    try:
-        then = calendar.timegm(time.strptime(rfc3339[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return rfc3339
-    seconds = max(0, int(time.time() - then))
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count > 1 else ''} ago"
-    return f"{seconds} seconds ago"
 
 
 def stop(store, names, timeout):
@@ -633,67 +594,3 @@ def rm(store, names, force):
                                "use rm -f")
         remove_container(store, name)
         print(name)
-
-
-def pull(source):
-    image = image_store().pull(source, container_mapping())
-    print(image.id)
-
-
-def images(quiet):
-    rows = [("NAME", "ID", "CREATED", "SIZE")]
-    for image in image_store().images():
-        if quiet:
-            print(image.id[:12])
-            continue
-        for name in image.names or ("<none>",):
-            rows.append((name, image.id[:12], image.created, _size(image.size)))
-    if not quiet:
-        print_table(rows)
-
-
-def _size(count):
-    for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return str(count)
-
-
-def rmi(store, names, force):
-    """docker's rmi: a name is taken off its image, which is deleted once it has no name
-    left (or when it was named by id); an image a container uses stays unless -f."""
-    from rootless.image.store import absolute_reference
-    images_ = image_store()
-    for text in names:
-        name = str(absolute_reference(text))
-        image = images_.find(name)
-        if image is None:
-            raise NotFound(f"no such image {text}")
-        tag = image.name_for(name)
-        deleting = tag is None or image.names == (tag,)
-        users = [cid for cid in store.ids() if _uses_image(store, cid, image)] \
-            if deleting else []
-        if users and not force:
-            raise HandcarError(f"image {text} is used by container {', '.join(users)} "
-                               "(handcar rm them first, or rmi -f)")
-        if tag is not None:
-            images_.untag(image, tag)
-            print(f"Untagged: {tag}")
-        if not deleting:
-            continue
-        for cid in users:
-            remove_container(store, cid)
-        images_.remove(image, container_mapping())
-        print(f"Deleted: {image.id}")
-
-
-def _uses_image(store, container_id, image):
-    try:
-        spec = store.open(container_id, lock=False).load_spec()
-    except (OSError, HandcarError):
-        return False
-    for mount in spec.mounts:
-        if mount.type == "overlay" and f"lowerdir={image.rootfs}" in mount.options:
-            return True
-    return False

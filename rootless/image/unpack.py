@@ -1,6 +1,7 @@
-"""Applying layers to a rootfs, in the user namespace the container will have: each layer
-checked against its digests as it is read, its whiteouts applied, nothing reaching
-outside the rootfs (chrooted there, and importing nothing after the chroot)."""
+"""Unpacking a layer, in the user namespace the container will have (so a file of uid 33
+in the image is uid 33 inside): checked against its digests as it is read, its
+whiteouts applied, nothing reaching outside the layer's tree (chrooted there, and
+importing nothing after the chroot). gzip, zstd and plain tar layers."""
 
 import hashlib
 import os
@@ -9,6 +10,7 @@ import sys
 
 from oci.image import ImageError
 from rootless.errors import os_error_message
+from rootless.image.worker import worker_call
 from rootless.system.fs import remove_tree
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -40,29 +42,74 @@ class _HashingReader:
         return "sha256:" + self.hash.hexdigest()
 
 
-def unpack_layers(rootfs, layers, size_fd):
-    """Apply each layer to `rootfs`, in order, chrooted there (runs as root in the user
-    namespace). Writes each layer's unpacked size to `size_fd`; an error names the layer."""
-    import gzip     # noqa: F401  imported before the chroot: nothing can be
-    import tarfile  # noqa: F401  imported after it (_unpack_layer finds
-    import zlib     # noqa: F401  them in sys.modules)
-    files = [layer.open() for layer in layers]
-    _enter_rootfs(rootfs)
-    progress = sys.stderr.isatty()
-    for number, (layer, raw) in enumerate(zip(layers, files), 1):
-        if progress:
-            print(f"\rhandcar: unpacking layer {number}/{len(layers)} {layer.label}",
-                  end="", file=sys.stderr, flush=True)
-        try:
-            size = _unpack_layer(layer, raw)
-        except ImageError as err:
-            raise ImageError(f"layer {layer.label}: {err}") from None
-        except OSError as err:
-            raise ImageError(f"layer {layer.label}: {os_error_message(err)}") from None
-        os.write(size_fd, f"{size}\n".encode())
+@worker_call
+def unpack_layer(layers, index, work, lowers, driver, links):
+    """A worker call (rootless/image/worker.py): apply layers[index] into `work`/diff,
+    the layer's new directory, and return its unpacked size. With lower layers, it is
+    applied on top of them, as a container would see them:
+
+    - overlay: an overlay of `lowers` (names in the `links` directory, topmost first)
+      with `work`/diff as its upper directory, so what the layer deletes becomes the
+      whiteouts and opaque directories overlayfs itself writes there, in the form it
+      reads in a user namespace (userxattr), and a hard link to a file below copies
+      the file up;
+    - vfs: a copy of the layer below (a directory holding the whole tree up to it).
+
+    Chrooted there for the unpacking itself (see apply_layer); an error names the layer."""
+    import gzip  # noqa: F401 - imported before the chroot: nothing can be imported
+    import tarfile  # noqa: F401 - after it (_unpack_layer finds them in sys.modules)
+    import zlib  # noqa: F401
+    from rootless.system import libc
+    layer = layers[index]
+    diff = os.path.join(work, "diff")
+    root = diff
+    try:
+        if lowers and driver == "overlay":
+            root = os.path.join(work, "merged")
+            libc.unshare(libc.CLONE_NEWNS)       # the overlay goes with this process
+            os.chdir(links)                      # short relative names: see mount_data
+            libc.mount("overlay", root, "overlay", 0,
+                       overlay_options(lowers, diff, os.path.join(work, "work")))
+        elif lowers:
+            copy_tree(lowers[0], diff)
+        raw = layer.open()
+        if raw.peek(4)[:4].startswith(ZSTD_MAGIC):
+            _import_zstd()
+    except ImageError as err:
+        raise ImageError(f"layer {layer.label}: {err}") from None
+    except OSError as err:
+        raise ImageError(f"layer {layer.label}: {os_error_message(err)}") from None
+    _enter_rootfs(root)
+    try:
+        return _unpack_layer(layer, raw)
+    except ImageError as err:
+        raise ImageError(f"layer {layer.label}: {err}") from None
+    except OSError as err:
+        raise ImageError(f"layer {layer.label}: {os_error_message(err)}") from None
+    finally:
         raw.close()
-    if progress:
-        print(file=sys.stderr)
+
+
+def overlay_options(lowers, upper, work):
+    """overlay's mount data: `lowers` topmost first. The data is one page (4096 bytes),
+    so lower layers are named by short links relative to the mounting process's working
+    directory (l/<12 hex digits>: 15 bytes a layer), as containers/storage does."""
+    data = f"lowerdir={':'.join(lowers)}"
+    if upper:
+        data += f",upperdir={upper},workdir={work}"
+    data += ",userxattr"
+    if len(data) >= 4096:
+        raise ImageError(f"{len(lowers)} layers are more than one overlay mount can stack "
+                         f"({len(data)} bytes of mount options, 4095 at most)")
+    return data
+
+
+def _import_zstd():
+    try:
+        import zstandard  # noqa: F401 - imported before the chroot, used by _unpack_layer
+    except ImportError:
+        raise ImageError("a zstd-compressed layer needs the zstandard module (pip install "
+                         "zstandard; handcar depends on it)") from None
 
 
 def _unpack_layer(layer, raw):
@@ -72,22 +119,28 @@ def _unpack_layer(layer, raw):
     import zlib
     compressed = _HashingReader(raw)
     magic = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
-    if magic.startswith(ZSTD_MAGIC):
-        raise ImageError("zstd-compressed layers are not supported")
-    gzipped = magic.startswith(GZIP_MAGIC)
-    uncompressed = _HashingReader(gzip.GzipFile(fileobj=compressed)) if gzipped \
-        else compressed
+    compression, errors = "", (EOFError, tarfile.TarError)
+    if magic.startswith(GZIP_MAGIC):
+        compression, errors = "gzip", errors + (gzip.BadGzipFile, zlib.error)
+        uncompressed = _HashingReader(gzip.GzipFile(fileobj=compressed))
+    elif magic.startswith(ZSTD_MAGIC):
+        zstandard = sys.modules["zstandard"]     # imported before the chroot
+        compression, errors = "zstd", errors + (zstandard.ZstdError,)
+        uncompressed = _HashingReader(zstandard.ZstdDecompressor().stream_reader(
+            compressed, read_across_frames=True, closefd=False))
+    else:
+        uncompressed = compressed
     try:
         with tarfile.open(fileobj=uncompressed, mode="r|") as tar:
             apply_layer(tar)
         diff_id = uncompressed.drain()
-    except (gzip.BadGzipFile, zlib.error, EOFError, tarfile.TarError) as err:
+    except errors as err:
         if layer.digest and compressed.drain() != layer.digest:
             raise ImageError(f"content does not match its digest {layer.digest}") from None
-        what = "not valid gzip data" if gzipped and not isinstance(err, tarfile.TarError) \
-            else "not a valid tar archive"
+        what = f"not valid {compression} data" if compression and not isinstance(
+            err, tarfile.TarError) else "not a valid tar archive"
         raise ImageError(f"{what} ({str(err) or type(err).__name__})") from None
-    digest = compressed.drain() if gzipped else diff_id
+    digest = compressed.drain() if compression else diff_id
     if layer.digest and digest != layer.digest:
         raise ImageError(f"content does not match its digest {layer.digest}")
     if diff_id != layer.diff_id:
@@ -127,7 +180,7 @@ def apply_layer(tar, root="/"):
     its own path names. A hard link's target must be a name in the image that exists.
 
     Run it only chrooted into the rootfs, as root in the container's user namespace,
-    with root="/" (as unpack_layers does): the chroot is what keeps a symlink a layer
+    with root="/" (as unpack_layer does): the chroot is what keeps a symlink a layer
     makes from reaching the host's files whatever the resolution here misses. The unit
     tests call it on a plain directory with layers that are safe so."""
     import tarfile
@@ -238,11 +291,26 @@ def _whiteout(root, directory, base, this_layer):
         if not stat.S_ISDIR(mode):
             raise ImageError(f"{entry}: {os.path.relpath(here, root)} is not a directory")
     if base == OPAQUE:
+        prefix = f"{directory}/" if directory else ""
+        if directory and not any(made.startswith(prefix) for made in this_layer):
+            _make_empty(here)
+            return
         for name in _listdir(here):
-            if (f"{directory}/{name}" if directory else name) not in this_layer:
+            if prefix + name not in this_layer:
                 _remove(os.path.join(here, name))
     else:
         _remove(os.path.join(here, base[len(WHITEOUT):]))
+
+
+def _make_empty(path):
+    """Empty a directory by making it anew (as it was): on an overlay, the new directory
+    is an opaque one (one xattr) rather than a whiteout for each name below it."""
+    st = os.lstat(path)
+    _remove(path)
+    os.mkdir(path, 0o700)
+    os.chown(path, st.st_uid, st.st_gid)
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _link_source(root, member):
@@ -274,3 +342,33 @@ def _remove(path):
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def copy_tree(source, destination):
+    """Copy a tree keeping owners, modes, times, symbolic and hard links (run in the user
+    namespace): a container's root or a vfs layer made from the layer below."""
+    import shutil
+    linked = {}                               # (device, inode) -> the first copy's path
+    for directory, subdirs, files in os.walk(source):
+        target_dir = os.path.join(destination, os.path.relpath(directory, source))
+        for name in subdirs + files:
+            src, dst = os.path.join(directory, name), os.path.join(target_dir, name)
+            st = os.lstat(src)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(src), dst)
+            elif stat.S_ISDIR(st.st_mode):
+                os.mkdir(dst)
+            elif stat.S_ISREG(st.st_mode):
+                if st.st_nlink > 1 and (st.st_dev, st.st_ino) in linked:
+                    os.link(linked[st.st_dev, st.st_ino], dst)
+                    continue
+                shutil.copyfile(src, dst, follow_symlinks=False)
+                if st.st_nlink > 1:
+                    linked[st.st_dev, st.st_ino] = dst
+            else:
+                continue                      # device nodes and sockets: not without root
+            os.lchown(dst, st.st_uid, st.st_gid)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(dst, st.st_mode & 0o7777)
+            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]

@@ -14,7 +14,7 @@ import os
 
 from oci.record import Record
 from rootless.child.debug import LAUNCHERS, SHARED, SIDECAR, SIDELOAD, DebugPlan
-from rootless.errors import HandcarError, NotFound, UsageError, WrongStatus
+from rootless.errors import HandcarError, UsageError, WrongStatus
 from rootless.runtime import execute
 from rootless.runtime.store import RUNNING
 
@@ -118,22 +118,23 @@ def tools_tree(options):
 
 def image_root(text):
     """The root directory of the image `text` in handcar's image store, pulled first when
-    it is an oci: or docker-archive: reference (a directory is taken as it is). The one
-    place debug uses the store."""
+    it is not there (a directory is taken as it is): the image's whole tree as one
+    directory, made on demand and removed with the image. The one place debug uses the
+    store."""
     from oci.image import parse_reference
-    from rootless.friendly.run import container_mapping, image_store
+    from rootless.friendly.run import image_store
+    from rootless.image.progress import progress_for
+    from rootless.image.pull import platform_from, pull
     reference = parse_reference(text, os.path.exists, os.path.isdir)
     if reference.kind == "dir":
         if not os.path.isdir(reference.path):
             raise HandcarError(f"--image {text}: no such directory")
         return os.path.abspath(reference.path)
     store = image_store()
-    image = store.find(text) if reference.kind == "name" else \
-        store.pull(text, container_mapping())
+    image = store.find(text) if reference.kind == "name" else None
     if image is None:
-        raise NotFound(f"no such image {text!r} (handcar images lists them; handcar pull "
-                       "oci:DIR or docker-archive:FILE adds one)")
-    return image.rootfs
+        image = pull(store, text, platform_from(), progress_for(False))
+    return store.rootfs(image)
 
 
 def busybox_tree():

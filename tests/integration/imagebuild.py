@@ -85,9 +85,11 @@ def write_oci_layout(directory, rootfs, tag="latest", compress=True,
 
 
 def write_layout_of_layers(directory, layers, tag="latest", compress=True,
-                           greeting="from-the-image", store=None):
+                           greeting="from-the-image", store=None, media_type=None,
+                           config=None):
     """An OCI image layout in `directory` of these layer tars (stored gzipped, plain, or
-    as `store(tar)` makes them); returns the image's config digest."""
+    as `store(tar)` makes them, with `media_type`); returns the image's config digest.
+    `config` changes the config document (a function of it)."""
     blobs = os.path.join(directory, "blobs", "sha256")
     os.makedirs(blobs)
 
@@ -101,14 +103,16 @@ def write_layout_of_layers(directory, layers, tag="latest", compress=True,
     if store is None:
         store = (lambda layer: gzip.compress(layer, mtime=0)) if compress else bytes
     stored = [store(layer) for layer in layers]
-    config = json.dumps(image_config(diff_ids, greeting)).encode()
+    document = image_config(diff_ids, greeting)
+    config = json.dumps(config(document) if config else document).encode()
+    layer_type = media_type or ("application/vnd.oci.image.layer.v1.tar"
+                                + ("+gzip" if compress else ""))
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": put(config), "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar"
-                                 + ("+gzip" if compress else ""),
-                    "digest": put(blob), "size": len(blob)} for blob in stored],
+        "layers": [{"mediaType": layer_type, "digest": put(blob), "size": len(blob)}
+                   for blob in stored],
     }).encode()
     index = {"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put(manifest),

@@ -120,7 +120,7 @@ def test_exit_statuses_are_dockers(friendly):
     not_executable.write_text("#!/bin/sh\n")
     denied = friendly("run", "--rm", "--", str(not_executable))
     assert denied.returncode == 126, denied.stderr
-    no_image = friendly("run", "--rm", "no-such-image-anywhere", "true")
+    no_image = friendly("run", "--rm", "--pull", "never", "no-such-image-anywhere", "true")
     assert no_image.returncode == 125
     assert "no such image" in no_image.stderr
     bad_flag = friendly("run", "--rm", "--no-such-flag", "--", "true")
@@ -207,17 +207,22 @@ def test_images_keep_their_owners_and_are_listed(friendly, images):
 @needs_subids
 def test_a_broken_image_is_refused_and_nothing_is_left(friendly, tmp_path, rootfs_template):
     layout = tmp_path / "broken"
-    imagebuild.write_oci_layout(layout, rootfs_template, compress=False, greeting=tmp_path.name)
-    blobs = layout / "blobs" / "sha256"
-    biggest = max(blobs.iterdir(), key=lambda p: p.stat().st_size)
-    data = bytearray(biggest.read_bytes())
-    data[-1024] ^= 0xFF                              # one flipped byte in a layer
-    biggest.write_bytes(bytes(data))
+    unique = imagebuild.tar_of_entries([(f"{tmp_path.name}-{n}", b"x" * 4096, 0o644, 0)
+                                        for n in range(8)])
+    base = imagebuild.image_layers(rootfs_template)[0]
+    imagebuild.write_layout_of_layers(layout, [base, unique], compress=False,
+                                      greeting=tmp_path.name)
+    blob = layout / "blobs" / "sha256" / imagebuild.sha256(unique)[7:]
+    data = bytearray(blob.read_bytes())
+    data[-2048] ^= 0xFF                              # one flipped byte in the new layer
+    blob.write_bytes(bytes(data))
+    layers_before = set(os.listdir(friendly.storage / "store" / "layers"))
     result = friendly("run", "--rm", f"oci:{layout}", "true")
     assert result.returncode == 125
-    assert "digest" in result.stderr
-    images_dir = friendly.storage / "images"
-    assert not [p for p in os.listdir(images_dir) if p.startswith(".pull")]
+    assert "does not match its digest" in result.stderr
+    assert os.listdir(friendly.storage / "store" / "tmp") == []
+    assert set(os.listdir(friendly.storage / "store" / "layers")) <= layers_before | {
+        imagebuild.sha256(base)[7:]}, "nothing of the broken layer is kept"
 
 
 # --- detached containers ------------------------------------------------------------------
@@ -317,8 +322,8 @@ def test_rmi_removes_an_image_unless_a_container_uses_it(friendly, tmp_path, roo
     layout = tmp_path / "own-image"
     digest = imagebuild.write_oci_layout(layout, rootfs_template, greeting=tmp_path.name)
     friendly.ok("pull", f"oci:{layout}")
-    image_dir = friendly.storage / "images" / digest[7:]
-    assert (image_dir / "rootfs" / "srv" / "owned-by-33").exists()
+    image_dir = friendly.storage / "store" / "images" / digest[7:]
+    assert image_dir.exists()
     name = name_for(friendly, "user")
     friendly.ok("run", "--name", name, f"oci:{layout}", "true")
     refused = friendly("rmi", f"oci:{layout}")

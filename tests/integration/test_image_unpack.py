@@ -1,37 +1,38 @@
-"""The image store for real (rootless.image.store.ImageStore): layers unpacked chrooted, as
-root in the container's user namespace, where a symlink to / is the image's own root;
-nothing imported from the image after the chroot; what killed pulls leave; names
-(absolute paths, archive repo tags, untag, concurrent pulls)."""
+"""The image store for real (rootless.image.store.ImageStore): layers unpacked one by one
+on top of the ones below, chrooted, as root in the container's user namespace, where a
+symlink to / is the image's own root; nothing imported from the image after the chroot;
+layers shared between images stored once; whiteouts and opaque directories as overlayfs
+keeps them; what killed pulls leave; names (absolute paths, archive repo tags, untag,
+concurrent pulls); images of the old layout moved over."""
 
 import gzip
+import json
 import os
+import stat
 import subprocess
 
 import pytest
 
 import imagebuild
 from harness import needs_subids
+from imagetree import mapping, pull_into, tree
 from oci.errors import HandcarError
 from oci.image import ImageError
-from rootless.runtime import userns
 from rootless.image.store import ImageStore, absolute_reference, remove_owned_tree
 from rootless.image.unpack import _enter_rootfs
-from rootless.runtime.store import user_name
+from rootless.runtime import userns
 
 pytestmark = needs_subids
 
 
-def mapping():
-    """A container's mapping: 0 is the caller, 1.. its subordinate ids."""
-    return userns.default_plan(os.geteuid(), os.getegid(), user_name(os.geteuid()))
-
-
 @pytest.fixture
 def store(tmp_path):
-    images = ImageStore(str(tmp_path / "data"))
+    images = ImageStore(str(tmp_path / "data"), mapping())
     yield images
     for image in images.images():
-        images.remove(image, mapping())
+        images.remove(image)
+    images.remove_unused_layers()             # those of the pulls a test made fail
+    assert os.listdir(images.layers_dir) == [] and os.listdir(images.links_dir) == []
 
 
 def d(name):
@@ -59,7 +60,7 @@ def layout(where, *layers, greeting="", **options):
 
 
 def leftovers(store):
-    return [name for name in os.listdir(store.root) if name.startswith(".")]
+    return os.listdir(store.tmp)
 
 
 BASE = [d("etc"), f("etc/passwd", b"root:x:0:0::/:/bin/sh\n"), d("bin"), f("bin/sh")]
@@ -71,7 +72,7 @@ BASE = [d("etc"), f("etc/passwd", b"root:x:0:0::/:/bin/sh\n"), d("bin"), f("bin/
 def test_a_whiteout_through_a_symlink_to_the_root_deletes_nothing(store, tmp_path, whiteout):
     reference, _ = layout(tmp_path / "image", BASE + [symlink("d", "/")], [f(whiteout, b"")])
     with pytest.raises(HandcarError, match=rf"layer \w+: {whiteout}: d is a symbolic link"):
-        store.pull(reference, mapping())
+        pull_into(store, reference)
     assert store.images() == [] and leftovers(store) == []
 
 
@@ -84,13 +85,13 @@ def test_entries_through_symlinks_stay_in_the_image(store, tmp_path):
         BASE + [symlink("d", "/"), symlink("up", "../../.."), symlink("h", str(host))]
         + [d("/".join(inside[:i])) for i in range(1, len(inside) + 1)],
         [f("d/x"), f("up/y"), f("h/z"), f("d/etc/motd")])
-    image = store.pull(reference, mapping())
+    image = pull_into(store, reference)
     assert image.id == image_id
-    rootfs = image.rootfs
+    files = tree(store, image, tmp_path / "tree")
     for name in ("x", "y", "etc/motd", os.path.join(*inside, "z")):
-        assert os.path.isfile(os.path.join(rootfs, name)), name
+        assert files[name]["type"] == "file", name
     assert os.listdir(host) == []
-    assert os.readlink(os.path.join(rootfs, "d")) == "/"
+    assert files["d"] == files["d"] | {"type": "symlink", "target": "/"}
 
 
 def test_a_corrupt_gzip_layer_is_named_in_the_error(store, tmp_path):
@@ -103,7 +104,7 @@ def test_a_corrupt_gzip_layer_is_named_in_the_error(store, tmp_path):
     label = imagebuild.sha256(stored)[7:19]
     with pytest.raises(HandcarError, match=f"layer {label}: not valid gzip data "
                                            r"\(CRC check failed"):
-        store.pull(reference, mapping())
+        pull_into(store, reference)
     assert leftovers(store) == []
 
 
@@ -112,13 +113,13 @@ def test_a_corrupt_gzip_layer_is_named_in_the_error(store, tmp_path):
 def test_a_hard_link_must_name_a_file_in_the_image(store, tmp_path, target, why):
     reference, _ = layout(tmp_path / "image", BASE, [hardlink("x", target)])
     with pytest.raises(HandcarError, match=rf"layer \w+: x: hard link to '{target}', {why}"):
-        store.pull(reference, mapping())
+        pull_into(store, reference)
 
 
-def test_a_hard_link_in_the_image_is_made(store, tmp_path):
+def test_a_hard_link_to_a_file_of_a_layer_below_is_made(store, tmp_path):
     reference, _ = layout(tmp_path / "image", BASE, [hardlink("sh", "/bin/sh")])
-    rootfs = store.pull(reference, mapping()).rootfs
-    assert os.stat(f"{rootfs}/sh").st_ino == os.stat(f"{rootfs}/bin/sh").st_ino
+    files = tree(store, pull_into(store, reference), tmp_path / "tree")
+    assert files["sh"]["ino"] == files["bin/sh"]["ino"] and files["sh"]["nlink"] == 2
 
 
 def _try_import_in(rootfs, result_fd):
@@ -153,34 +154,127 @@ def test_nothing_is_imported_from_the_image_after_the_chroot(tmp_path):
 # --- what killed pulls and removals leave ------------------------------------------------
 
 def _make_subordinate_owned(paths):
-    """Work directories as a killed pull leaves them: a rootfs of a subordinate id."""
+    """Work directories as a killed pull leaves them: files of a subordinate id."""
     for path in paths:
         os.mkdir(path, 0o700)
-        os.mkdir(f"{path}/rootfs", 0o755)
-        with open(f"{path}/rootfs/file", "w") as out:
+        os.mkdir(f"{path}/diff", 0o755)
+        with open(f"{path}/diff/file", "w") as out:
             out.write("x")
-        os.chown(f"{path}/rootfs", 1, 1)
+        os.chown(f"{path}/diff", 1, 1)
 
 
 def test_what_a_killed_pull_left_is_removed_by_the_next(store, tmp_path):
     gone = subprocess.Popen(["true"])
     gone.wait()
-    os.makedirs(store.root)
-    stale = [os.path.join(store.root, f".pull-0123456789ab-{gone.pid}"),
-             os.path.join(store.root, f".rm-0123456789ab-{gone.pid}")]
-    live = os.path.join(store.root, f".pull-ba9876543210-{os.getpid()}")
+    reference, _ = layout(tmp_path / "image", BASE)
+    pull_into(store, reference)                     # makes the store
+    stale = [os.path.join(store.tmp, f"layer-0123456789ab-{gone.pid}"),
+             os.path.join(store.tmp, f"rm-layer-0123456789ab-{gone.pid}")]
+    live = os.path.join(store.tmp, f"layer-ba9876543210-{os.getpid()}")
     userns.run_in_userns(mapping(), _make_subordinate_owned, stale + [live])
     with pytest.raises(PermissionError):
-        os.unlink(f"{stale[0]}/rootfs/file")        # the user cannot remove it alone
+        os.unlink(f"{stale[0]}/diff/file")          # the user cannot remove it alone
     try:
-        reference, _ = layout(tmp_path / "image", BASE)
-        image = store.pull(reference, mapping())
-        assert sorted(leftovers(store)) == [os.path.basename(live)]   # its pull runs
+        fresh = ImageStore(store.data_dir, mapping())   # the next command
+        image = fresh.images()[0]
+        assert sorted(leftovers(fresh)) == [os.path.basename(live)]   # its pull runs
         userns.run_in_userns(mapping(), _make_subordinate_owned, stale[:1])
-        store.remove(image, mapping())
-        assert leftovers(store) == [os.path.basename(live)]
+        fresh = ImageStore(store.data_dir, mapping())
+        fresh.remove(image)
+        assert leftovers(fresh) == [os.path.basename(live)]
     finally:
         remove_owned_tree(live, mapping())
+
+
+# --- the layer store -------------------------------------------------------------------------
+
+def test_images_sharing_a_base_store_it_once(store, tmp_path):
+    base = BASE + [d("usr"), f("usr/base", b"base\n")]
+    one, one_id = layout(tmp_path / "one", base, [f("one", b"1\n")], greeting="one")
+    two, two_id = layout(tmp_path / "two", base, [f("two", b"2\n")], greeting="two")
+    first = pull_into(store, one)
+    assert len(os.listdir(store.layers_dir)) == 2
+    second = pull_into(store, two)
+    assert len(os.listdir(store.layers_dir)) == 3, "the base is stored once"
+    assert first.chain[0] == second.chain[0]
+    assert {"one", "usr/base"} <= set(tree(store, first, tmp_path / "t1"))
+    assert "one" not in tree(store, second, tmp_path / "t2")
+    store.remove(first)
+    assert sorted(os.listdir(store.layers_dir)) == sorted(second.chain), \
+        "the other image's layers stay, the removed one's own go"
+    assert tree(store, second, tmp_path / "t3")["usr/base"]["data"] == "base\n"
+
+
+def test_whiteouts_and_opaque_directories_are_kept_as_overlayfs_reads_them(store, tmp_path):
+    reference, _ = layout(
+        tmp_path / "image",
+        BASE + [d("a"), f("a/old"), d("a/sub"), f("a/sub/deep"), f("b"), d("c"), f("c/keep")],
+        [d("a"), f("a/.wh..wh..opq", b""), f("a/new"), f(".wh.b", b""), f("c/.wh.gone", b"")])
+    image = pull_into(store, reference)
+    files = tree(store, image, tmp_path / "tree")
+    assert sorted(p for p in files if p.startswith("a/")) == ["a/new"]
+    assert "b" not in files and files["c/keep"]["type"] == "file"
+    if store.driver() == "overlay":
+        upper = store.lower_dirs(image)[1]
+        assert os.getxattr(f"{upper}/a", "user.overlay.opaque") == b"y"
+        whiteout = os.lstat(f"{upper}/b")
+        assert stat.S_ISCHR(whiteout.st_mode) and whiteout.st_rdev == 0
+        assert not os.path.lexists(f"{upper}/c/gone"), "nothing to hide: no whiteout"
+
+
+def test_owners_modes_and_setuid_bits_are_the_images(store, tmp_path):
+    reference, _ = layout(tmp_path / "image", BASE + [
+        ("bin/su", b"su\n", 0o4755, 0), ("srv", None, 0o750, 33),
+        ("srv/www", b"w\n", 0o640, 33), ("home", None, 0o755, 0),
+        ("home/user", None, 0o700, 1000), ("home/user/f", b"u\n", 0o2600, 1000)],
+        [("srv/www", b"changed\n", 0o600, 65534)])
+    files = tree(store, pull_into(store, reference), tmp_path / "tree")
+    assert (files["bin/su"]["mode"], files["bin/su"]["uid"]) == (0o4755, 0)
+    assert (files["srv"]["mode"], files["srv"]["uid"], files["srv"]["gid"]) == (0o750, 33, 33)
+    assert (files["srv/www"]["mode"], files["srv/www"]["uid"], files["srv/www"]["data"]) == \
+        (0o600, 65534, "changed\n")
+    assert (files["home/user/f"]["mode"], files["home/user/f"]["gid"]) == (0o2600, 1000)
+
+
+def test_sixty_layers_stack(store, tmp_path):
+    layers = [BASE] + [[f(f"layer{n}", f"{n}\n".encode())] for n in range(1, 60)]
+    reference, _ = layout(tmp_path / "image", *layers)
+    image = pull_into(store, reference)
+    assert len(image.chain) == 60
+    files = tree(store, image, tmp_path / "tree")
+    assert all(files[f"layer{n}"]["data"] == f"{n}\n" for n in range(1, 60))
+
+
+def test_an_image_is_read_without_mounting_it(store, tmp_path):
+    reference, _ = layout(tmp_path / "image", BASE + [d("lib"), f("lib/passwd", b"old\n"),
+                                                        symlink("etc2", "/lib")],
+                          [d("etc"), f("etc/.wh.passwd", b""), symlink("etc/passwd",
+                                                                         "../etc2/passwd")],
+                          [d("lib"), f("lib/.wh..wh..opq", b""), f("lib/passwd", b"new\n")])
+    image = pull_into(store, reference)
+    assert store.read_file(image, "/etc/passwd") == "new\n"
+    assert store.read_file(image, "/etc/missing") == ""
+    assert store.read_file(image, "/etc2/../etc2/passwd") == "new\n"
+
+
+def test_images_of_the_old_layout_are_pulled_again_or_dropped(tmp_path, capfd):
+    """Before the layer store, each image was one tree in DATA/images/<id>/rootfs."""
+    data = tmp_path / "data"
+    reference, image_id = layout(tmp_path / "image", BASE)
+    legacy = data / "images"
+    for old_id, names in ((image_id, [str(absolute_reference(reference)), "kept:1"]),
+                          ("cd" * 32, ["oci:/gone/layout"])):
+        (legacy / old_id / "rootfs" / "etc").mkdir(parents=True)
+        (legacy / old_id / "image.json").write_text(json.dumps({"names": names}))
+    store = ImageStore(str(data), mapping())
+    images = store.images()
+    assert [(i.id, i.names) for i in images] == [
+        (image_id, (str(absolute_reference(reference)), "kept:1"))]
+    assert not legacy.exists()
+    err = capfd.readouterr().err
+    assert f"image {image_id[:12]} moved to the layer store" in err
+    assert "image cdcdcdcdcdcd (oci:/gone/layout) was stored by an older handcar" in err
+    store.remove(images[0])
 
 
 # --- names ---------------------------------------------------------------------------------
@@ -191,7 +285,7 @@ def test_an_oci_layout_is_named_by_its_absolute_path(store, tmp_path, monkeypatc
         (tmp_path / directory).mkdir()
         layout(tmp_path / directory / "img", BASE, greeting=directory)
         monkeypatch.chdir(tmp_path / directory)
-        ids.append(store.pull("oci:img", mapping()).id)
+        ids.append(pull_into(store, "oci:img").id)
         assert store.find(str(absolute_reference("oci:img"))).id == ids[-1]
     assert ids[0] != ids[1]
     names = {image.id: image.names for image in store.images()}
@@ -211,19 +305,19 @@ def archive(tmp_path):
 
 def test_an_image_of_a_docker_archive_is_named_by_repo_and_tag(store, archive):
     path, (one, two) = archive
-    image = store.pull(f"docker-archive:{path}:handcar-test/two:1", mapping())
+    image = pull_into(store, f"docker-archive:{path}:handcar-test/two:1")
     assert image.id == two
     assert image.names == (f"docker-archive:{path}:handcar-test/two:1", "handcar-test/two:1",
                            "two:latest")
-    assert store.pull(f"docker-archive:{path}:handcar-test/one", mapping()).id == one
+    assert pull_into(store, f"docker-archive:{path}:handcar-test/one").id == one
     for wrong in ("1", "two:1", "handcar-test/two"):
         with pytest.raises(ImageError, match=f"no image tagged '{wrong}'"):
-            store.pull(f"docker-archive:{path}:{wrong}", mapping())
+            pull_into(store, f"docker-archive:{path}:{wrong}")
 
 
 def test_untag_takes_one_name_and_remove_the_image(store, archive):
     path, (_, two) = archive
-    image = store.pull(f"docker-archive:{path}:two", mapping())
+    image = pull_into(store, f"docker-archive:{path}:two")
     assert image.name_for("two") == "two:latest" and image.name_for(two) is None
     image = store.untag(image, "two:latest")
     assert store.find("two") is None and store.find("handcar-test/two:1").id == two
@@ -232,16 +326,17 @@ def test_untag_takes_one_name_and_remove_the_image(store, archive):
     for name in image.names:
         image = store.untag(image, name)
     assert image.names == () and store.find(two).path == image.path     # untagged, kept
-    assert os.path.isdir(image.rootfs)
-    store.remove(image, mapping())
+    assert all(os.path.isdir(path) for path in store.lower_dirs(image))
+    store.remove(image)
     assert store.images() == [] and not os.path.exists(image.path)
 
 
 def test_concurrent_pulls_lose_no_name(store):
     """Each pull reads, changes and writes image.json: without a lock, names get lost."""
     image_id = "ab" * 32
-    os.makedirs(os.path.join(store.root, image_id))
-    with open(os.path.join(store.root, image_id, "image.json"), "w") as out:
+    store.images()                                  # makes the store
+    os.makedirs(os.path.join(store.images_dir, image_id))
+    with open(os.path.join(store.images_dir, image_id, "image.json"), "w") as out:
         out.write('{"names": []}')
     writers = []
     for writer in range(4):
@@ -258,3 +353,35 @@ def test_concurrent_pulls_lose_no_name(store):
     for pid in writers:
         assert os.waitpid(pid, 0)[1] == 0
     assert len(store.find(image_id).names) == 100
+
+
+def test_the_vfs_driver_keeps_whole_trees(tmp_path):
+    """Where overlayfs cannot be mounted in a user namespace, each layer is the whole
+    tree up to it (made here by choosing the driver before the store is first used)."""
+    store = ImageStore(str(tmp_path / "data"), mapping())
+    os.makedirs(store.root)
+    with open(os.path.join(store.root, "driver"), "w") as out:
+        out.write("vfs\n")
+    reference, _ = layout(tmp_path / "image", BASE + [d("a"), f("a/old"), f("b")],
+                          [d("a"), f("a/.wh..wh..opq", b""), f("a/new"), f(".wh.b", b""),
+                           hardlink("sh", "/bin/sh")])
+    image = pull_into(store, reference)
+    top = store.lower_dirs(image)[-1]
+    assert sorted(os.listdir(f"{top}/a")) == ["new"] and not os.path.lexists(f"{top}/b")
+    assert os.stat(f"{top}/sh").st_ino == os.stat(f"{top}/bin/sh").st_ino
+    assert store.read_file(image, "/etc/passwd").startswith("root:x:0:0")
+    store.remove(image)
+    assert os.listdir(store.layers_dir) == []
+
+
+def test_a_flattened_root_is_made_on_demand_and_removed_with_the_image(store, tmp_path):
+    """For what needs the image as one directory on the host (handcar debug --image)."""
+    reference, _ = layout(tmp_path / "image", BASE + [f("gone"), hardlink("sh2", "bin/sh")],
+                          [f(".wh.gone", b""), f("added", b"a\n")])
+    image = pull_into(store, reference)
+    root = store.rootfs(image)
+    assert store.rootfs(image) == root
+    assert sorted(os.listdir(root)) == ["added", "bin", "etc", "sh2"]
+    assert os.stat(f"{root}/sh2").st_ino == os.stat(f"{root}/bin/sh").st_ino
+    store.remove(image)
+    assert not os.path.exists(root)

@@ -13,7 +13,8 @@ import pytest
 EXPENSIVE = ("click", "re", "enum", "json", "socket", "subprocess", "signal", "shutil",
              "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs",
              "jeepney", "rootless.runtime.cgroups.systemd",
-             "rootless.friendly", "rootless.image", "rootless.friendly.settings")   # friendly mode's
+             "rootless.friendly", "rootless.image", "rootless.friendly.settings",   # friendly mode's
+             "urllib3", "tqdm", "zstandard")                                       # pulls
 
 # The verb runs against a state root with nothing in it: it fails (no such container)
 # after parsing, opening the store and importing what its implementation needs.

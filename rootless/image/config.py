@@ -1,0 +1,84 @@
+"""Where containers' tools keep their registry configuration, found as containers/image
+finds it (podman, skopeo and buildah read the same files):
+
+    registries.conf   $CONTAINERS_REGISTRIES_CONF, else ~/.config/containers/
+                      registries.conf when it exists, else /etc/containers/registries.conf;
+                      then /etc/containers/registries.conf.d/*.conf and
+                      ~/.config/containers/registries.conf.d/*.conf, in name order
+    certs.d           ~/.config/containers/certs.d/HOST[:PORT]/, else
+                      /etc/containers/certs.d/HOST[:PORT]/, else /etc/docker/certs.d/...:
+                      *.crt are CAs, *.cert and *.key a client certificate and its key
+    auth files        auth.py
+"""
+
+import os
+
+from oci.image import ImageError
+
+SYSTEM_CONF = "/etc/containers/registries.conf"
+SYSTEM_CONF_DIR = "/etc/containers/registries.conf.d"
+SYSTEM_CERTS_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
+
+
+def user_config_dir():
+    return os.path.join(os.path.expanduser("~"), ".config", "containers")
+
+
+def registries_conf_files():
+    """The registries.conf files that apply, in the order they merge."""
+    main = os.environ.get("CONTAINERS_REGISTRIES_CONF")
+    if not main:
+        user = os.path.join(user_config_dir(), "registries.conf")
+        main = user if os.path.exists(user) else SYSTEM_CONF
+    files = [main] if os.path.exists(main) else []
+    for directory in (SYSTEM_CONF_DIR, os.path.join(user_config_dir(), "registries.conf.d")):
+        try:
+            names = sorted(n for n in os.listdir(directory) if n.endswith(".conf"))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        files += [os.path.join(directory, name) for name in names]
+    return files
+
+
+def registries_conf():
+    """The merged RegistriesConf of this user's files."""
+    from oci.registries import merge, parse_file
+    files = registries_conf_files()
+    settings = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as err:
+            raise ImageError(f"{path}: {err.strerror}") from None
+        settings.append(parse_file(text, path))
+    return merge(settings, files)
+
+
+def certs_dir(host):
+    """The certs.d directory for a registry host[:port], or None."""
+    for base in (os.path.join(user_config_dir(), "certs.d"), *SYSTEM_CERTS_DIRS):
+        path = os.path.join(base, host)
+        if os.path.isdir(path):
+            return path
+    return None
+
+
+def tls_files(host):
+    """([CA files], [(client cert, key)]) from the host's certs.d directory."""
+    directory = certs_dir(host)
+    if directory is None:
+        return [], []
+    names = sorted(os.listdir(directory))
+    cas = [os.path.join(directory, n) for n in names if n.endswith(".crt")]
+    pairs = []
+    for name in names:
+        if name.endswith(".cert"):
+            key = name[:-len(".cert")] + ".key"
+            if key not in names:
+                raise ImageError(f"{directory}: {name} has no key ({key})")
+            pairs.append((os.path.join(directory, name), os.path.join(directory, key)))
+        elif name.endswith(".key") and name[:-len(".key")] + ".cert" not in names:
+            raise ImageError(f"{directory}: {name} has no certificate "
+                             f"({name[:-len('.key')]}.cert)")
+    return cas, pairs

@@ -1,0 +1,114 @@
+"""Which registry a name means (containers-registries.conf(5)): short names through
+unqualified-search-registries and aliases, mirrors, blocked registries; credentials from
+docker's config.json and credential helpers."""
+
+import base64
+import json
+import os
+
+import pytest
+
+import imagebuild
+from regtier import PASSWORD, USER
+
+
+@pytest.fixture(scope="session")
+def short_image(tmp_path_factory, rootfs_template, registry, push):
+    where = tmp_path_factory.mktemp("short")
+    base = imagebuild._tar_of_directory(rootfs_template)
+    digest = imagebuild.write_layout_of_layers(
+        where / "layout", [base, imagebuild.tar_of_entries([
+            ("etc", None, 0o755, 0), ("etc/motd", b"short\n", 0o644, 0)])], greeting="short")
+    push(f"oci:{where / 'layout'}:latest", registry, "handcar/short:2")
+    return digest[7:]
+
+
+def test_short_names_resolve_through_search_registries(user, registry, short_image):
+    user.login_file(registry.host, USER, PASSWORD)
+    user.registries_conf(f'unqualified-search-registries = ["{registry.host}"]\n')
+    pulled = user.ok("pull", "handcar/short:2")
+    assert pulled.stdout == f"{short_image}\n"
+    assert f"Trying to pull {registry.host}/handcar/short:2" in pulled.stderr
+    result = user.ok("run", "--rm", "--network", "none", "handcar/short:2", "cat", "/etc/motd")
+    assert result.stdout == "short\n"
+    assert f"{registry.host}/handcar/short" in user.ok("images").stdout
+    # a name with no registry is found in the store by the names it resolves to
+    user.ok("rmi", "handcar/short:2")
+    assert user.ok("images", "-q").stdout == ""
+
+
+def test_search_registries_are_tried_in_order(user, registry, short_image):
+    user.login_file(registry.host, USER, PASSWORD)
+    user.registries_conf('unqualified-search-registries = ["127.0.0.1:1", '
+                         f'"{registry.host}"]\n')
+    pulled = user.ok("pull", "handcar/short:2")
+    assert pulled.stdout == f"{short_image}\n"
+    assert "Trying to pull 127.0.0.1:1/handcar/short:2" in pulled.stderr
+
+
+def test_aliases(user, registry, short_image):
+    user.login_file(registry.host, USER, PASSWORD)
+    user.registries_conf(f'[aliases]\n"myshort" = "{registry.host}/handcar/short"\n')
+    assert user.ok("pull", "-q", "myshort:2").stdout == f"{short_image}\n"
+
+
+def test_a_mirror_is_pulled_from_first(user, registry, short_image):
+    user.login_file(registry.host, USER, PASSWORD)
+    user.registries_conf('[[registry]]\nprefix = "registry.invalid/team"\n'
+                         'location = "registry.invalid/team"\n'
+                         f'[[registry.mirror]]\nlocation = "{registry.host}/handcar"\n')
+    pulled = user.ok("pull", "registry.invalid/team/short:2")
+    assert pulled.stdout == f"{short_image}\n"
+    assert f"Trying to pull {registry.host}/handcar/short:2" in pulled.stderr
+    # named as asked, not by the mirror
+    assert "registry.invalid/team/short" in user.ok("images").stdout
+
+
+def test_a_blocked_registry_is_refused(user, registry, short_image):
+    user.registries_conf(f'[[registry]]\nlocation = "{registry.host}"\nblocked = true\n')
+    result = user("pull", f"{registry.host}/handcar/short:2")
+    assert result.returncode == 1
+    assert f"registry {registry.host} is blocked" in result.stderr
+
+
+def test_a_bad_registries_conf_is_named(user):
+    user.registries_conf("unqualified-search-registries = 'docker.io'\n")
+    result = user("pull", "busybox")
+    assert result.returncode == 1
+    assert "registries.conf: unqualified-search-registries must be a list" in result.stderr
+
+
+def test_docker_config_and_credential_helpers(user, registry, short_image, tmp_path):
+    reference = f"{registry.host}/handcar/short:2"
+    docker = user.home / ".docker"
+    docker.mkdir()
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (docker / "config.json").write_text(json.dumps({"auths": {
+        f"https://{registry.host}": {"auth": token}}}))
+    assert user.ok("pull", "-q", reference).stdout == f"{short_image}\n"
+    user.ok("rmi", reference)
+    # a helper: the registry on stdin, the secret on stdout (never on a command line)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "helper-saw"
+    helper = bin_dir / "docker-credential-handcartest"
+    helper.write_text(f"""#!/bin/sh
+[ "$1" = get ] || exit 1
+read registry
+echo "$registry $*" >> {seen}
+[ "$registry" = "{registry.host}" ] || {{ echo "credentials not found"; exit 1; }}
+echo '{{"ServerURL": "{registry.host}", "Username": "{USER}", "Secret": "{PASSWORD}"}}'
+""")
+    os.chmod(helper, 0o755)
+    (docker / "config.json").write_text(json.dumps({"credHelpers": {
+        registry.host: "handcartest"}}))
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    assert user.ok("pull", "-q", reference, env={"PATH": path}).stdout == \
+        f"{short_image}\n"
+    assert seen.read_text() == f"{registry.host} get\n"
+    (docker / "config.json").write_text(json.dumps({"credHelpers": {
+        registry.host: "missing-helper"}}))
+    user.ok("rmi", reference)
+    result = user("pull", reference, env={"PATH": path})
+    assert result.returncode == 1
+    assert "docker-credential-missing-helper is not installed" in result.stderr
