@@ -152,3 +152,12 @@ def test_the_linter_passes():
                              "rootless", "tests", "scripts"], cwd=REPO, capture_output=True,
                             text=True, env={**os.environ, "NO_COLOR": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_test_modules_have_names_of_their_own():
+    # pytest imports test modules by basename (no packages under tests/): two files of one
+    # name in two tiers stop the whole run at collection
+    names = {}
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        names.setdefault(path.name, []).append(str(path.relative_to(REPO)))
+    assert not {name: paths for name, paths in names.items() if len(paths) > 1}
