@@ -32,6 +32,9 @@ class CommandNotRunnable(SetupError):
     """The process's program exists but may not be executed (exit status 126)."""
 
 
+KNOWN_ERRORS = (SetupError, CommandNotFound, CommandNotRunnable)
+
+
 class UsernsError(HandcarError):
     """The user namespace cannot be mapped as asked."""
 
@@ -76,22 +79,20 @@ def describe(err):
     return f"{type(err).__name__}: {err}"
 
 
-# What a child's error keeps on its way to the parent (rootless/child/protocol.py): its
-# words, its errno and its kind, one of these; any other arrives as a SetupError.
-def _error_kinds():
-    return {cls.__name__: cls for cls in (SetupError, CommandNotFound, CommandNotRunnable)}
-
-
+# What a forked process's error keeps on its way to its parent (system/channel.py's
+# run_child; rootless/child/protocol.py): its words, its errno and the name of its class.
+# The parent raises that class where it is one it knows (KNOWN_ERRORS, and those it names,
+# e.g. the image worker's ImageError), a SetupError otherwise.
 def error_fields(err):
-    """The fields of an ERROR message for `err`."""
-    kind = type(err).__name__
+    """The fields of an "error" message for `err`."""
     return {"msg": describe(err), "errno": getattr(err, "errno", None),
-            "kind": kind if kind in _error_kinds() else SetupError.__name__}
+            "kind": type(err).__name__}
 
 
-def error_from_fields(message):
-    """The exception an ERROR message stands for, to raise in the parent."""
-    err = _error_kinds().get(message.get("kind"), SetupError)(message["msg"])
+def error_from_fields(message, known=()):
+    """The exception an "error" message stands for, to raise in the parent."""
+    kinds = {cls.__name__: cls for cls in KNOWN_ERRORS + tuple(known)}
+    err = kinds.get(message.get("kind"), SetupError)(message["msg"])
     err.errno = message.get("errno")
     return err
 

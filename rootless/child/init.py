@@ -26,7 +26,7 @@ from oci.record import Record
 
 from oci.spec import DEFAULT_PATH, env_value
 from rootless.child import protocol
-from rootless.child.protocol import run_child
+from rootless.system.channel import run_child
 from rootless.errors import CommandNotFound, CommandNotRunnable, HandcarError, SetupError, step
 from rootless.system import libc
 from rootless.system.fds import close_fds_from

@@ -31,9 +31,7 @@ The user namespace helper the parent forks for other jobs (userns.run_in_userns:
 image unpacker, tree removal) uses the same channel: PREPARE -> PREPARED -> DONE.
 """
 
-import os
-
-from rootless.errors import describe, error_fields, error_from_fields
+from rootless.errors import error_fields, error_from_fields
 
 PREPARE = "prepare"
 PREPARED = "prepared"
@@ -55,19 +53,3 @@ def send_error(channel, err):
 def error_from(message):
     """The exception an ERROR message stands for, to raise in the parent."""
     return error_from_fields(message)
-
-
-def run_child(channel, body, *args):
-    """Run a child's body; never return: any error goes to the parent over the channel
-    (or to stderr when the channel is gone), then the process leaves with os._exit."""
-    code = 0
-    try:
-        body(channel, *args)
-    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
-        code = 1
-        try:
-            send_error(channel, err)
-        except BaseException:  # noqa: BLE001 - the channel is gone: stderr is all that is left
-            os.write(2, f"handcar: {describe(err)}\n".encode())
-    finally:
-        os._exit(code)

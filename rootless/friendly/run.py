@@ -288,17 +288,8 @@ def _user(text, image, layout, read_file):
 def _read_in_root(root, path, limit=1 << 20):
     """A regular file of an image, its symlinks followed inside the image: a hostile one
     must not make us read /dev/zero, a fifo, or the host's own /etc/passwd."""
-    import stat
-    from rootless.system.fs import resolve_in_root
-    try:
-        fd = os.open(resolve_in_root(root, path),
-                     os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return ""
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        return f.read(limit).decode(errors="replace")
+    from rootless.system.fs import read_regular_file, resolve_in_root
+    return read_regular_file(resolve_in_root(root, path), limit)
 
 
 def _read(path):

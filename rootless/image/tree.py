@@ -14,17 +14,9 @@ OPAQUE_XATTR = "user.overlay.opaque"
 def read_image_file(layers, path, limit=1 << 20):
     """The text of a regular file of the image whose layer directories are `layers`
     (bottom first), or "" when it is missing, not a regular file, or unreadable."""
+    from rootless.system.fs import read_regular_file
     found = _lookup(list(reversed(layers)), path)
-    if found is None:
-        return ""
-    try:
-        fd = os.open(found, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return ""
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        return f.read(limit).decode(errors="replace")
+    return "" if found is None else read_regular_file(found, limit)
 
 
 def _is_whiteout(st):

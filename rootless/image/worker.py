@@ -17,8 +17,8 @@ import os
 import sys
 
 from oci.image import ImageError
-from rootless.errors import HandcarError, os_error_message
-from rootless.system.channel import Channel
+from rootless.errors import HandcarError, error_from_fields
+from rootless.system.channel import Channel, run_child
 
 CALLS = {}                  # name -> function(context, *args), filled by `call` below
 
@@ -54,7 +54,7 @@ class Worker:
         pid = os.fork()
         if pid == 0:
             parent_end.close()
-            _child(child_end, _worker_main, self.mapping, self.context)
+            run_child(child_end, _worker_main, self.mapping, self.context)
         child_end.close()
         self.pid, self.channel = pid, parent_end
         try:
@@ -93,34 +93,11 @@ def _expect(channel, kind, what):
     if message is None:
         raise HandcarError(f"{what}: the process exited unexpectedly")
     if message["type"] == "error":
-        error = ImageError if message.get("image") else HandcarError
-        raise error(message["msg"])
+        raise error_from_fields(message, known=(ImageError,))
     if message["type"] != kind:
         raise HandcarError(f"{what}: unexpected message {message['type']!r}")
     return message
 
-
-def _child(channel, body, *args):
-    """Run a forked process's body; report an error to the parent; never return."""
-    code = 0
-    try:
-        body(channel, *args)
-    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
-        code = 1
-        try:
-            channel.send("error", msg=_describe(err), image=isinstance(err, ImageError))
-        except OSError:
-            os.write(2, f"handcar: {_describe(err)}\n".encode())
-    finally:
-        os._exit(code)
-
-
-def _describe(err):
-    if isinstance(err, HandcarError):
-        return str(err)
-    if isinstance(err, OSError):
-        return os_error_message(err)
-    return f"{type(err).__name__}: {err}"
 
 
 def _worker_main(channel, mapping, context):
@@ -151,7 +128,7 @@ def _run_call(channel, function, context, args):
     if pid == 0:
         parent_end.close()
         channel.close()
-        _child(child_end, _call_main, function, context, args)
+        run_child(child_end, _call_main, function, context, args)
     child_end.close()
     try:
         message = parent_end.receive()
@@ -161,7 +138,8 @@ def _run_call(channel, function, context, args):
     if message is None:
         channel.send("error", msg=f"{function.__name__}: the process exited unexpectedly")
     elif message["type"] == "error":
-        channel.send("error", msg=message["msg"], image=message.get("image", False))
+        channel.send("error", **{key: value for key, value in message.items()
+                                 if key != "type"})
     else:
         channel.send("result", value=message["value"])
 

@@ -60,7 +60,7 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
     from rootless.child import protocol
     from rootless.child.init import (before_fork, init_born_in_namespaces, intermediate,
                                      open_namespaces, set_oom_score_adj)
-    from rootless.child.protocol import run_child
+    from rootless.system.channel import run_child
     before_fork(launch)
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()

@@ -222,7 +222,7 @@ def run_in_userns(mapping_plan, function, *args):
     copied and removed. Raises what the child reported."""
     import sys
     from rootless.system.channel import Channel
-    from rootless.child.protocol import run_child
+    from rootless.system.channel import run_child
     parent_end, child_end = Channel.pair()
     sys.stdout.flush()
     sys.stderr.flush()

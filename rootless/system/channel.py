@@ -12,7 +12,7 @@ import sys
 import _socket   # socket's C half: socket.py imports enum, a start-up cost create pays
 
 from oci import jsonio
-from rootless.errors import HandcarError, SetupError, error_from_fields
+from rootless.errors import HandcarError, SetupError, describe, error_fields, error_from_fields
 
 MAX_MESSAGE = 65536
 MAX_FDS = 4                  # fds one message may carry
@@ -78,13 +78,13 @@ class Channel:
         poller.register(self.sock, select.POLLIN)
         return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
-    def expect(self, kind, what, timeout=None):
+    def expect(self, kind, what, timeout=None, known=()):
         """Wait for a message of `kind`; `what` describes the step for error messages."""
         message = self.receive(timeout)
         if message is None:
             raise SetupError(f"{what}: the container's process exited unexpectedly")
         if message["type"] == "error":
-            raise error_from_fields(message)
+            raise error_from_fields(message, known)
         if message["type"] != kind:
             raise SetupError(f"{what}: unexpected message {message['type']!r}")
         return message
@@ -100,3 +100,19 @@ def connect_unix(path, what):
         sock.close()
         raise HandcarError(f"{what} {path}: {err.strerror}") from None
     return sock
+
+
+def run_child(channel, body, *args):
+    """Run a child's body; never return: any error goes to the parent over the channel
+    (or to stderr when the channel is gone), then the process leaves with os._exit."""
+    code = 0
+    try:
+        body(channel, *args)
+    except BaseException as err:  # noqa: BLE001 - everything must reach the parent
+        code = 1
+        try:
+            channel.send("error", **error_fields(err))
+        except BaseException:  # noqa: BLE001 - the channel is gone: stderr is all that is left
+            os.write(2, f"handcar: {describe(err)}\n".encode())
+    finally:
+        os._exit(code)

@@ -217,3 +217,17 @@ def copy_directory(source, destination):
             os.close(target_fd)
     finally:
         os.close(source_fd)
+
+
+def read_regular_file(path, limit=1 << 20):
+    """The text of the regular file at `path` (a final symlink not followed), or "" when
+    it is missing, not a regular file, or unreadable: an image's file, read for the user
+    and group names, which a hostile image must not turn into /dev/zero or a fifo."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return f.read(limit).decode(errors="replace")

@@ -10,7 +10,7 @@ import pytest
 from rootless.child import protocol
 from rootless.errors import (CommandNotFound, CommandNotRunnable, HandcarError, SetupError,
                              UsageError, exit_status, with_docker_statuses)
-from rootless.system.channel import Channel
+from rootless.system.channel import Channel, run_child
 
 
 def in_child(body):
@@ -19,7 +19,7 @@ def in_child(body):
     pid = os.fork()
     if pid == 0:
         parent_end.close()
-        protocol.run_child(child_end, body)
+        run_child(child_end, body)
     child_end.close()
     return parent_end, pid
 
