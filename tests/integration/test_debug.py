@@ -328,8 +328,15 @@ def test_a_stopped_container_is_refused(handcar, bundle):
 def test_a_missing_image_is_one_line(handcar, micro, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(f'storage = "{tmp_path / "storage"}"\n')
+    registries = tmp_path / "registries.conf"         # a registry that refuses connections
+    registries.write_text('unqualified-search-registries = ["127.0.0.1:1"]\n')
     result = handcar("debug", "--image", "no-such-image", micro, "true",
-                     env=dict(os.environ, HANDCAR_CONFIG=str(config)))
-    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
-    assert "no such image 'no-such-image'" in result.stderr
+                     env=dict(os.environ, HANDCAR_CONFIG=str(config),
+                              CONTAINERS_REGISTRIES_CONF=str(registries)))
+    # not in the store: pulled from its registry, and the failure is one line naming the
+    # image and the registry (after pull's own progress)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("handcar:")]
+    assert len(errors) == 1 and errors[0].startswith("handcar: pulling no-such-image from "
+                                                     "127.0.0.1:1: "), result.stderr
     assert json.loads(handcar.ok("state", micro).stdout)["status"] == "running"
