@@ -7,7 +7,6 @@ import time
 
 from rootless import log
 from rootless.errors import HandcarError, NotFound, SetupError, WrongStatus
-from rootless.runtime import network
 from rootless.runtime.cgroups import cgroupfs
 from rootless.runtime.cgroups import manager as cgroup_manager
 from rootless.runtime.processes import SIGKILL, container_pids, send_signal
@@ -118,6 +117,7 @@ def delete(store, container_id, force=False):
                               f"{status} (use --force)")
         if status != STOPPED:
             _stop(record)
+        from rootless.runtime import network    # (delete alone needs it)
         network.stop(record)
         cgroup_manager.of(record).destroy()
         if "poststop" in record.data.get("hooks", ()) and record.data["status"] != CREATING:

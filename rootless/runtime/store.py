@@ -12,7 +12,6 @@ import stat
 import time
 
 from oci import jsonio
-from rootless.system.fs import remove_tree
 from rootless.errors import AlreadyExists, HandcarError, NotFound
 
 MAX_ID_BYTES = 1024
@@ -243,6 +242,7 @@ class Record:
         write_atomic(os.path.join(self.path, "state.json"), jsonio.dumps(self.data))
 
     def remove(self):
+        from rootless.system.fs import remove_tree   # (delete's, not kill's or state's)
         remove_tree(self.path)
         self.unlock()
 

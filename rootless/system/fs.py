@@ -8,7 +8,6 @@ import os
 import stat
 
 from rootless.errors import SetupError
-from rootless.system import libc
 
 MAX_SYMLINKS = 255
 
@@ -18,7 +17,6 @@ MAX_SYMLINKS = 255
 # symlinks allowed on the way where openat2 can say so) and checked to be inside the
 # rootfs before anything is mounted on it or made in it.
 
-_IN_ROOT = libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS
 _have_openat2 = None                 # found out on first use
 
 
@@ -26,6 +24,7 @@ def has_openat2():
     global _have_openat2
     if _have_openat2 is None:
         try:
+            from rootless.system import libc    # (not on delete's path: remove_tree)
             os.close(libc.openat2(-100, "/", os.O_PATH | os.O_CLOEXEC, 0))   # AT_FDCWD
             _have_openat2 = True
         except OSError as err:
@@ -54,12 +53,14 @@ class _NoProcFs(Exception):
 def _resolve_with_openat2(root, parts, path):
     """The kernel resolves the longest part of `path` that exists; the walk finishes (what
     is left starts with a missing name, or a symlink to one)."""
+    from rootless.system import libc
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for end in range(len(parts), -1, -1):
             try:
                 fd = libc.openat2(root_fd, "/".join(parts[:end]) or ".",
-                                  os.O_PATH | os.O_CLOEXEC, _IN_ROOT)
+                                  os.O_PATH | os.O_CLOEXEC,
+                                  libc.RESOLVE_IN_ROOT | libc.RESOLVE_NO_MAGICLINKS)
                 break
             except (FileNotFoundError, NotADirectoryError):
                 continue

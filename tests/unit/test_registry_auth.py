@@ -48,13 +48,13 @@ def test_the_most_specific_entry_wins_and_files_are_read_in_order(home):
     write(home / "run" / "containers" / "auth.json", {"auths": {
         "quay.io": entry("any", "1"), "quay.io/org": entry("org", "2")}})
     write(home / "home" / ".docker" / "config.json", {"auths": {
-        "https://index.docker.io/v1/": entry("hub", "3"), "quay.io/org/app": entry("no", "4")}})
+        "https://index.docker.io/v1/": entry("hub", "hub-secret-3"), "quay.io/org/app": entry("no", "4")}})
     assert auth.lookup("quay.io", "org/app").username == "org"
     assert auth.lookup("quay.io", "other/app").username == "any"
     found = auth.lookup("docker.io", "library/busybox")
-    assert (found.username, found.secret) == ("hub", "3")
+    assert (found.username, found.secret) == ("hub", "hub-secret-3")
     assert auth.lookup("ghcr.io", "x") is None
-    assert "3" not in repr(found), "a secret never shows in a repr"
+    assert "hub-secret" not in repr(found), "a secret never shows in a repr"
 
 
 def test_login_writes_0600_in_the_runtime_dir_and_logout_forgets(home):
