@@ -7,7 +7,7 @@ import click
 
 from rootless.version import __version__
 from rootless.cli import commands
-from rootless.cli.verbs import GLOBAL_OPTIONS, VERBS, mark_double_dash
+from rootless.cli.verbs import GLOBAL_OPTIONS, GROUPS, VERBS, mark_double_dash
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -65,12 +65,13 @@ class _MarkingDoubleDash(click.Command):
 
 def _command(verb):
     def callback(**values):
-        return commands.handler(verb.name)(click.get_current_context().obj, **values)
+        return commands.handler(verb.name)(click.get_current_context().find_root().obj,
+                                           **values)
     settings = dict(CONTEXT)
     if not verb.interspersed:
         settings.update(allow_interspersed_args=False)
     command_class = _MarkingDoubleDash if verb.marks_double_dash else click.Command
-    return command_class(verb.name, callback=callback, help=verb.help,
+    return command_class(verb.name.rpartition(" ")[2], callback=callback, help=verb.help,
                          context_settings=settings,
                          params=[_click_option(o) for o in verb.options]
                          + [_click_argument(a) for a in verb.args])
@@ -86,8 +87,13 @@ cli = click.Group("handcar", help="handcar: a rootless, runc-compatible OCI cont
                       click.Option(["-v", "--version"], is_flag=True, expose_value=False,
                                    is_eager=True, callback=_print_version,
                                    help="Print the version and exit.")])
+_groups = {name: click.Group(name, help=text, context_settings=CONTEXT)
+           for name, text in GROUPS.items()}
+for _group in _groups.values():
+    cli.add_command(_group)
 for _verb in VERBS.values():
-    cli.add_command(_command(_verb))
+    _group_name, _, _ = _verb.name.rpartition(" ")
+    (_groups[_group_name] if _group_name else cli).add_command(_command(_verb))
 
 
 def click_main(argv):

@@ -25,7 +25,9 @@ class Globals:
 
 
 def handler(verb_name):
-    """The function for a verb (exec and list are exec_ and list_: Python keywords)."""
+    """The function for a verb (exec and list are exec_ and list_: Python keywords; a
+    group's verb "network create" is network_create)."""
+    verb_name = verb_name.replace(" ", "_")
     return globals().get(verb_name) or globals()[verb_name + "_"]
 
 
@@ -372,3 +374,47 @@ def images(g, quiet):
 def rmi(g, names, force):
     """Remove images from the store."""
     _friendly().rmi(g.store(), names, force)
+
+
+# --- handcar network (rootless/network/manage.py) --------------------------------------
+
+def network_create(g, name, subnet, internal):
+    """Define a container network; prints its name."""
+    from rootless.network import manage
+    manage.create(name, subnet, internal)
+
+
+def network_ls(g, quiet):
+    """List the networks."""
+    from rootless.network import manage
+    manage.ls(g.store(), quiet)
+
+
+def network_inspect(g, names):
+    """Print networks as JSON, with the containers on them."""
+    from rootless.network import manage
+    manage.inspect(g.store(), names)
+
+
+def network_rm(g, names, force):
+    """Remove networks (-f: and the containers on them)."""
+    from rootless.network import manage
+    manage.rm(g.store(), names, force)
+
+
+def network_prune(g, force):
+    """Remove every network no container uses."""
+    from rootless.network import manage
+    manage.prune(g.store())
+
+
+def network_connect(g, network, container, aliases, ip):
+    """Connect a running container to another network."""
+    from rootless.network import client
+    client.connect_container(g.store(), network, container, aliases, ip)
+
+
+def network_disconnect(g, network, container, force):
+    """Disconnect a running container from a network."""
+    from rootless.network import client
+    client.disconnect_container(g.store(), network, container)

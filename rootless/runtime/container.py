@@ -162,7 +162,9 @@ def create(store, container_id, bundle, options, foreground=False):
     _check_preserved_fds(options.preserve_fds)
     text, spec = load_bundle(bundle)
     rootfs = _check_runnable(spec, bundle)
-    network = _network_setup(spec, bundle)
+    network = _network_setup(spec, bundle, store)
+    if network:
+        spec = network.prepare(spec)               # handcar networks: their user namespace
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
     settings = spec.linux.cgroup_settings
     scope, cgroups_path = None, spec.linux.cgroups_path
@@ -290,23 +292,32 @@ def _discard(record, pid):
 
 # --- network (rootless/network/, imported only for a container that has one) -------------
 
-def _network_setup(spec, bundle):
-    """A network.Setup for a spec with a network annotation (checked before anything is
-    reserved), else None: a new network namespace alone needs nothing here (its init
-    brings lo up)."""
+def _network_setup(spec, bundle, store):
+    """The network set-up for a spec with a network annotation (checked before anything
+    is reserved): slirp4netns's (handcar.network) or handcar networks' (handcar.networks);
+    else None: a new network namespace alone needs nothing here (its init brings lo up)."""
     from oci.network import settings
     wanted = settings(spec, os.path.join(bundle, "config.json"))
-    if wanted is None or wanted.network is None:
+    if wanted is None:
+        return None
+    if wanted.networks:
+        from rootless.network import client
+        return client.Setup(wanted, store.root)
+    if wanted.network is None:
         return None
     from rootless.network import slirp as network
     return network.Setup(wanted)
 
 
 def _stop_network(record):
-    """Stop what runs for the container's network (slirp4netns) if anything does."""
+    """Stop what runs for the container's network (slirp4netns) if anything does; tell
+    the network daemon a container on its networks is gone."""
     if record.data.get("network"):
         from rootless.network import slirp as network
         network.stop(record)
+    if record.data.get("networks") is not None:
+        from rootless.network import client
+        client.forget(os.path.dirname(record.path), record.id)
 
 
 def _refuse_a_used_cgroup(store, container_id, leaf):
