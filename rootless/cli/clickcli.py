@@ -114,8 +114,8 @@ def _friendly_command_line(argv):
     """Whether a command line click refused was meant for a friendly verb (which exits
     with docker's 125 for a usage error): a friendly verb, or `run` without runc's flags."""
     from rootless.cli.verbs import RUNC_RUN_ONLY
-    verb = next((token for token in argv if token in VERBS), None)
-    if verb in ("logs", "stop", "rm", "pull", "images", "rmi"):
+    verb = next((token for token in argv if token in VERBS or token in GROUPS), None)
+    if verb in ("logs", "stop", "rm", "pull", "images", "rmi", "network"):
         return True
     runc_names = {name for opt in VERBS["run"].options if opt.dest in RUNC_RUN_ONLY
                   for name in opt.names}

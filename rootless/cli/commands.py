@@ -378,43 +378,43 @@ def rmi(g, names, force):
 
 # --- handcar network (rootless/network/manage.py) --------------------------------------
 
+def _networks():
+    from rootless.errors import use_docker_statuses
+    from rootless.network import manage
+    use_docker_statuses()                 # podman's: 125 for handcar's own errors
+    return manage
+
+
 def network_create(g, name, subnet, internal):
     """Define a container network; prints its name."""
-    from rootless.network import manage
-    manage.create(name, subnet, internal)
+    _networks().create(name, subnet, internal)
 
 
 def network_ls(g, quiet):
     """List the networks."""
-    from rootless.network import manage
-    manage.ls(g.store(), quiet)
+    _networks().ls(g.store(), quiet)
 
 
 def network_inspect(g, names):
     """Print networks as JSON, with the containers on them."""
-    from rootless.network import manage
-    manage.inspect(g.store(), names)
+    _networks().inspect(g.store(), names)
 
 
 def network_rm(g, names, force):
     """Remove networks (-f: and the containers on them)."""
-    from rootless.network import manage
-    manage.rm(g.store(), names, force)
+    _networks().rm(g.store(), names, force)
 
 
 def network_prune(g, force):
     """Remove every network no container uses."""
-    from rootless.network import manage
-    manage.prune(g.store())
+    _networks().prune(g.store())
 
 
 def network_connect(g, network, container, aliases, ip):
     """Connect a running container to another network."""
-    from rootless.network import client
-    client.connect_container(g.store(), network, container, aliases, ip)
+    _networks().connect(g.store(), network, container, aliases, ip)
 
 
 def network_disconnect(g, network, container, force):
     """Disconnect a running container from a network."""
-    from rootless.network import client
-    client.disconnect_container(g.store(), network, container)
+    _networks().disconnect(g.store(), network, container)

@@ -230,16 +230,19 @@ def connect_container(store, network_name, container_id, aliases=(), ip=None):
     try:
         _check_running(record)
         networks = dict(record.data.get("networks") or {})
-        if network_name in networks:
-            raise HandcarError(f"container {container_id} is already on network "
-                               f"{network_name}")
         if "networks" not in record.data:
             _not_on_a_network(container_id)
         connection = connect(os.path.dirname(record.path), start=False)
-        if connection is None:
+        if connection is None or not _in_user_namespace_of(record.pid, connection.pid):
+            if connection:
+                connection.close()
             raise HandcarError(f"container {container_id} lost its networks: the network "
-                               "daemon that linked it is gone (killed?), and a new one "
-                               "cannot reach its namespaces")
+                               "daemon that linked it is gone (killed?), and no other may "
+                               "reach its namespaces (start it anew)")
+        if network_name in networks:
+            connection.close()
+            raise HandcarError(f"container {container_id} is already on network "
+                               f"{network_name}")
         try:
             reply = connection.request("join", "joined", network=definition.fields(),
                                        container=container_id, aliases=list(aliases), ip=ip)
@@ -290,6 +293,15 @@ def _update_resolv_conf(record, networks):
     with open(path, "r+") as f:
         f.truncate(0)
         f.write("".join(f"nameserver {server}\n" for server in servers))
+
+
+def _in_user_namespace_of(pid, daemon_pid):
+    """Whether process `pid` is in the daemon's user namespace (the daemon that put it on
+    its networks, not one started after that one was killed)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/user") == os.readlink(f"/proc/{daemon_pid}/ns/user")
+    except OSError:
+        return False
 
 
 def _check_running(record):

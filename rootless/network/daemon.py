@@ -64,6 +64,7 @@ LOCK = "lock"
 LOG = "daemon.log"
 FORWARD_TIMEOUT = 5            # seconds an unanswered forwarded DNS question is kept
 MAX_DNS = 4096
+_FLAGS = {}                    # slirp4netns program -> the flags its --help lists
 
 
 def run_directory(store_root):
@@ -126,8 +127,14 @@ class ActiveNetwork:
 def main(channel, directory):
     """The daemon's process, from fork to exit (never returns): a user namespace the
     client maps, the listening socket, then serve()."""
+    import signal
     from rootless.child.init import _close_fds_from
     gc.enable()                        # it runs long, unlike a verb (main disabled it)
+    # what the verb that forked us may have set up for its container (a foreground run
+    # forwards signals) is not ours: SIGTERM ends the daemon, as it ends any process
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(number, signal.SIG_DFL)
     log = os.open(os.path.join(directory, LOG),
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     null = os.open("/dev/null", os.O_RDONLY)
@@ -360,15 +367,18 @@ class Daemon:
         link.forwards = []
         network.links.pop(member.id, None)
         member.links.pop(name, None)
-        if alive:
-            # another network's way out becomes the container's default route
-            gateway = next((self.networks[other].definition.host
-                            for other in member.links
-                            if self.networks[other].definition.host), None)
-            try:
-                plumbing.in_child(plumbing.remove_link, member.netns, link.interface, gateway)
-            except HandcarError as err:
-                _say(f"{member.id} leaving {name}: {err}")
+        try:
+            if alive:
+                # another network's way out becomes the container's default route
+                gateway = next((self.networks[other].definition.host
+                                for other in member.links
+                                if self.networks[other].definition.host), None)
+                plumbing.in_child(plumbing.remove_link, member.netns, link.interface,
+                                  gateway)
+            elif network.links:       # (else the whole namespace goes, the bridge with it)
+                plumbing.in_child(plumbing.remove_bridge_port, network.netns, link.host_name)
+        except HandcarError as err:
+            _say(f"{member.id} leaving {name}: {err}")
         if not network.links:
             self._shut_down(network)
 
@@ -432,8 +442,10 @@ class Daemon:
                 "--disable-host-loopback", f"--api-socket={slirp.API_SOCKET}",
                 f"--ready-fd={ready_write}", f"--exit-fd={exit_read}",
                 "--netns-type=path"]
+        if program not in _FLAGS:               # its --help, once per daemon
+            _FLAGS[program] = slirp.supported_flags(program)
         argv += [flag for flag in ("--enable-sandbox", "--enable-seccomp")
-                 if flag in slirp.supported_flags(program)]
+                 if flag in _FLAGS[program]]
         argv += [f"/proc/self/fd/{network.netns}", plumbing.UPLINK]
         try:
             with open(os.path.join(network.directory, slirp.LOG_FILE), "wb") as output:

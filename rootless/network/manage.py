@@ -1,5 +1,5 @@
-"""The `handcar network` verbs but connect and disconnect (client.py): definitions in,
-tables and JSON out, and removal with whatever a crash left behind."""
+"""The `handcar network` verbs: definitions in, tables and JSON out, removal with
+whatever a crash left behind; connect and disconnect are client.py's."""
 
 import os
 import shutil
@@ -17,7 +17,10 @@ def create(name, subnet, internal):
 
 def users(store):
     """{network name: [container ids]} of every container in the store that was put on a
-    network (running or not: a stopped container still names its networks)."""
+    network (running or not: a stopped container still names its networks; those run
+    with --rm -d that stopped are removed first)."""
+    from rootless.friendly.run import collect_garbage
+    collect_garbage(store)
     found = {}
     for container_id in store.ids():
         try:
@@ -53,7 +56,8 @@ def ls(store, quiet):
 
 def inspect(store, names):
     found = [definitions.load(name) for name in names]       # NotFound before any output
-    running = (client.status(store.root) or {}).get("networks", {})
+    status = client.status(store.root) or {}
+    running = status.get("networks", {})
     documents = []
     for network in found:
         document = dict(network.to_json(), driver="bridge", dns=network.gateway)
@@ -61,6 +65,8 @@ def inspect(store, names):
         active = running.get(network.name)
         if active and active["id"] == network.id:
             document["containers"] = active["containers"]
+            # what runs for it: the daemon (all networks') and its slirp4netns
+            document["daemon"] = status["pid"]
             document["slirp4netns"] = active["slirp4netns"]
         else:
             document["containers"] = {}
@@ -103,3 +109,11 @@ def _remove(store, network):
     shutil.rmtree(os.path.join(run_directory(store.root), f"net-{network.name}"),
                   ignore_errors=True)
     definitions.remove(network.name)
+
+
+def connect(store, network, container, aliases, ip):
+    client.connect_container(store, network, container, aliases, ip)
+
+
+def disconnect(store, network, container):
+    client.disconnect_container(store, network, container)

@@ -36,6 +36,9 @@ def in_child(function, *args):
         message = ours.expect("done", "working on the network's links",
                               timeout=CHILD_TIMEOUT)
         return message.get("result"), message.get("fds", [])
+    except BaseException:
+        os.kill(pid, 9)                   # stuck, or we are leaving: not waited for long
+        raise
     finally:
         ours.close()
         os.waitpid(pid, 0)
@@ -76,6 +79,9 @@ def make_namespace(gateway, prefix, forwarding):
         netlink.link("set", index=_index(netlink, "lo"), state="up")
         netlink.link("add", ifname=BRIDGE, kind="bridge")
         bridge = _index(netlink, BRIDGE)
+        # a MAC of its own: a bridge without one takes its ports' lowest, and changes it
+        # when that port goes, leaving the containers' ARP caches (their DNS) astray
+        netlink.link("set", index=bridge, address=mac_address(gateway))
         netlink.addr("add", index=bridge, address=gateway, prefixlen=prefix)
         netlink.link("set", index=bridge, state="up")
     netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -146,6 +152,19 @@ def remove_link(container_netns_fd, ifname, gateway):
             netlink.link("del", index=found[0])
         if gateway:
             _default_route(netlink, gateway)
+    return None, []
+
+
+def remove_bridge_port(netns_fd, host_name):
+    """A gone container's veth, deleted from the bridge's side now: its namespace ends a
+    while after its last process (the kernel tears namespaces down in the background),
+    and until then the bridge would send its address's frames there."""
+    from pyroute2 import IPRoute
+    _enter(netns_fd)
+    with IPRoute() as netlink:
+        found = netlink.link_lookup(ifname=host_name)
+        if found:
+            netlink.link("del", index=found[0])
     return None, []
 
 
