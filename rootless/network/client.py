@@ -11,6 +11,15 @@ from rootless.errors import HandcarError, SetupError
 from rootless.system.channel import Channel
 
 REPLY_TIMEOUT = 60               # seconds: a first join starts a network (slirp4netns)
+# the daemon's run directory, in the state root ('@' is no character of a container id)
+RUN_DIR = "@networks"
+SOCKET = "daemon.sock"           # where it listens
+LOCK = "lock"                    # held to connect or start it (daemon._exit_if_idle)
+LOG = "daemon.log"               # its stdout and stderr
+
+
+def run_directory(store_root):
+    return os.path.join(store_root, RUN_DIR)
 
 
 class Connection:
@@ -45,7 +54,6 @@ def connect(store_root, start=True):
     """A Connection to the daemon of this state root, started if none runs (or None, when
     `start` is False and none runs)."""
     import _socket
-    from rootless.network.daemon import LOCK, SOCKET, run_directory
     directory = run_directory(store_root)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -54,21 +54,13 @@ import time
 from oci.network import parse_port
 from rootless.errors import HandcarError, SetupError
 from rootless.network import dns, plumbing, slirp
+from rootless.network.client import LOCK, LOG, SOCKET        # the run directory's files
 from rootless.network.definitions import Network
 from rootless.system import libc
 from rootless.system.channel import Channel
-
-RUN_DIR = "@networks"          # in the state root; '@' is no character of a container id
-SOCKET = "daemon.sock"
-LOCK = "lock"
-LOG = "daemon.log"
 FORWARD_TIMEOUT = 5            # seconds an unanswered forwarded DNS question is kept
 MAX_DNS = 4096
 _FLAGS = {}                    # slirp4netns program -> the flags its --help lists
-
-
-def run_directory(store_root):
-    return os.path.join(store_root, RUN_DIR)
 
 
 class Link:
@@ -181,6 +173,7 @@ class Daemon:
         self.networks = {}              # name -> ActiveNetwork
         self.poller = select.poll()
         self.handlers = {}              # fd -> function(fd, events)
+        self.worker = plumbing.Worker()  # does the netlink work (plumbing.py says why)
         self._watch(listener.fileno(), self._accept)
 
     def _watch(self, fd, handler):
@@ -215,6 +208,7 @@ class Daemon:
         self.listener.close()
         for network in list(self.networks.values()):
             self._shut_down(network)
+        self.worker.stop()
         _say("no container left: exiting")
         os._exit(0)                     # the lock goes with us
 
@@ -351,8 +345,8 @@ class Daemon:
         network.veths += 1
         link = Link(member.interface_name(), f"veth{network.veths}", address,
                     (member.id.lower(),) + tuple(alias.lower() for alias in aliases))
-        plumbing.in_child(plumbing.add_link, network.netns, member.netns, link.host_name,
-                          link.interface, address, definition.prefix, definition.host)
+        self.worker.call(plumbing.add_link, (network.netns, member.netns), link.host_name,
+                         link.interface, address, definition.prefix, definition.host)
         network.links[member.id] = link
         member.links[definition.name] = link
         return link
@@ -373,10 +367,11 @@ class Daemon:
                 gateway = next((self.networks[other].definition.host
                                 for other in member.links
                                 if self.networks[other].definition.host), None)
-                plumbing.in_child(plumbing.remove_link, member.netns, link.interface,
-                                  gateway)
+                self.worker.call(plumbing.remove_link, (member.netns,), link.interface,
+                                 gateway)
             elif network.links:       # (else the whole namespace goes, the bridge with it)
-                plumbing.in_child(plumbing.remove_bridge_port, network.netns, link.host_name)
+                self.worker.call(plumbing.remove_bridge_port, (network.netns,),
+                                 link.host_name)
         except HandcarError as err:
             _say(f"{member.id} leaving {name}: {err}")
         if not network.links:
@@ -407,15 +402,15 @@ class Daemon:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         network = ActiveNetwork(definition, directory)
         try:
-            _, fds = plumbing.in_child(plumbing.make_namespace, definition.gateway,
-                                       definition.prefix, not definition.internal)
+            _, fds = self.worker.call(plumbing.make_namespace, (), definition.gateway,
+                                      definition.prefix, not definition.internal)
             network.netns = fds[0]
             network.dns = socket.socket(fileno=fds[1])
             if len(fds) > 2:
                 network.forward = socket.socket(fileno=fds[2])
             if not definition.internal:
                 self._start_slirp4netns(network)
-                plumbing.in_child(plumbing.attach_uplink, network.netns)
+                self.worker.call(plumbing.attach_uplink, (network.netns,))
         except BaseException:
             self._shut_down(network)
             raise

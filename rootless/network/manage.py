@@ -8,7 +8,7 @@ from oci import jsonio
 from oci.network import NETWORKS_ANNOTATION, parse_names
 from rootless.errors import HandcarError
 from rootless.network import client, definitions
-from rootless.network.daemon import run_directory
+from rootless.network.client import run_directory
 
 
 def create(name, subnet, internal):

@@ -1,13 +1,16 @@
-"""The links of a network, made over netlink (pyroute2) by short-lived children of the
-daemon.
+"""The links of a network, made over netlink (pyroute2) by the daemon's worker.
 
 The daemon lives in the host's network namespace (slirp4netns, which it starts, must
 reach the outside from there), and a process can enter a network namespace but never
 come back to the host's: the kernel lets only a privileged process into a namespace that
-the host's user namespace owns. So each piece of work below runs in a child forked for
-it (`in_child`), which enters the namespaces it works on, does it, reports and exits.
-Sockets are tied to the namespace they were made in, not to the process: the DNS sockets
-made here serve the daemon from then on.
+the host's user namespace owns. So the netlink work runs in a worker process forked from
+the daemon, which enters whichever namespace of the daemon's user namespace a piece of
+work needs (they are all its to enter and leave), and goes back to an empty namespace of
+its own after each, so that it keeps none alive. Sockets are tied to the namespace they
+were made in, not to the process: the DNS sockets made here serve the daemon.
+
+Each piece below takes the namespaces it works on as its first arguments (fds, passed
+to the worker with the request) and returns (a JSON-able result, fds to hand back).
 """
 
 import os
@@ -18,41 +21,84 @@ from rootless.system import libc
 BRIDGE = "br0"
 UPLINK = "tap0"                  # slirp4netns's device in the network's namespace
 DNS_PORT = 53
-CHILD_TIMEOUT = 30               # seconds for one piece of netlink work
+CALL_TIMEOUT = 30                # seconds for one piece of netlink work
 
 
-def in_child(function, *args):
-    """Run function(*args) in a forked child; (its result, the fds it passed back).
-    `function` returns (a JSON-able result, a list of fds to hand over)."""
-    from rootless.child.init import run_child
-    from rootless.system.channel import Channel
-    ours, theirs = Channel.pair()
-    pid = os.fork()
-    if pid == 0:
-        ours.close()
-        run_child(theirs, _child_body, function, args)
-    theirs.close()
-    try:
-        message = ours.expect("done", "working on the network's links",
-                              timeout=CHILD_TIMEOUT)
+class Worker:
+    """The daemon's netlink worker, started on first use and again if it died."""
+
+    def __init__(self):
+        self.pid = 0
+        self.channel = None
+
+    def call(self, function, fds=(), *args):
+        """function(*fds, *args) in the worker; (its result, the fds it handed back)."""
+        if not self.pid:
+            self._start()
+        try:
+            self.channel.send("call", fds=fds, function=function.__name__, args=list(args))
+            message = self.channel.receive(timeout=CALL_TIMEOUT)
+        except (OSError, SetupError):
+            message = None                # it died, or is stuck (timed out)
+        if message is None:
+            self.stop()                   # the next call starts another
+            raise SetupError("the network daemon's netlink worker died or got stuck "
+                             f"({function.__name__})")
+        if message["type"] == "error":
+            raise SetupError(message["msg"])
         return message.get("result"), message.get("fds", [])
-    except BaseException:
-        os.kill(pid, 9)                   # stuck, or we are leaving: not waited for long
-        raise
-    finally:
-        ours.close()
-        os.waitpid(pid, 0)
+
+    def _start(self):
+        from rootless.child.init import run_child
+        from rootless.system.channel import Channel
+        ours, theirs = Channel.pair()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            run_child(theirs, _serve)
+        theirs.close()
+        self.pid, self.channel = pid, ours
+
+    def stop(self):
+        if self.pid:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.channel.close()
+            self.pid, self.channel = 0, None
 
 
-def _child_body(channel, function, args):
+def _serve(channel):
+    """The worker's loop (never returns): calls until the daemon hangs up."""
     libc.prctl(libc.PR_SET_PDEATHSIG, 9)
-    try:
-        result, fds = function(*args)
-    except Exception as err:  # noqa: BLE001 - pyroute2's NetlinkError is no OSError
-        if isinstance(err, OSError) or type(err).__name__ != "NetlinkError":
-            raise
-        raise SetupError(f"netlink: {os.strerror(err.code) if err.code else err}") from None
-    channel.send("done", result=result, fds=fds)
+    libc.unshare(libc.CLONE_NEWNET)
+    home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)   # empty, ours
+    functions = {f.__name__: f for f in (make_namespace, attach_uplink, add_link,
+                                         remove_link, remove_bridge_port)}
+    while True:
+        message = channel.receive()
+        if message is None:
+            os._exit(0)
+        fds = message.get("fds", [])
+        handed = []
+        try:
+            _, handed = functions[message["function"]](*fds, *message["args"])
+            channel.send("done", fds=handed)
+        except Exception as err:  # noqa: BLE001 - reported, and the worker serves on
+            channel.send("error", msg=_describe(err))
+        finally:
+            for fd in fds + handed:
+                os.close(fd)
+            libc.setns(home, libc.CLONE_NEWNET)
+
+
+def _describe(err):
+    from rootless.child.init import describe
+    if type(err).__name__ == "NetlinkError":   # pyroute2's, no OSError
+        return f"netlink: {os.strerror(err.code) if err.code else err}"
+    return describe(err)
 
 
 def _enter(netns_fd):
@@ -66,7 +112,7 @@ def _index(netlink, name):
     return found[0]
 
 
-# --- the pieces (each runs in_child) ----------------------------------------------------
+# --- the pieces (each runs in the worker) ------------------------------------------------
 
 def make_namespace(gateway, prefix, forwarding):
     """A new network namespace with lo, and the bridge at `gateway`/`prefix`; the DNS
