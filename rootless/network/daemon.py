@@ -370,7 +370,7 @@ class Daemon:
                 self.worker.call(plumbing.remove_link, (member.netns,), link.interface,
                                  gateway)
             elif network.links:       # (else the whole namespace goes, the bridge with it)
-                self.worker.call(plumbing.remove_bridge_port, (network.netns,),
+                self.worker.call(plumbing.detach_bridge_port, (network.netns,),
                                  link.host_name)
         except HandcarError as err:
             _say(f"{member.id} leaving {name}: {err}")
