@@ -205,7 +205,8 @@ def check_subnet(text, taken, routes):
     try:
         subnet = ipaddress.IPv4Network(text)
     except ValueError as err:
-        raise HandcarError(f"--subnet {text}: {err}") from None
+        raise HandcarError(f"--subnet {text}: expected an IPv4 network A.B.C.D/N ({err})") \
+            from None
     if not MIN_PREFIX <= subnet.prefixlen <= MAX_PREFIX:
         raise HandcarError(f"--subnet {text}: the prefix must be /{MIN_PREFIX} to "
                            f"/{MAX_PREFIX}")
