@@ -177,15 +177,16 @@ class Setup:
         linux = spec.linux
         userns_entry = linux.namespace("user")
         default = userns.default_plan(os.geteuid(), os.getegid(), user_name(os.geteuid()))
-        if userns_entry is None or userns_entry.path or (
+        if (userns_entry is not None and userns_entry.path) or (
                 linux.uid_mappings and (tuple(linux.uid_mappings), tuple(linux.gid_mappings))
                 != (default.uid_mappings, default.gid_mappings)):
             raise HandcarError("annotations.handcar.networks: the containers on handcar "
                                "networks share one user namespace, mapped as handcar maps "
                                "containers by default (0 is you, 1.. your subordinate ids): "
-                               "leave out linux.uidMappings and gidMappings, or give those")
-        namespaces = tuple(Namespace("user", self.connection.userns_path)
-                           if ns.type == "user" else ns for ns in linux.namespaces)
+                               "leave out linux.uidMappings and gidMappings (and a user "
+                               "namespace's path), or give those")
+        user = Namespace("user", self.connection.userns_path)
+        namespaces = tuple(ns for ns in linux.namespaces if ns.type != "user") + (user,)
         return spec.replace(linux=linux.replace(namespaces=namespaces, uid_mappings=(),
                                                 gid_mappings=()))
 
