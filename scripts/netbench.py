@@ -102,10 +102,11 @@ def measure(name, command, port):
             "retransmits": end["sum_sent"].get("retransmits", 0)}
 
 
-def client_report(name, command):
+def client_report(name, command, env=None):
     """Run an iperf3 client (retried while its server starts); its JSON report's totals."""
     for _ in range(50):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                                env=env)
         if "connect" not in result.stdout + result.stderr or result.returncode == 0:
             break
         time.sleep(0.1)                          # "unable to connect": not listening yet
@@ -123,6 +124,8 @@ def between(options, handcar, podman, top, rootfs, iperf3):
     """TCP throughput between two containers on one network (issue 18): a handcar network
     against a rootless podman network (its CNI bridge in podman's rootless network
     namespace), interleaved; the client reaches the server by its address."""
+    # podman's default runtime here, crun, refuses hybrid cgroup hosts: runc where it is
+    podman = podman and ([podman, "--runtime", "runc"] if shutil.which("runc") else [podman])
     (top / "config.toml").write_text(f'storage = "{top / "storage"}"\n')
     env = dict(os.environ, HANDCAR_CONFIG=str(top / "config.toml"))
     hc = [handcar, "--root", str(top / "state-between")]
@@ -130,9 +133,9 @@ def between(options, handcar, podman, top, rootfs, iperf3):
     subprocess.run([*hc, "network", "create", network], env=env, check=True,
                    capture_output=True)
     if podman:
-        subprocess.run([podman, "network", "rm", "-f", f"handcar-{network}"],
+        subprocess.run([*podman, "network", "rm", "-f", f"handcar-{network}"],
                        capture_output=True)
-        subprocess.run([podman, "network", "create", f"handcar-{network}"], check=True,
+        subprocess.run([*podman, "network", "create", f"handcar-{network}"], check=True,
                        capture_output=True)
     results = {"handcar": [], "podman": []}
     try:
@@ -153,28 +156,28 @@ def between(options, handcar, podman, top, rootfs, iperf3):
                     client = [*hc, "run", "--rm", "--network", network, str(rootfs)]
                     remove = [*hc, "rm", "-f", server]
                 else:
-                    subprocess.run([podman, "run", "-d", "--name", server, "--network",
+                    subprocess.run([*podman, "run", "-d", "--name", server, "--network",
                                     f"handcar-{network}", "--env", TMPDIR, "--read-only",
                                     "--rootfs", str(rootfs), iperf3, "--server", "--one-off"],
                                    check=True, capture_output=True)
                     inspected = json.loads(subprocess.run(
-                        [podman, "inspect", server], check=True, capture_output=True,
+                        [*podman, "inspect", server], check=True, capture_output=True,
                         text=True).stdout)
                     address = inspected[0]["NetworkSettings"]["Networks"][
                         f"handcar-{network}"]["IPAddress"]
-                    client = [podman, "run", "--rm", "--network", f"handcar-{network}",
+                    client = [*podman, "run", "--rm", "--network", f"handcar-{network}",
                               "--env", TMPDIR, "--read-only", "--rootfs", str(rootfs)]
-                    remove = [podman, "rm", "-f", server]
+                    remove = [*podman, "rm", "-f", server]
                 try:
                     results[name].append(client_report(name, [
                         *client, iperf3, "--client", address, "--time", str(options.seconds),
-                        "--json"]))
+                        "--json"], env))
                 finally:
                     subprocess.run(remove, env=env, capture_output=True)
     finally:
         subprocess.run([*hc, "network", "rm", "-f", network], env=env, capture_output=True)
         if podman:
-            subprocess.run([podman, "network", "rm", "-f", f"handcar-{network}"],
+            subprocess.run([*podman, "network", "rm", "-f", f"handcar-{network}"],
                            capture_output=True)
     print(f"iperf3 TCP between two containers on one network, {options.seconds} s, "
           f"{options.runs} run(s) each, Gbit/s:")
