@@ -124,8 +124,6 @@ def between(options, handcar, podman, top, rootfs, iperf3):
     """TCP throughput between two containers on one network (issue 18): a handcar network
     against a rootless podman network (its CNI bridge in podman's rootless network
     namespace), interleaved; the client reaches the server by its address."""
-    # podman's default runtime here, crun, refuses hybrid cgroup hosts: runc where it is
-    podman = podman and ([podman, "--runtime", "runc"] if shutil.which("runc") else [podman])
     (top / "config.toml").write_text(f'storage = "{top / "storage"}"\n')
     env = dict(os.environ, HANDCAR_CONFIG=str(top / "config.toml"))
     hc = [handcar, "--root", str(top / "state-between")]
@@ -194,6 +192,9 @@ def main():
     options = parser.parse_args()
     handcar = shutil.which("handcar")
     podman = shutil.which("podman")
+    # podman's default runtime, crun, refuses hybrid cgroup hosts (this one): runc where
+    # it is installed
+    podman = podman and ([podman, "--runtime", "runc"] if shutil.which("runc") else [podman])
     with tempfile.TemporaryDirectory(prefix="handcar-netbench-") as scratch:
         top = Path(scratch)
         rootfs = top / "rootfs"
@@ -211,7 +212,7 @@ def main():
             bundle.mkdir()
             commands["handcar"] = [handcar, "--root", str(top / "state"), "run", "-b",
                                    make_bundle(bundle, rootfs, client), f"netbench{run}"]
-            commands["podman"] = [podman, "run", "--rm", "--network", NETWORK, "--env",
+            commands["podman"] = [*podman, "run", "--rm", "--network", NETWORK, "--env",
                                   TMPDIR, "--read-only", "--rootfs", str(rootfs), *client]
             order = ("handcar", "podman") if run % 2 == 0 else ("podman", "handcar")
             for name in order:                             # A B B A: neither always first
