@@ -58,6 +58,7 @@ from rootless.network.client import LOCK, LOG, SOCKET        # the run directory
 from rootless.network.definitions import Network
 from rootless.system import libc
 from rootless.system.channel import Channel
+
 FORWARD_TIMEOUT = 5            # seconds an unanswered forwarded DNS question is kept
 MAX_DNS = 4096
 _FLAGS = {}                    # slirp4netns program -> the flags its --help lists
@@ -174,6 +175,7 @@ class Daemon:
         self.poller = select.poll()
         self.handlers = {}              # fd -> function(fd, events)
         self.worker = plumbing.Worker()  # does the netlink work (plumbing.py says why)
+        self.unwatched = set()          # fds let go of in this round of events
         self._watch(listener.fileno(), self._accept)
 
     def _watch(self, fd, handler):
@@ -183,13 +185,16 @@ class Daemon:
     def _unwatch(self, fd):
         if self.handlers.pop(fd, None) is not None:
             self.poller.unregister(fd)
+        self.unwatched.add(fd)
 
     def serve(self):
         while True:
+            self.unwatched = set()
             for fd, events in self.poller.poll(1000):
-                handler = self.handlers.get(fd)
-                if handler:
-                    handler(fd, events)
+                # an fd closed by an earlier handler of this round, and maybe reused since
+                # (a new client, a new DNS socket): its event is not the new one's
+                if fd not in self.unwatched and fd in self.handlers:
+                    self.handlers[fd](fd, events)
             self._expire_forwarded_questions()
             if not self.clients and not self.members:
                 self._exit_if_idle()
@@ -406,8 +411,10 @@ class Daemon:
                                       definition.prefix, not definition.internal)
             network.netns = fds[0]
             network.dns = socket.socket(fileno=fds[1])
+            network.dns.setblocking(False)
             if len(fds) > 2:
                 network.forward = socket.socket(fileno=fds[2])
+                network.forward.setblocking(False)
             if not definition.internal:
                 self._start_slirp4netns(network)
                 self.worker.call(plumbing.attach_uplink, (network.netns,))
