@@ -103,7 +103,7 @@ class PortMapping(Record):
 class Settings(Record):
     """What the engine sets up for one container."""
     FIELDS = {
-        "loopback": False,    # a network namespace of its own: bring lo up
+        "loopback": False,    # a network namespace of its own (its init brings lo up)
         "network": None,      # Slirp4netns, or None: lo only
         "ports": (),          # PortMapping, published through `network` or the first of
                               # `networks`
