@@ -8,7 +8,15 @@
         published through slirp4netns; HOSTIP defaults to 0.0.0.0 (every address, as in
         podman), the protocol to tcp. Needs handcar.network.
 
-Both ask for a network namespace of the container's own (linux.namespaces has "network"
+    handcar.networks = NAME[,NAME...]
+        handcar's container networks to join (`handcar network create`; the engine is
+        rootless/network/daemon.py), instead of handcar.network. With them:
+    handcar.network-aliases = ALIAS[,ALIAS...]
+        more names the others on those networks resolve to this container (its id is one)
+    handcar.ip = A.B.C.D
+        its address, with a single network (otherwise the next free one of the subnet)
+
+All ask for a network namespace of the container's own (linux.namespaces has "network"
 without a path). Whatever the annotations, such a namespace gets `lo` up; one that is
 joined by path (podman brings its own network) or shared with the caller is left as it is.
 The friendly run mode writes these annotations from --network and -p: parse_network and
@@ -21,6 +29,15 @@ from .record import Record
 
 NETWORK_ANNOTATION = "handcar.network"
 PORTS_ANNOTATION = "handcar.ports"
+NETWORKS_ANNOTATION = "handcar.networks"
+ALIASES_ANNOTATION = "handcar.network-aliases"
+IP_ANNOTATION = "handcar.ip"
+NETWORK_ANNOTATIONS = (NETWORK_ANNOTATION, PORTS_ANNOTATION, NETWORKS_ANNOTATION,
+                       ALIASES_ANNOTATION, IP_ANNOTATION)
+# words a network name must not be: network modes (handcar's and podman's)
+RESERVED_NETWORK_NAMES = ("none", "host", "slirp4netns", "ns", "pasta", "private",
+                          "container", "bridge")
+MAX_NAME = 63                          # a network's name or an alias (a DNS label's limit)
 MODES = ("slirp4netns",)
 PROTOCOLS = ("tcp", "udp")
 MIN_MTU, MAX_MTU = 68, 65521           # IPv4's minimum; slirp4netns's maximum
@@ -86,9 +103,13 @@ class PortMapping(Record):
 class Settings(Record):
     """What the engine sets up for one container."""
     FIELDS = {
-        "loopback": False,    # a network namespace of its own: bring lo up
+        "loopback": False,    # a network namespace of its own (its init brings lo up)
         "network": None,      # Slirp4netns, or None: lo only
-        "ports": (),          # PortMapping, published through `network`
+        "ports": (),          # PortMapping, published through `network` or the first of
+                              # `networks`
+        "networks": (),       # names of handcar networks (instead of `network`)
+        "aliases": (),        # more names on them
+        "ip": None,           # the address asked for on the only one of `networks`
     }
 
 
@@ -143,6 +164,34 @@ def parse_port(text):
                        protocol=protocol or "tcp")
 
 
+def check_name(text, what="network name"):
+    """A network name or an alias: letters, digits, '_', '.', '-', first a letter or
+    digit (podman's rule); ValueError says what is wrong."""
+    if not text or len(text) > MAX_NAME or not text.isascii() or not text[0].isalnum() \
+            or not all(c.isalnum() or c in "_.-" for c in text):
+        raise ValueError(f"{what} {text!r}: use up to {MAX_NAME} letters, digits, '_', '.' "
+                         "and '-', starting with a letter or digit")
+    if what == "network name" and text in RESERVED_NETWORK_NAMES:
+        raise ValueError(f"network name {text!r} is a network mode, not a name")
+    return text
+
+
+def parse_names(text, what="network name"):
+    """`NAME[,NAME...]` -> a tuple of checked names, none twice."""
+    names = tuple(check_name(item.strip(), what) for item in text.split(","))
+    if len(set(names)) != len(names):
+        raise ValueError(f"a {what} is given twice in {text!r}")
+    return names
+
+
+def parse_ipv4(text):
+    """`A.B.C.D` -> the same text, checked; ValueError says what is wrong."""
+    try:
+        return _format_ipv4(_ipv4_value(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 address (A.B.C.D)") from None
+
+
 def parse_ports(text):
     """The handcar.ports annotation -> a tuple of PortMapping, no host socket twice."""
     mappings = []
@@ -171,27 +220,44 @@ def settings(spec, source="config.json"):
     annotations = spec.annotations
     netns = spec.linux.namespace("network")
     own_netns = netns is not None and not netns.path
-    if not own_netns and NETWORK_ANNOTATION not in annotations \
-            and PORTS_ANNOTATION not in annotations:
+    if not own_netns and not any(key in annotations for key in NETWORK_ANNOTATIONS):
         return None
     problems = []
-    network, ports = None, ()
+    network, ports, networks, aliases, ip = None, (), (), (), None
+    for key in (NETWORK_ANNOTATION, NETWORKS_ANNOTATION):
+        if key in annotations and not own_netns:
+            problems.append(f"annotations.{key}: needs a network namespace of the "
+                            "container's own (linux.namespaces: {\"type\": \"network\"} "
+                            "without a path)")
     if NETWORK_ANNOTATION in annotations:
         network = _checked(problems, NETWORK_ANNOTATION, annotations[NETWORK_ANNOTATION],
                            parse_network)
-        if not own_netns:
-            problems.append(f"annotations.{NETWORK_ANNOTATION}: needs a network namespace "
-                            "of the container's own (linux.namespaces: {\"type\": "
-                            "\"network\"} without a path)")
+        if NETWORKS_ANNOTATION in annotations:
+            problems.append(f"annotations.{NETWORKS_ANNOTATION}: not with "
+                            f"{NETWORK_ANNOTATION} (a container has one way out)")
+    if NETWORKS_ANNOTATION in annotations:
+        networks = _checked(problems, NETWORKS_ANNOTATION, annotations[NETWORKS_ANNOTATION],
+                            parse_names) or ()
+    if ALIASES_ANNOTATION in annotations:
+        aliases = _checked(problems, ALIASES_ANNOTATION, annotations[ALIASES_ANNOTATION],
+                           lambda text: parse_names(text, "alias")) or ()
+        if NETWORKS_ANNOTATION not in annotations:
+            problems.append(f"annotations.{ALIASES_ANNOTATION}: needs {NETWORKS_ANNOTATION}")
+    if IP_ANNOTATION in annotations:
+        ip = _checked(problems, IP_ANNOTATION, annotations[IP_ANNOTATION], parse_ipv4)
+        if len(networks) != 1:
+            problems.append(f"annotations.{IP_ANNOTATION}: needs exactly one network in "
+                            f"{NETWORKS_ANNOTATION}")
     if PORTS_ANNOTATION in annotations:
         ports = _checked(problems, PORTS_ANNOTATION, annotations[PORTS_ANNOTATION],
                          parse_ports) or ()
-        if NETWORK_ANNOTATION not in annotations:
-            problems.append(f"annotations.{PORTS_ANNOTATION}: needs {NETWORK_ANNOTATION} "
-                            "(ports are published through slirp4netns)")
+        if NETWORK_ANNOTATION not in annotations and NETWORKS_ANNOTATION not in annotations:
+            problems.append(f"annotations.{PORTS_ANNOTATION}: needs {NETWORK_ANNOTATION} or "
+                            f"{NETWORKS_ANNOTATION} (ports are published through slirp4netns)")
     if problems:
         raise SpecError(problems, source)
-    return Settings(loopback=own_netns, network=network, ports=ports)
+    return Settings(loopback=own_netns, network=network, ports=ports, networks=networks,
+                    aliases=aliases, ip=ip)
 
 
 def _checked(problems, key, text, parse):

@@ -42,6 +42,9 @@ class RunRequest(Record):
         "read_only": False,
         "ports": (),               # -p, passed on to the network engine
         "network": None,           # slirp4netns[:OPTS] | none | host | ns:PATH
+        "networks": (),            # or handcar networks' names (--network NAME[,NAME])
+        "network_aliases": (),     # --network-alias, on those
+        "ip": None,                # --ip, on the one of those
         "hostname": None,
         "memory": None,            # bytes
         "cpus": None,              # a float
@@ -291,10 +294,16 @@ def annotations(request):
     if request.stop_signal:
         items["handcar.stop-signal"] = request.stop_signal
     network = request.network or ""
-    if network.partition(":")[0] == "slirp4netns":
+    if request.networks:
+        items["handcar.networks"] = ",".join(request.networks)
+        if request.network_aliases:
+            items["handcar.network-aliases"] = ",".join(request.network_aliases)
+        if request.ip:
+            items["handcar.ip"] = request.ip
+    elif network.partition(":")[0] == "slirp4netns":
         items["handcar.network"] = network
-        if request.ports:
-            items["handcar.ports"] = ",".join(request.ports)
+    if request.ports:
+        items["handcar.ports"] = ",".join(request.ports)
     return items
 
 
@@ -385,6 +394,8 @@ def _without_unmapped_gid(mount, gid_mappings):
 
 def _namespaces(request, layout):
     kinds = ["pid", "ipc", "uts", "mount", "user", "cgroup"]
+    if request.networks:                  # handcar networks: a namespace of its own
+        return [{"type": k} for k in kinds + ["network"]]
     network = request.network or ("host" if layout.cwd else "none")
     kind = network_kind(network)
     if kind == "ns":

@@ -65,8 +65,8 @@ def make_bundle(top):
 
 
 class Runtime:
-    def __init__(self, name, command, root):
-        self.name, self.command, self.root = name, command, root
+    def __init__(self, name, command, root, env=None):
+        self.name, self.command, self.root, self.env = name, command, root, env
         self.counter = 0
 
     def argv(self, *args):
@@ -78,7 +78,7 @@ class Runtime:
         with tempfile.TemporaryFile() as errors:
             start = time.perf_counter()
             result = subprocess.run(self.argv(*args), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=errors)
+                                    stdout=subprocess.DEVNULL, stderr=errors, env=self.env)
             elapsed = time.perf_counter() - start
             if result.returncode != 0:
                 errors.seek(0)
@@ -139,12 +139,77 @@ def works(rt, bundle):
         return False
 
 
+def network_costs(command, top, states, rounds):
+    """What a network costs handcar's `run` of /bin/true (issue 18): a new network
+    namespace only; its own slirp4netns; joining a handcar network that is up (another
+    container keeps it so); the first container of a network (which brings the network's
+    namespace, bridge and slirp4netns up); the first of all (the network daemon starts
+    too). Interleaved, medians in ms."""
+    storage = top / "storage"
+    (top / "config.toml").write_text(f'storage = "{storage}"\n')
+    env = dict(os.environ, HANDCAR_CONFIG=str(top / "config.toml"))
+    warm = Runtime("handcar", command, str(states / "state-networks"), env)
+    cold = Runtime("handcar", command, str(states / "state-networks-cold"), env)
+    base = json.loads((Path(top) / "netns" / "config.json").read_text())
+    kinds = {"new netns only": {}, "own slirp4netns": {"handcar.network": "slirp4netns"},
+             "joining a network that is up": {"handcar.networks": "benchup"},
+             "first on its network": {"handcar.networks": "benchfirst"},
+             "first of all (daemon starts)": {"handcar.networks": "benchcold"}}
+    bundles = {}
+    for number, (kind, annotations) in enumerate(kinds.items()):
+        path = top / f"net{number}"
+        path.mkdir()
+        config = json.loads(json.dumps(base))
+        config["process"]["args"] = ["/bin/true"]
+        config["annotations"] = annotations
+        (path / "config.json").write_text(json.dumps(config))
+        bundles[kind] = str(path)
+    keeper = top / "keeper"
+    keeper.mkdir()
+    config = json.loads(json.dumps(base))
+    config["annotations"] = {"handcar.networks": "benchup"}
+    (keeper / "config.json").write_text(json.dumps(config))
+    for name in ("benchup", "benchfirst", "benchcold"):
+        warm.timed("network", "create", name)
+    samples = {kind: [] for kind in kinds}
+    try:
+        warm.timed("create", "-b", str(keeper), "keeper")      # benchup stays up
+        for _ in range(rounds):
+            for kind, bundle in bundles.items():
+                rt = cold if kind.startswith("first of all") else warm
+                samples[kind].append(rt.timed("run", "-b", bundle, rt.new_id()) * 1000)
+    finally:
+        for rt in (warm, cold):
+            subprocess.run(rt.argv("delete", "--force", "keeper"), capture_output=True,
+                           env=env)
+        for name in ("benchup", "benchfirst", "benchcold"):
+            subprocess.run(warm.argv("network", "rm", "-f", name), capture_output=True,
+                           env=env)
+    print(f"# networks: handcar run of /bin/true, {rounds} interleaved rounds; medians "
+          "(min-max), ms")
+    for kind, values in samples.items():
+        print(f"{kind:<32}{statistics.median(values):8.1f} ({min(values):.1f}-"
+              f"{max(values):.1f})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--runtime", action="append", default=[], metavar="NAME=COMMAND",
                         help="a runtime to measure (default: handcar, runc and crun)")
+    parser.add_argument("--networks", action="store_true",
+                        help="measure what handcar's networks cost run, instead")
     args = parser.parse_args()
+    if args.networks:
+        top = Path(tempfile.mkdtemp(prefix="handcar-bench."))
+        states = Path(tempfile.mkdtemp(prefix="handcar-bench.", dir=state_parent()))
+        try:
+            make_bundle(top)
+            network_costs([shutil.which("handcar") or "handcar"], top, states, args.rounds)
+        finally:
+            shutil.rmtree(top, ignore_errors=True)
+            shutil.rmtree(states, ignore_errors=True)
+        return
     top = Path(tempfile.mkdtemp(prefix="handcar-bench."))
     states = Path(tempfile.mkdtemp(prefix="handcar-bench.", dir=state_parent()))
     print(f"# state roots in {states}", file=sys.stderr)

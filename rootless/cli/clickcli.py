@@ -7,7 +7,7 @@ import click
 
 from rootless.version import __version__
 from rootless.cli import commands, dispatch
-from rootless.cli.verbs import GLOBAL_OPTIONS, VERBS, mark_double_dash
+from rootless.cli.verbs import GLOBAL_OPTIONS, GROUPS, VERBS, mark_double_dash
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -67,12 +67,13 @@ class _MarkingDoubleDash(click.Command):
 
 def _command(verb):
     def callback(**values):
-        return dispatch.handler(verb.name)(click.get_current_context().obj, **values)
+        return dispatch.handler(verb.name)(click.get_current_context().find_root().obj,
+                                           **values)
     settings = dict(CONTEXT)
     if not verb.interspersed:
         settings.update(allow_interspersed_args=False)
     command_class = _MarkingDoubleDash if verb.marks_double_dash else click.Command
-    return command_class(verb.name, callback=callback, help=verb.help,
+    return command_class(verb.name.rpartition(" ")[2], callback=callback, help=verb.help,
                          context_settings=settings,
                          params=[_click_option(o) for o in verb.options]
                          + [_click_argument(a) for a in verb.args])
@@ -88,8 +89,13 @@ cli = click.Group("handcar", help="handcar: a rootless, runc-compatible OCI cont
                       click.Option(["-v", "--version"], is_flag=True, expose_value=False,
                                    is_eager=True, callback=_print_version,
                                    help="Print the version and exit.")])
+_groups = {name: click.Group(name, help=text, context_settings=CONTEXT)
+           for name, text in GROUPS.items()}
+for _group in _groups.values():
+    cli.add_command(_group)
 for _verb in VERBS.values():
-    cli.add_command(_command(_verb))
+    _group_name, _, _ = _verb.name.rpartition(" ")
+    (_groups[_group_name] if _group_name else cli).add_command(_command(_verb))
 
 
 def click_main(argv):
@@ -110,8 +116,8 @@ def _friendly_command_line(argv):
     """Whether a command line click refused was meant for a friendly verb (which exits
     with docker's 125 for a usage error): a friendly verb, or `run` without runc's flags."""
     from rootless.cli.verbs import RUNC_RUN_ONLY
-    verb = next((token for token in argv if token in VERBS), None)
-    if verb in ("logs", "stop", "rm", "images", "rmi", "image"):
+    verb = next((token for token in argv if token in VERBS or token in GROUPS), None)
+    if verb in ("logs", "stop", "rm", "images", "rmi", "image", "network"):
         return True
     runc_names = {name for opt in VERBS["run"].options if opt.dest in RUNC_RUN_ONLY
                   for name in opt.names}

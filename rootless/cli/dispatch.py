@@ -30,6 +30,14 @@ HANDLERS = {
     "image": ("rootless.cli.friendly", "image"),
     "login": ("rootless.cli.friendly", "login"),
     "logout": ("rootless.cli.friendly", "logout"),
+    # a group's verbs ("handcar network create"), podman's exit statuses
+    "network create": ("rootless.cli.friendly", "network_create"),
+    "network ls": ("rootless.cli.friendly", "network_ls"),
+    "network inspect": ("rootless.cli.friendly", "network_inspect"),
+    "network rm": ("rootless.cli.friendly", "network_rm"),
+    "network prune": ("rootless.cli.friendly", "network_prune"),
+    "network connect": ("rootless.cli.friendly", "network_connect"),
+    "network disconnect": ("rootless.cli.friendly", "network_disconnect"),
 }
 
 

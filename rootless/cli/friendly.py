@@ -107,3 +107,54 @@ def logout(g, registry, all_registries, authfile):
     if not registry and not all_registries:
         raise UsageError("logout: name a REGISTRY, or --all")
     logout(registry, all_registries, authfile)
+
+
+# --- handcar network (rootless/network/manage.py), podman's exit statuses --------------------
+
+def network_create(g, name, subnet, internal):
+    """Define a container network; prints its name."""
+    from rootless.network import manage
+    with with_docker_statuses():
+        manage.create(name, subnet, internal)
+
+
+def network_ls(g, quiet):
+    """List the networks."""
+    from rootless.network import manage
+    with with_docker_statuses():
+        manage.ls(g.store(), quiet)
+
+
+def network_inspect(g, names):
+    """Print networks as JSON, with the containers on them."""
+    from rootless.network import manage
+    with with_docker_statuses():
+        manage.inspect(g.store(), names)
+
+
+def network_rm(g, names, force):
+    """Remove networks (-f: and the containers on them)."""
+    from rootless.network import manage
+    with with_docker_statuses():
+        manage.rm(g.store(), names, force)
+
+
+def network_prune(g, force):
+    """Remove every network no container uses."""
+    from rootless.network import manage
+    with with_docker_statuses():
+        manage.prune(g.store())
+
+
+def network_connect(g, network, container, aliases, ip):
+    """Connect a running container to another network."""
+    from rootless.network import manage
+    with with_docker_statuses():
+        manage.connect(g.store(), network, container, aliases, ip)
+
+
+def network_disconnect(g, network, container, force):
+    """Disconnect a running container from a network."""
+    from rootless.network import manage
+    with with_docker_statuses():
+        manage.disconnect(g.store(), network, container)

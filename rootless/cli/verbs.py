@@ -99,9 +99,13 @@ FRIENDLY_RUN_OPTIONS = (
         help="Forward a host port to the container (slirp4netns; HOSTIP: 0.0.0.0)."),
     Opt(("-P", "--publish-all"), "publish_all",
         help="Publish the image's exposed ports on free host ports."),
-    Opt(("--network",), "network", "value", metavar="MODE",
+    Opt(("--network",), "network", "value", metavar="MODE|NAME",
         help="slirp4netns[:OPTS] (default for images), none, host (default for --), "
-             "ns:PATH."),
+             "ns:PATH, or handcar networks' names (NAME[,NAME...]: handcar network)."),
+    Opt(("--network-alias",), "network_alias", "multiple", metavar="ALIAS",
+        help="Another name of the container on its handcar networks."),
+    Opt(("--ip",), "ip", "value", metavar="A.B.C.D",
+        help="The container's address on its (one) handcar network."),
     Opt(("--hostname",), "hostname", "value", metavar="NAME", help="The container's hostname."),
     Opt(("-m", "--memory"), "memory", "value", metavar="SIZE", help="Memory limit (64m, 1g)."),
     Opt(("--cpus",), "cpus", "value", metavar="N", help="CPU limit (1.5 = one and a half)."),
@@ -332,7 +336,40 @@ noNewPrivileges are the container's, as for exec, unless --privileged-debug.""",
             help="Add to the environment."),
     ), (ID, Arg("command", "[CMD]...", required=False, variadic=True)), interspersed=False),
     # --- end of debug ---
+    # --- handcar network: container networks (rootless/network/) ---
+    Verb("network create", "Define a container network (a bridge of its own, names "
+         "resolved on it, the way out through one slirp4netns); prints its name.", (
+             Opt(("--subnet",), "subnet", "value", metavar="CIDR",
+                 help="Its IPv4 subnet (default: a free /24 of 10.89.0.0/16)."),
+             Opt(("--internal",), "internal",
+                 help="No way out: its containers reach each other only."),
+         ), (Arg("name", "NAME"),)),
+    Verb("network ls", "List the networks.", (
+        Opt(("-q", "--quiet"), "quiet", help="Print only the names."),
+    )),
+    Verb("network inspect", "Print networks as JSON, with the containers on them.", (),
+         (Arg("names", "NAME...", variadic=True),)),
+    Verb("network rm", "Remove networks (-f: and the containers on them).", (
+        Opt(("-f", "--force"), "force", help="Remove the containers on them too."),
+    ), (Arg("names", "NAME...", variadic=True),)),
+    Verb("network prune", "Remove every network no container uses.", (
+        Opt(("-f", "--force"), "force", help="Accepted for podman compatibility (handcar "
+                                             "never asks)."),
+    )),
+    Verb("network connect", "Connect a running container (started on a handcar network) "
+         "to another network.", (
+             Opt(("--alias",), "aliases", "multiple", metavar="ALIAS",
+                 help="Another name of the container on this network."),
+             Opt(("--ip",), "ip", "value", metavar="A.B.C.D",
+                 help="Its address on this network."),
+         ), (Arg("network", "NETWORK"), Arg("container", "CONTAINER"))),
+    Verb("network disconnect", "Disconnect a running container from a network.", (
+        Opt(("-f", "--force"), "force", help="Accepted for podman compatibility."),
+    ), (Arg("network", "NETWORK"), Arg("container", "CONTAINER"))),
 )}
+# verbs named "GROUP VERB" are a group's ("handcar network create"): the group's help
+GROUPS = {"network": "Container networks: create, ls, inspect, rm, prune, connect, "
+                     "disconnect."}
 
 
 # --- the fast path ----------------------------------------------------------------------
@@ -345,6 +382,9 @@ def parse(argv):
     """(global values, Verb, verb values) for a plain command line, or None."""
     try:
         global_values, rest = parse_tokens(argv, GLOBAL_OPTIONS, (), stop_at_argument=True)
+        global_values, rest = parse_tokens(argv, GLOBAL_OPTIONS, (), stop_at_argument=True)
+        if len(rest) > 1 and rest[0] in GROUPS:          # "network create ..."
+            rest = [f"{rest[0]} {rest[1]}"] + rest[2:]
         if not rest or rest[0] not in VERBS:
             return None
         verb = VERBS[rest[0]]

@@ -120,16 +120,22 @@ def _prepare(bundle, name, image_text, command, flags):
         os.mkdir(os.path.join(bundle, "etc"), 0o755)    # marks the bundle as an image's
         image, layout, read_file = _image_layout(bundle, image_text, flags)
         network = network or _default_network()
-    slirp, ports = _network(network, flags.publish, image if flags.publish_all else None)
+    slirp, networks, ports = _network(network, flags.publish,
+                                      image if flags.publish_all else None,
+                                      flags.network_alias, flags.ip,
+                                      host_sandbox=image_text is None)
     user = _user(flags.user, image, layout, read_file)
     if image_text is not None:
-        layout = layout.replace(etc_files=_etc_files(bundle, flags.hostname or name, slirp))
+        layout = layout.replace(etc_files=_etc_files(bundle, flags.hostname or name, slirp,
+                                                     networks, flags.ip))
     if flags.init or config.init:
         layout = layout.replace(init_binary=_init_binary())
     request = RunRequest(
         name=name, image=image_text, command=tuple(command), entrypoint=flags.entrypoint,
         env=env, workdir=flags.workdir, user=user, volumes=volumes, tmpfs=tuple(flags.tmpfs),
         read_only=flags.read_only, ports=ports, network=network, hostname=flags.hostname,
+        networks=tuple(n.name for n in networks), network_aliases=tuple(flags.network_alias),
+        ip=flags.ip,
         memory=memory, cpus=cpus, pids_limit=flags.pids_limit,
         init=flags.init or config.init, cap_add=tuple(flags.cap_add),
         cap_drop=tuple(flags.cap_drop), seccomp=seccomp,
@@ -139,25 +145,68 @@ def _prepare(bundle, name, image_text, command, flags):
     return request, image, layout
 
 
-def _network(network, publish, image):
-    """(oci.network.Slirp4netns or None, the ports as handcar.ports spells them) for
-    --network, -p and (-P) the image's exposed ports on free host ports."""
+def _network(network, publish, image, aliases=(), ip=None, host_sandbox=False):
+    """(oci.network.Slirp4netns or None, handcar networks (definitions.Network), the ports
+    as handcar.ports spells them) for --network, -p and (-P) the image's exposed ports on
+    free host ports."""
     from oci.network import parse_network, ports_annotation
-    kind = network_kind(network)
-    slirp = None
-    if kind == "slirp4netns":
-        try:
-            slirp = parse_network(network)
-        except ValueError as err:
-            raise RunError(f"--network {network}: {err}") from None
+    from oci.runspec import NETWORK_MODES
+    slirp, networks = None, ()
+    if network.partition(":")[0] in NETWORK_MODES + ("ns",):
+        kind = network_kind(network)
+        if kind == "slirp4netns":
+            try:
+                slirp = parse_network(network)
+            except ValueError as err:
+                raise RunError(f"--network {network}: {err}") from None
+        if aliases or ip:
+            raise RunError("--network-alias and --ip are for handcar networks "
+                           "(--network NAME: handcar network create)")
+    else:
+        networks = _handcar_networks(network, ip, host_sandbox)
     publish = list(publish) + [f"{_free_port()}:{port}" for port in
-                               (image.exposed_ports if image else ())]
-    if publish and not slirp:
-        raise RunError(f"-p needs --network slirp4netns (not {network})")
+                                     (image.exposed_ports if image else ())]
+    if publish and not slirp and not networks:
+        raise RunError(f"-p needs --network slirp4netns or a handcar network (not {network})")
+    if publish and networks and networks[0].internal:
+        raise RunError(f"-p: network {networks[0].name} is internal: no port of the host "
+                       "can reach it")
     try:
-        return slirp, tuple(ports_annotation(publish).split(",")) if publish else ()
+        ports = tuple(ports_annotation(publish).split(",")) if publish else ()
     except ValueError as err:
         raise RunError(f"-p: {err}") from None
+    return slirp, networks, ports
+
+
+def _handcar_networks(text, ip, host_sandbox):
+    """The definitions of --network NAME[,NAME...] (handcar network create)."""
+    from oci.network import parse_names
+    from oci.runspec import NETWORK_MODES
+    from rootless.network import definitions
+    modes = f"{', '.join(NETWORK_MODES)}, ns:PATH"
+    try:
+        names = parse_names(text)
+    except ValueError as err:
+        raise RunError(f"--network {text}: {err} (or a mode: {modes})") from None
+    if host_sandbox:
+        raise RunError(f"--network {text}: handcar networks are for images: the host "
+                       "sandbox (--) runs as you, the containers on a network share its "
+                       "user namespace")
+    found = []
+    for name in names:
+        try:
+            found.append(definitions.load(name))
+        except NotFound:
+            raise RunError(f"--network {name}: no such network (handcar network ls lists "
+                           f"them) and no network mode ({modes})") from None
+    if ip:
+        if len(found) != 1:
+            raise RunError("--ip needs exactly one network")
+        try:
+            found[0].check_address(ip)
+        except HandcarError as err:
+            raise RunError(str(err)) from None
+    return tuple(found)
 
 
 def _free_port():
@@ -321,12 +370,19 @@ def _environment(flags):
     return resolved
 
 
-def _etc_files(bundle, hostname, slirp):
+def _etc_files(bundle, hostname, slirp, networks=(), ip=None):
     """/etc/hostname, /etc/hosts and /etc/resolv.conf of an image container: files of
-    ours bound over the image's (never written into it)."""
+    ours bound over the image's (never written into it). On handcar networks, names are
+    the network's DNS's to answer (the others' come and go): it is the only nameserver."""
     etc = os.path.join(bundle, "etc")
     hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-    if slirp:
+    if networks:
+        hosts += f"{ip or '127.0.1.1'}\t{hostname}\n"
+        host = next((network.host for network in networks if network.host), None)
+        if host:
+            hosts += f"{host}\thost.containers.internal\n"
+        resolv = "".join(f"nameserver {network.gateway}\n" for network in networks)
+    elif slirp:
         hosts += f"{slirp.address}\t{hostname}\n{slirp.gateway}\thost.containers.internal\n"
         resolv = f"nameserver {slirp.dns}\n"
     else:                               # the host's resolvers, as they are

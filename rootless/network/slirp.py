@@ -47,6 +47,10 @@ class Setup:
             check_port_free(mapping)
         self.namespaces = None               # fds of the container's user and net ns
 
+    def prepare(self, spec):
+        """The spec to launch: slirp4netns changes nothing in it."""
+        return spec
+
     def take_namespaces(self, fds):
         """The container's user and network namespaces, as fds the intermediate sent
         (its init, once it changed ids, is out of our reach through /proc/PID/ns)."""
@@ -56,7 +60,7 @@ class Setup:
         """Once the container's init waits for start: slirp4netns ready, ports published;
         slirp4netns's and the watcher's pids saved in the record."""
         ready = self._start_slirp4netns(record, init_pid, process_start_time(init_pid))
-        _wait_until_ready(ready, record)
+        wait_until_ready(ready, record.path)
         for mapping in self.settings.ports:
             publish(record, mapping)
         self.close()
@@ -72,7 +76,7 @@ class Setup:
         """Spawn slirp4netns and its watcher, record them; the read end of the ready pipe."""
         import subprocess
         network = self.settings.network
-        supported = _supported_flags(self.slirp4netns)
+        supported = supported_flags(self.slirp4netns)
         ready_read, ready_write = os.pipe2(os.O_CLOEXEC)
         exit_read, exit_write = os.pipe2(os.O_CLOEXEC)
         # The API socket's path is relative to the state directory (slirp4netns's working
@@ -128,7 +132,7 @@ def _join_namespaces(userns, netns):
 
 # --- slirp4netns ------------------------------------------------------------------------
 
-def _supported_flags(program):
+def supported_flags(program):
     """The --flags `program --help` lists (what this slirp4netns build supports)."""
     import subprocess
     try:
@@ -140,26 +144,26 @@ def _supported_flags(program):
             if word.startswith("--")}
 
 
-def _wait_until_ready(ready_read, record):
-    """Wait for slirp4netns's "1" on the ready pipe; a clear error if it exits first or
-    takes longer than READY_TIMEOUT."""
+def wait_until_ready(ready_read, directory):
+    """Wait for slirp4netns's "1" on the ready pipe (closed here); a clear error if it
+    exits first or takes longer than READY_TIMEOUT. Its log is in `directory`."""
     import select
     try:
         poller = select.poll()
         poller.register(ready_read, select.POLLIN)
         if not poller.poll(READY_TIMEOUT * 1000):
             raise SetupError(f"{SLIRP4NETNS} did not get ready within {READY_TIMEOUT}s"
-                             f"{_last_words(record)}")
+                             f"{_last_words(directory)}")
         if os.read(ready_read, 1) != b"1":
-            raise SetupError(f"{SLIRP4NETNS} failed{_last_words(record)}")
+            raise SetupError(f"{SLIRP4NETNS} failed{_last_words(directory)}")
     finally:
         os.close(ready_read)
 
 
-def _last_words(record):
+def _last_words(directory):
     """': <the last line slirp4netns wrote>', or ''."""
     try:
-        with open(os.path.join(record.path, LOG_FILE), "rb") as f:
+        with open(os.path.join(directory, LOG_FILE), "rb") as f:
             lines = [line for line in f.read().decode(errors="replace").splitlines()
                      if line.strip() and not line.startswith("WARNING")]
     except OSError:
@@ -228,21 +232,40 @@ def _watch(pidfd, exit_write):
 
 def publish(record, mapping):
     """Forward host port -> container port through slirp4netns's API (add_hostfwd)."""
-    reply = _api_call(record, {"execute": "add_hostfwd", "arguments": {
-        "proto": mapping.protocol, "host_addr": mapping.host_ip,
-        "host_port": mapping.host_port, "guest_port": mapping.container_port}})
+    add_hostfwd(record.path, mapping)
+
+
+def add_hostfwd(directory, mapping, guest_address=None):
+    """Forward a host port to `guest_address` (default: slirp4netns's own guest, network
+    + 100) through the API socket of the slirp4netns run in `directory`; the forward's
+    id (for remove_hostfwd)."""
+    arguments = {"proto": mapping.protocol, "host_addr": mapping.host_ip,
+                 "host_port": mapping.host_port, "guest_port": mapping.container_port}
+    if guest_address:
+        arguments["guest_addr"] = guest_address
+    reply = api_call(directory, {"execute": "add_hostfwd", "arguments": arguments})
     if "error" in reply:
         why = reply["error"].get("desc", reply["error"]) if isinstance(reply["error"], dict) \
             else reply["error"]
         raise SetupError(f"publishing port {mapping}: {SLIRP4NETNS}: {why} (is host port "
                          f"{mapping.host_port}/{mapping.protocol} in use?)")
+    return reply.get("return", {}).get("id")
 
 
-def _api_call(record, request):
+def remove_hostfwd(directory, forward_id):
+    """Stop a forward add_hostfwd made: its host port is free again."""
+    reply = api_call(directory, {"execute": "remove_hostfwd", "arguments": {"id": forward_id}})
+    if "error" in reply:
+        raise SetupError(f"releasing a published port: {SLIRP4NETNS}: {reply['error']}")
+
+
+def api_call(directory, request):
+    """One request to the API socket of the slirp4netns whose working directory is
+    `directory`; its answer."""
     import socket
     from oci import jsonio
     # /proc/self/fd/N/name: a short address whatever the length of the state path
-    directory = os.open(record.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    directory = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as api:
             api.settimeout(READY_TIMEOUT)

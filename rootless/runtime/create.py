@@ -89,7 +89,9 @@ def create(store, container_id, bundle, options, foreground=False):
     if spec.host_dependent():                    # (issue 17) refused before anything exists
         from rootless.runtime import support
         support.check(spec, os.path.join(bundle, "config.json"), log.warning)
-    net = network.setup(spec, bundle)
+    net = network.setup(spec, bundle, store)
+    if net:
+        spec = net.prepare(spec)                   # handcar networks: their user namespace
     mapping = userns.plan(spec.linux, os.geteuid(), os.getegid(), user_name(os.geteuid()))
     cgroups = cgroup_manager.for_create(container_id, spec.linux.cgroups_path,
                                         spec.linux.cgroup_settings, systemd=options.systemd,

@@ -6,19 +6,29 @@ package is imported only for a container that has a network to run."""
 import os
 
 
-def setup(spec, bundle):
-    """A network.Setup for a spec with a network annotation (checked before anything is
-    reserved), else None."""
+def setup(spec, bundle, store):
+    """The network set-up for a spec with a network annotation (checked before anything
+    is reserved): slirp4netns's (handcar.network) or handcar networks' (handcar.networks);
+    else None."""
     from oci.network import settings
     wanted = settings(spec, os.path.join(bundle, "config.json"))
-    if wanted is None or wanted.network is None:
+    if wanted is None:
+        return None
+    if wanted.networks:
+        from rootless.network import client
+        return client.Setup(wanted, store.root)
+    if wanted.network is None:
         return None
     from rootless.network import slirp as network
     return network.Setup(wanted)
 
 
 def stop(record):
-    """Stop what runs for the container's network (slirp4netns) if anything does."""
+    """Stop what runs for the container's network (slirp4netns) if anything does; tell
+    the network daemon a container on its networks is gone."""
     if record.data.get("network"):
         from rootless.network import slirp as network
         network.stop(record)
+    if record.data.get("networks") is not None:
+        from rootless.network import client
+        client.forget(os.path.dirname(record.path), record.id)

@@ -66,11 +66,12 @@ def test_clustered_short_flags_before_dashes():
 def test_publish_all_takes_the_images_exposed_ports():
     from oci.runspec import ImageConfig, RunError
     image = ImageConfig(exposed_ports=("80/tcp", "53/udp"))
-    slirp, ports = friendly._network("slirp4netns", ["127.0.0.1:8080:8080"], image)
+    slirp, networks, ports = friendly._network("slirp4netns", ["127.0.0.1:8080:8080"], image)
+    assert networks == ()
     assert slirp.dns == "10.0.2.3"
     assert ports[0] == "127.0.0.1:8080:8080/tcp"
     assert ports[1].startswith("0.0.0.0:") and ports[1].endswith(":80/tcp")
     assert ports[2].endswith(":53/udp")
-    assert friendly._network("host", [], None) == (None, ())
+    assert friendly._network("host", [], None) == (None, (), ())
     with pytest.raises(RunError, match="-p needs"):
         friendly._network("none", ["80:80"], None)

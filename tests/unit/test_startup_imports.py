@@ -58,7 +58,7 @@ def test_a_new_network_namespace_alone_loads_no_network_module():
             "config = {'ociVersion': '1.2.0', 'root': {'path': 'rootfs'},\n"
             "          'process': {'args': ['sh'], 'cwd': '/'},\n"
             "          'linux': {'namespaces': [{'type': 'mount'}, {'type': 'network'}]}}\n"
-            "print(setup(spec.from_json(config), '/nonexistent'))\n"
+            "print(setup(spec.from_json(config), '/nonexistent', None))\n"
             "print(sorted(m for m in sys.modules if m.startswith(('rootless.network', "
             "'pyroute2'))))\n")
     result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
