@@ -1,12 +1,12 @@
 """Who the container's process is: groups, uid and gid, capabilities and no_new_privs,
 set in the only order that works (see set_identity). Its system calls go through
-`syscalls` (system/syscalls.py), so tests can check that order."""
+`syscalls` (libc.SYSCALLS), so tests can check that order."""
 
 from oci.linux import CAPABILITIES
 from rootless.child import protocol
 from rootless.errors import SetupError, step
 from rootless.system import libc
-from rootless.system.syscalls import SYSCALLS
+from rootless.system.libc import SYSCALLS
 
 
 def _cap_mask(names, last_cap, channel, warned):

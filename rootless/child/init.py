@@ -29,8 +29,8 @@ from rootless.child import protocol
 from rootless.system.channel import run_child
 from rootless.errors import CommandNotFound, CommandNotRunnable, HandcarError, SetupError, step
 from rootless.system import libc
-from rootless.system.fds import close_fds_from
-from rootless.system.syscalls import SYSCALLS
+from rootless.system.channel import close_fds_from
+from rootless.system.libc import SYSCALLS
 
 # The children's own modules, imported by the intermediate (_import_what_the_child_needs):
 # the parent, which imports this module to fork, has no use for them.

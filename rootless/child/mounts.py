@@ -13,7 +13,7 @@ import stat
 
 from oci import mounts as opts
 from rootless.system import libc
-from rootless.system.syscalls import SYSCALLS
+from rootless.system.libc import SYSCALLS
 from rootless.system import mountinfo
 from rootless.system.fs import copy_tree, has_openat2, inside, relative, resolve_in_root
 from rootless.errors import SetupError, step

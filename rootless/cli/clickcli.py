@@ -6,8 +6,8 @@ import sys
 import click
 
 from rootless.version import __version__
-from rootless.cli import commands, dispatch
-from rootless.cli.verbs import GLOBAL_OPTIONS, GROUPS, VERBS, mark_double_dash
+from rootless.cli import commands
+from rootless.cli.verbs import GLOBAL_OPTIONS, GROUPS, VERBS, handler, mark_double_dash
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -67,7 +67,7 @@ class _MarkingDoubleDash(click.Command):
 
 def _command(verb):
     def callback(**values):
-        return dispatch.handler(verb.name)(click.get_current_context().find_root().obj,
+        return handler(verb.name)(click.get_current_context().find_root().obj,
                                            **values)
     settings = dict(CONTEXT)
     if not verb.interspersed:

@@ -65,8 +65,7 @@ def rmi(g, names, force):
 
 def image(g, subcommand, args):
     """`image inspect|prune`, and podman's `image ls|pull|rm` for images, pull, rmi."""
-    from rootless.cli.dispatch import handler
-    from rootless.cli.verbs import IMAGE_VERBS, VERBS, Unusual, parse_tokens
+    from rootless.cli.verbs import IMAGE_VERBS, VERBS, Unusual, handler, parse_tokens
     aliases = {"ls": "images", "list": "images", "pull": "pull", "rm": "rmi"}
     verb = IMAGE_VERBS.get(subcommand) or VERBS.get(aliases.get(subcommand, ""))
     if verb is None:

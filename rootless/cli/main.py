@@ -57,11 +57,11 @@ def _leave(status):
 
 
 def _dispatch(argv):
-    from rootless.cli.verbs import parse
+    from rootless.cli.verbs import handler, parse
     parsed = parse(argv)
     if parsed is None:                    # help, a mistake, or something unusual: click
         from rootless.cli.clickcli import click_main
         return click_main(argv)
     global_values, verb, values = parsed
-    from rootless.cli import commands, dispatch
-    return dispatch.handler(verb.name)(commands.Globals(**global_values), **values)
+    from rootless.cli import commands
+    return handler(verb.name)(commands.Globals(**global_values), **values)

@@ -121,7 +121,7 @@ def main(channel, directory):
     """The daemon's process, from fork to exit (never returns): a user namespace the
     client maps, the listening socket, then serve()."""
     import signal
-    from rootless.system.fds import close_fds_from
+    from rootless.system.channel import close_fds_from
     gc.enable()                        # it runs long, unlike a verb (main disabled it)
     # what the verb that forked us may have set up for its container (a foreground run
     # forwards signals) is not ours: SIGTERM ends the daemon, as it ends any process

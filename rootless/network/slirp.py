@@ -216,7 +216,7 @@ def _fork_watcher(init_pid, init_start_time, exit_write, namespaces):
 def _watch(pidfd, exit_write):
     """The watcher's body: hold exit_write until the process behind pidfd exits."""
     import select
-    from rootless.system.fds import close_fds_from
+    from rootless.system.channel import close_fds_from
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):                  # hold none of the caller's pipes or terminal
         os.dup2(null, fd)

@@ -8,8 +8,8 @@ from oci.record import Record
 from rootless import log
 from rootless.errors import HandcarError, SpecError
 from rootless.child import protocol
-from rootless.runtime import lifecycle, network, spawn
-from rootless.runtime.cgroups import manager as cgroup_manager
+from rootless.runtime import network, spawn
+from rootless.runtime import cgroup_manager
 from rootless.runtime.foreground import Console, ForwardingSignals, wait_foreground
 from rootless.runtime.processes import SIGKILL, send_signal
 from rootless.runtime.store import CREATED, CREATING, process_start_time, user_name, write_atomic
@@ -195,6 +195,7 @@ def discard(record, pid):
 
 def run(store, container_id, bundle, options, detach=False, keep=False):
     """create + start; in the foreground, wait and return the container's exit status."""
+    from rootless.runtime import lifecycle      # (start and delete: run's, not create's)
     from rootless.system import libc
     if not detach:
         # Adopt the init when the intermediate exits, so we can wait for it.

@@ -376,7 +376,7 @@ def _run_keeper(pipe, session, pid_ns, namespaces, plan, tools_id):
     """The keeper's body (see Keeper); never returns."""
     code = 0
     try:
-        from rootless.system.fds import close_fds_from
+        from rootless.system.channel import close_fds_from
         from rootless.system import libc
         os.setsid()                       # out of the terminal's reach (^C is for the session)
         libc.prctl(libc.PR_SET_DUMPABLE, 0)

@@ -4,11 +4,10 @@ cgroup, with the container's process settings and runc exec's overrides."""
 import os
 
 from oci.record import Record
-from rootless.errors import HandcarError, SpecError, WrongStatus
+from rootless.errors import CgroupError, HandcarError, SpecError, WrongStatus
 from rootless.child import protocol
 from rootless.runtime import spawn
-from rootless.runtime.cgroups import manager as cgroup_manager
-from rootless.runtime.cgroups.cgroupfs import CgroupError
+from rootless.runtime import cgroup_manager
 from rootless.runtime.foreground import Console, ForwardingSignals, wait_foreground
 from rootless.runtime.processes import SIGKILL, send_signal
 from rootless.runtime.store import ALIVE, PAUSED, write_atomic

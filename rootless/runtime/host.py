@@ -26,7 +26,7 @@ def last_cap():
 
 def host_facts():
     """What the features document says of this host (oci.features.features_document)."""
-    from rootless.runtime.cgroups.cgroupfs import cgroup2_mount
+    from rootless.runtime.cgroups import cgroup2_mount
     from rootless.runtime.support import apparmor_enabled, selinux_enabled
     return {"last_cap": last_cap(), "namespaces": usable_namespaces(), "version": __version__,
             "cgroup_v2": cgroup2_mount() is not None, "seccomp_api": _seccomp_api_level(),

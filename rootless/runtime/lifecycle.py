@@ -7,8 +7,8 @@ import time
 
 from rootless import log
 from rootless.errors import HandcarError, NotFound, SetupError, WrongStatus
-from rootless.runtime.cgroups import cgroupfs
-from rootless.runtime.cgroups import manager as cgroup_manager
+from rootless.runtime import cgroups
+from rootless.runtime import cgroup_manager
 from rootless.runtime.processes import SIGKILL, container_pids, send_signal
 from rootless.runtime.store import ALIVE, CREATED, CREATING, PAUSED, RUNNING, STOPPED
 
@@ -183,7 +183,7 @@ def stats(store, container_id):
     if status == STOPPED:
         raise WrongStatus(f"container {container_id} is stopped")
     cgroup = cgroup_manager.require(record, "read the stats of")
-    return {"type": "stats", "id": container_id, "data": cgroupfs.stats(cgroup)}
+    return {"type": "stats", "id": container_id, "data": cgroups.stats(cgroup)}
 
 
 def events(store, container_id, interval, emit):
@@ -191,12 +191,12 @@ def events(store, container_id, interval, emit):
     OOM-kills in the container, until it stops."""
     record = store.open(container_id, lock=False)
     cgroup = cgroup_manager.require(record, "watch")
-    oom_kills = cgroupfs.oom_kills(cgroup)
+    oom_kills = cgroups.oom_kills(cgroup)
     while record.status() != STOPPED:
         emit(stats(store, container_id))
         deadline = time.monotonic() + interval
         while time.monotonic() < deadline and record.init_alive():
-            count = cgroupfs.oom_kills(cgroup)
+            count = cgroups.oom_kills(cgroup)
             if count > oom_kills:
                 oom_kills = count
                 emit({"type": "oom", "id": container_id})

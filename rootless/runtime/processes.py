@@ -33,7 +33,7 @@ def send_signal(pid, signum):
 def container_pids(record):
     """The container's processes: its cgroup's, or else the init and every process in
     its pid namespace (init last). Without either, only the init can be told apart."""
-    from rootless.runtime.cgroups.manager import of
+    from rootless.runtime.cgroup_manager import of
     cgroup = of(record).cgroup
     if cgroup and cgroup.exists():
         return cgroup.pids()

@@ -7,8 +7,7 @@ import os
 import sys
 
 from rootless import log
-from rootless.errors import HandcarError, SetupError, step
-from rootless.runtime.cgroups.cgroupfs import CgroupError
+from rootless.errors import CgroupError, HandcarError, SetupError, step
 from rootless.runtime.processes import SIGKILL, send_signal
 
 CHILD_TIMEOUT = 60          # seconds a child may take for one step before we give up

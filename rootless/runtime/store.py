@@ -265,7 +265,7 @@ class Record:
         return PAUSED if self._frozen() else RUNNING
 
     def _frozen(self):
-        from rootless.runtime.cgroups.cgroupfs import Cgroup
+        from rootless.runtime.cgroups import Cgroup
         cgroup = self.data.get("cgroup")
         return bool(cgroup) and Cgroup(cgroup).frozen()
 

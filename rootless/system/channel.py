@@ -116,3 +116,18 @@ def run_child(channel, body, *args):
             os.write(2, f"handcar: {describe(err)}\n".encode())
     finally:
         os._exit(code)
+
+
+# --- what a forked child keeps -----------------------------------------------------------
+
+MAX_FD = 1 << 20                 # above any fd number a process here can have
+
+
+def close_fds_from(first, keep):
+    """Close every fd from `first` up, but those in `keep`: nothing of the parent's (a
+    container's lock, the caller's stray fds) may reach a container or a helper."""
+    for fd in sorted(keep):
+        if fd >= first:
+            os.closerange(first, fd)
+            first = fd + 1
+    os.closerange(first, MAX_FD)

@@ -393,3 +393,32 @@ def capset(effective, permitted, inheritable):
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.capset(_ctypes.byref(header), data))
+
+
+# --- the seam -----------------------------------------------------------------------------
+#
+# The system calls child-side code makes (the rootfs builder, identity, the intermediate's
+# namespaces), behind one object, so that a test can watch them: SYSCALLS is the real
+# thing, these wrappers and the os module's own; those functions take it as a parameter
+# that defaults to it, and tests/unit/fake_syscalls.py passes one that records each call
+# instead, and can make any of them fail.
+
+class Syscalls:
+    # the mount table
+    mount = staticmethod(mount)
+    umount2 = staticmethod(umount2)
+    pivot_root = staticmethod(pivot_root)
+    mount_setattr = staticmethod(mount_setattr)
+    # namespaces
+    unshare = staticmethod(unshare)
+    setns = staticmethod(setns)
+    # identity and capabilities
+    prctl = staticmethod(prctl)
+    capget = staticmethod(capget)
+    capset = staticmethod(capset)
+    setgroups = staticmethod(os.setgroups)
+    setresgid = staticmethod(os.setresgid)
+    setresuid = staticmethod(os.setresuid)
+
+
+SYSCALLS = Syscalls()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from rootless.runtime.cgroups import cgroupfs as cgroups
+from rootless.runtime import cgroups
 
 ROOT = cgroups.delegated_root()
 pytestmark = pytest.mark.skipif(ROOT is None, reason="no cgroup v2 subtree is delegated to "

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from harness import BUSYBOX, HANDCAR, process_gone
-from rootless.runtime.cgroups.cgroupfs import delegated_root
+from rootless.runtime.cgroups import delegated_root
 
 STAGES = ("reserved", "spawning", "prepare", "init", "ready", "created")
 

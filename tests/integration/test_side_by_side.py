@@ -8,7 +8,7 @@ import os
 import threading
 
 from harness import process_gone
-from rootless.runtime.cgroups.cgroupfs import DEFAULT_PARENT, delegated_root
+from rootless.runtime.cgroups import DEFAULT_PARENT, delegated_root
 
 LOOPS = 4
 RUNS = 25

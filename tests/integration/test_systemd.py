@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rootless.runtime.cgroups import cgroupfs as cgroups
+from rootless.runtime import cgroups
 
 ROOT = cgroups.delegated_root()
 DBUS_DAEMON = shutil.which("dbus-daemon") or "/usr/bin/dbus-daemon"
@@ -300,7 +300,7 @@ def test_update_writes_limits_systemd_has_no_property_for_into_the_scope(handcar
 
 
 def test_set_unit_properties_over_the_bus(handcar, bundle, systemd, monkeypatch):
-    from rootless.runtime.cgroups import systemd as systemd_client
+    from rootless.runtime import systemd as systemd_client
     from rootless.errors import CgroupError
     handcar.ok_detached("--systemd-cgroup", "run", "-d", "-b",
                         bundle.args("sleep", "100").write(), "sdp", env=systemd.env)

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from harness import HANDCAR, free_port, wait_until
-from rootless.runtime.cgroups import cgroupfs as cgroups
+from rootless.runtime import cgroups
 
 # What a container that stops quickly on SIGTERM runs (as pid 1 it has no default action).
 SERVE_UNTIL_TERM = "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done"

@@ -1,10 +1,10 @@
-"""A recording stand-in for rootless.system.syscalls.SYSCALLS: child-side code (the rootfs
+"""A recording stand-in for rootless.system.libc.SYSCALLS: child-side code (the rootfs
 builder, identity, the intermediate's namespaces) runs against it without namespaces or
 privilege, and a test reads back the calls it made, in order, or makes one of them fail."""
 
 import os
 
-from rootless.system.syscalls import SYSCALLS
+from rootless.system.libc import SYSCALLS
 
 
 class RecordingSyscalls:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from rootless.runtime.cgroups import cgroupfs as cgroups
+from rootless.runtime import cgroups
 from rootless.errors import CgroupError
 
 

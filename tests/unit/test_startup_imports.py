@@ -12,7 +12,7 @@ import pytest
 
 EXPENSIVE = ("click", "re", "enum", "json", "socket", "subprocess", "signal", "shutil",
              "dataclasses", "contextlib", "platform", "pyroute2", "platformdirs",
-             "jeepney", "rootless.runtime.cgroups.systemd",
+             "jeepney", "rootless.runtime.systemd",
              "rootless.friendly", "rootless.image", "rootless.friendly.settings",   # friendly mode's
              "urllib3", "tqdm", "zstandard")                                       # pulls
 

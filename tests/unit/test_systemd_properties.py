@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from rootless.runtime.cgroups import cgroupfs as cgroups
-from rootless.runtime.cgroups import systemd
+from rootless.runtime import cgroups
+from rootless.runtime import systemd
 from rootless.errors import CgroupError
 
 jeepney = pytest.importorskip("jeepney", reason="jeepney (the test extra) is not installed")

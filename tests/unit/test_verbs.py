@@ -3,7 +3,7 @@
 import pytest
 
 from rootless.cli import clickcli as cli
-from rootless.cli import commands, dispatch, verbs
+from rootless.cli import commands, verbs
 
 PLAIN = [
     ["create", "-b", "/b", "--pid-file=/p", "c1"],
@@ -48,7 +48,7 @@ def through_click(argv, monkeypatch):
         def __init__(self, **values):
             seen["globals"] = values
     monkeypatch.setattr(commands, "Globals", FakeGlobals)
-    monkeypatch.setattr(dispatch, "handler",
+    monkeypatch.setattr(cli, "handler",
                         lambda name: lambda g, **values: seen.update(verb=name, values=values))
     assert cli.click_main(argv) in (None, 0)
     return seen["globals"], seen["verb"], seen["values"]
@@ -68,9 +68,9 @@ def test_unusual_command_lines_go_to_click(argv):
 
 
 def test_every_verb_has_a_handler_and_every_handler_a_verb():
-    assert set(dispatch.HANDLERS) == set(verbs.VERBS)
+    assert set(verbs.HANDLERS) == set(verbs.VERBS)
     for name, verb in verbs.VERBS.items():
-        function = dispatch.handler(name)
+        function = verbs.handler(name)
         params = function.__code__.co_varnames[:function.__code__.co_argcount]
         declared = {o.dest for o in verb.options} | {a.dest for a in verb.args}
         assert declared >= set(params[1:]), name

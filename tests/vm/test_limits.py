@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from rootless.runtime.cgroups import cgroupfs as cgroups
+from rootless.runtime import cgroups
 
 ROOT = cgroups.delegated_root()
 

@@ -2,7 +2,7 @@
 manager: cgroup-internal.h).
 
 - `Cgroupfs`: handcar makes the leaf itself, in the subtree delegated to the user
-  (cgroupfs.py finds it and plans the leaf).
+  (cgroups.py finds it and plans the leaf).
 - `SystemdScope` (--systemd-cgroup): systemd makes a transient scope for the container's
   first process, over D-Bus (systemd.py); handcar then limits its cgroup like any other.
 - `NoCgroup`: none of its own (--cgroup-manager disabled, or nothing delegated and no
@@ -24,8 +24,8 @@ import os
 
 from rootless import log
 from rootless.errors import HandcarError
-from rootless.runtime.cgroups import cgroupfs
-from rootless.runtime.cgroups.cgroupfs import Cgroup, CgroupError
+from rootless.runtime import cgroups
+from rootless.runtime.cgroups import Cgroup, CgroupError
 
 
 class NoCgroup:
@@ -84,11 +84,11 @@ class Cgroupfs(NoCgroup):
     def update(self, container_id, settings):
         from oci.resources import controllers
         needed = controllers(settings)
-        root = cgroupfs.delegated_root()
-        if root is None or not cgroupfs.inside(root, self.cgroup.path):
+        root = cgroups.delegated_root()
+        if root is None or not cgroups.inside(root, self.cgroup.path):
             raise CgroupError(f"cannot update container {container_id}: its cgroup "
                               f"{self.cgroup.path} is not in a subtree delegated to you")
-        cgroupfs.check_controllers(root, needed)
+        cgroups.check_controllers(root, needed)
         self.cgroup.create(root, needed)          # enables what the new limits need
         self.cgroup.apply(settings)
 
@@ -117,7 +117,7 @@ class SystemdScope(Cgroupfs):
         """Have systemd put `pid` in the scope, then limit the scope's cgroup as any other
         container cgroup."""
         from oci.resources import controllers
-        from rootless.runtime.cgroups.systemd import BusError
+        from rootless.runtime.systemd import BusError
         record.save(systemd_unit=self.unit)       # before asking: a failed create stops it
         try:
             self.manager.start_scope(self.unit, self.slice, pid,
@@ -126,13 +126,13 @@ class SystemdScope(Cgroupfs):
             if err.name:          # refused: none of ours to stop (it may be another's)
                 record.save(systemd_unit=None)
             raise
-        leaf = cgroupfs.process_cgroup(pid)
+        leaf = cgroups.process_cgroup(pid)
         if os.path.basename(leaf) != self.unit:
             raise CgroupError(f"systemd started {self.unit} but process {pid} is in "
                               f"{leaf}, not in it")
         record.save(cgroup=leaf)
         self.leaf, self.cgroup = leaf, Cgroup(leaf)
-        cgroupfs.check_controllers(leaf, controllers(self.settings))
+        cgroups.check_controllers(leaf, controllers(self.settings))
         self.cgroup.apply(self.settings)
 
     def close(self):
@@ -157,7 +157,7 @@ class SystemdScope(Cgroupfs):
     def update(self, container_id, settings):
         from oci.resources import controllers
         # the controllers systemd enabled for the scope (Delegate=yes) are all it gets
-        cgroupfs.check_controllers(self.cgroup.path, controllers(settings))
+        cgroups.check_controllers(self.cgroup.path, controllers(settings))
         manager = _connect(f"writing the new limits to the cgroup of {self.unit} only")
         if manager:                               # so that systemd keeps them
             try:
@@ -184,7 +184,7 @@ class SystemdScope(Cgroupfs):
 
 
 def _connect(instead):
-    from rootless.runtime.cgroups import systemd
+    from rootless.runtime import systemd
     return systemd.connect(instead)
 
 
@@ -197,16 +197,16 @@ def for_create(container_id, cgroups_path, settings, systemd=False, enabled=True
     """The manager for a new container: checks that its limits can be enforced."""
     from oci.resources import controllers
     if systemd and enabled:
-        from rootless.runtime.cgroups import systemd as bus
-        slice_name, unit = cgroupfs.systemd_unit(cgroups_path, container_id,
+        from rootless.runtime import systemd as bus
+        slice_name, unit = cgroups.systemd_unit(cgroups_path, container_id,
                                                  bus.default_slice())
         manager = bus.connect("making the container's cgroup directly in your delegated "
                               f"subtree, as {slice_name}/{unit}")
         if manager:
             return SystemdScope(unit, slice_name, settings, manager)
         # no systemd to ask: where systemd would have put it
-        cgroups_path = f"{cgroupfs.expand_slice(slice_name)}/{unit}"
-    placement = cgroupfs.plan_leaf(cgroups_path, container_id, controllers(settings),
+        cgroups_path = f"{cgroups.expand_slice(slice_name)}/{unit}"
+    placement = cgroups.plan_leaf(cgroups_path, container_id, controllers(settings),
                                    enabled=enabled)
     if placement is None:
         return NoCgroup()
