@@ -431,7 +431,7 @@ class Daemon:
 
     def _start_slirp4netns(self, network):
         import subprocess
-        from rootless.system.host import find_program
+        from rootless.runtime.host import find_program
         program = find_program(slirp.SLIRP4NETNS)
         if not program:
             raise HandcarError(f"{slirp.SLIRP4NETNS} is not installed (install the "

@@ -161,3 +161,20 @@ def test_test_modules_have_names_of_their_own():
     for path in sorted((REPO / "tests").rglob("test_*.py")):
         names.setdefault(path.name, []).append(str(path.relative_to(REPO)))
     assert not {name: paths for name, paths in names.items() if len(paths) > 1}
+
+
+def test_every_import_of_the_project_names_a_module_it_has():
+    # imports inside functions run late (a verb, a forked child): a module moved or
+    # removed must fail here, not in a user's container
+    packages = {name for name, path in MODULES.items() if path.name == "__init__.py"}
+    wrong = []
+    for name in MODULES:
+        for module, names in EDGES[name]:
+            if module.split(".")[0] not in PACKAGES:
+                continue
+            if module not in MODULES:
+                wrong.append((name, module))
+            elif module in packages:
+                wrong += [(name, f"{module}.{imported}") for imported in names
+                          if f"{module}.{imported}" not in MODULES]
+    assert not wrong, wrong
