@@ -24,3 +24,12 @@ def ago(rfc3339):
             count = seconds // size
             return f"{count} {unit}{'s' if count > 1 else ''} ago"
     return f"{seconds} seconds ago"
+
+
+def human_size(count):
+    """A byte count as docker and podman print sizes (1000s: "5.6 MB")."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return str(count)

@@ -30,7 +30,7 @@ def pull(text, quiet, platform, arch):
 def images(quiet, show_all):
     """REPOSITORY TAG IMAGE ID CREATED SIZE, a row per name; the total on disk, where
     layers are shared, after them."""
-    from rootless.output import ago, print_table
+    from rootless.output import ago, human_size, print_table
     store = _store()
     found = store.images()
     if quiet:
@@ -64,14 +64,6 @@ def split_tag(name):
     if colon > slash and colon > 0:
         return name[:colon], name[colon + 1:]
     return name, "<none>"
-
-
-def human_size(count):
-    for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return str(count)
 
 
 def inspect(names, platform, arch):

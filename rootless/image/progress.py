@@ -5,13 +5,7 @@ otherwise one line per finished layer, as podman prints them; nothing with -q.""
 import sys
 import threading
 
-
-def _size(count):
-    for unit in ("B", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return str(count)
+from rootless.output import human_size
 
 
 class Progress:
@@ -35,14 +29,14 @@ class Progress:
         pass
 
     def download_resumed(self, label, offset, why):
-        self.say(f"Resuming blob {label} at {_size(offset)} ({why})")
+        self.say(f"Resuming blob {label} at {human_size(offset)} ({why})")
 
     def download_finished(self, label, total, seconds):
-        rate = f", {_size(total / seconds)}/s" if seconds > 0 else ""
-        self.say(f"Copying blob {label} done ({_size(total)}{rate})")
+        rate = f", {human_size(total / seconds)}/s" if seconds > 0 else ""
+        self.say(f"Copying blob {label} done ({human_size(total)}{rate})")
 
     def unpacked(self, layer, size, seconds):
-        self.say(f"Unpacked layer {layer.label} ({_size(size)} in {seconds:.1f}s)")
+        self.say(f"Unpacked layer {layer.label} ({human_size(size)} in {seconds:.1f}s)")
 
     def all_stored(self, count):
         pass                                     # nothing to do, nothing to say (as podman)

@@ -45,7 +45,7 @@ from rootless import log
 from rootless.image import unpack  # noqa: F401 - its worker calls, before a worker forks
 from rootless.image.worker import Worker, in_userns, worker_call
 from rootless.runtime.store import write_atomic
-from rootless.system.fs import remove_tree
+from rootless.system.fs import make_searchable, remove_tree
 
 DRIVERS = ("overlay", "vfs")
 SHORT = 12                    # hex digits of a layer's short name in l/
@@ -470,20 +470,10 @@ def remove_owned_tree(path, mapping):
     """Remove a tree whose files belong to a container's ids (a copy, an overlay's upper
     layer), from a user namespace mapped like the container's."""
     if mapping is None or mapping.direct:
-        _make_removable(path)
+        make_searchable(path)
         remove_tree(path)
         return
     in_userns(mapping, "remove_tree", path)
-
-
-def _make_removable(path):
-    """The caller's own tree: let it delete what it wrote read-only (overlay's work dir)."""
-    for directory, subdirs, _files in os.walk(path):
-        for name in subdirs:
-            try:
-                os.chmod(os.path.join(directory, name), 0o700)
-            except OSError:
-                pass
 
 
 class _Lock:

@@ -14,11 +14,10 @@ package does not import the child side of the runtime (rootless.child).
 """
 
 import os
-import sys
 
 from oci.image import ImageError
 from rootless.errors import HandcarError, error_from_fields
-from rootless.system.channel import Channel, run_child
+from rootless.system.channel import fork_with_channel
 
 CALLS = {}                  # name -> function(context, *args), filled by `call` below
 
@@ -48,14 +47,7 @@ class Worker:
 
     def start(self):
         from rootless.runtime import userns
-        parent_end, child_end = Channel.pair()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            parent_end.close()
-            run_child(child_end, _worker_main, self.mapping, self.context)
-        child_end.close()
+        pid, parent_end = fork_with_channel(_worker_main, self.mapping, self.context)
         self.pid, self.channel = pid, parent_end
         try:
             _expect(parent_end, "prepare", "entering a user namespace")
@@ -123,13 +115,7 @@ def _worker_main(channel, mapping, context):
 def _run_call(channel, function, context, args):
     """function(context, *args) in a process of its own; its result (or its error) goes
     to the caller, and the worker waits for the next call."""
-    parent_end, child_end = Channel.pair()
-    pid = os.fork()
-    if pid == 0:
-        parent_end.close()
-        channel.close()
-        run_child(child_end, _call_main, function, context, args)
-    child_end.close()
+    pid, parent_end = fork_with_channel(_call_main, function, context, args, close=(channel,))
     try:
         message = parent_end.receive()
     finally:
@@ -155,17 +141,6 @@ def _call_main(channel, function, context, args):
 @worker_call
 def remove_tree(_context, path):
     """Remove a tree whose files belong to the containers' ids."""
-    from rootless.system.fs import remove_tree
-    _make_searchable(path)
+    from rootless.system.fs import make_searchable, remove_tree
+    make_searchable(path)
     remove_tree(path)
-
-
-def _make_searchable(path):
-    """Let the removal enter directories written without permissions (overlay's work
-    directory leaves a d--------- one)."""
-    for directory, subdirs, _files in os.walk(path):
-        for name in subdirs:
-            try:
-                os.chmod(os.path.join(directory, name), 0o700)
-            except OSError:
-                pass

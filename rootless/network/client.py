@@ -9,7 +9,7 @@ import os
 
 from rootless.errors import HandcarError, SetupError
 from rootless.network.definitions import LOCK, SOCKET, run_directory
-from rootless.system.channel import Channel
+from rootless.system.channel import Channel, fork_with_channel
 
 REPLY_TIMEOUT = 60               # seconds: a first join starts a network (slirp4netns)
 class Connection:
@@ -84,26 +84,13 @@ def connect(store_root, start=True):
 def _start_daemon(directory):
     """Fork the daemon (detached: its own session, reparented) and map its user namespace
     as a container's (0 is you, 1..N your subordinate ids)."""
-    import sys
-    from rootless.child.init import run_child
-    from rootless.network import daemon
     from rootless.runtime import userns
     from rootless.runtime.store import user_name
     if os.geteuid() == 0:
         raise HandcarError("handcar's networks are for rootless containers: as root, use "
                            "--network slirp4netns or a network namespace of your own")
     plan = userns.default_plan(os.geteuid(), os.getegid(), user_name(os.geteuid()))
-    ours, theirs = Channel.pair()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        ours.close()
-        os.setsid()
-        if os.fork() != 0:
-            os._exit(0)
-        run_child(theirs, daemon.main, directory)
-    theirs.close()
+    pid, ours = fork_with_channel(_detached_daemon, directory)
     os.waitpid(pid, 0)
     try:
         message = ours.expect("prepare", "starting the network daemon", timeout=REPLY_TIMEOUT)
@@ -112,6 +99,15 @@ def _start_daemon(directory):
         ours.expect("ready", "starting the network daemon", timeout=REPLY_TIMEOUT)
     finally:
         ours.close()
+
+
+def _detached_daemon(channel, directory):
+    """The daemon, in a session of its own and reparented (its first process exits)."""
+    from rootless.network import daemon
+    os.setsid()
+    if os.fork() != 0:
+        os._exit(0)
+    daemon.main(channel, directory)
 
 
 def status(store_root):

@@ -220,17 +220,8 @@ def run_in_userns(mapping_plan, function, *args):
     """Run function(*args) in a child process that is root in a new user (and mount)
     namespace mapped by `mapping_plan`: how files owned by a container's ids are made,
     copied and removed. Raises what the child reported."""
-    import sys
-    from rootless.system.channel import Channel
-    from rootless.system.channel import run_child
-    parent_end, child_end = Channel.pair()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        parent_end.close()
-        run_child(child_end, _userns_child, function, args)
-    child_end.close()
+    from rootless.system.channel import fork_with_channel
+    pid, parent_end = fork_with_channel(_userns_child, function, args)
     try:
         parent_end.expect(protocol.PREPARE, "entering a user namespace", timeout=30)
         apply(mapping_plan, pid)

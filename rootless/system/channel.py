@@ -118,6 +118,22 @@ def run_child(channel, body, *args):
         os._exit(code)
 
 
+def fork_with_channel(body, *args, close=()):
+    """Fork a child that runs body(its end of a new channel, *args) under run_child: (its
+    pid, our end). `close`: what else of ours the child must not keep."""
+    parent_end, child_end = Channel.pair()
+    sys.stdout.flush()                    # nothing buffered is written twice
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        parent_end.close()
+        for item in close:
+            item.close()
+        run_child(child_end, body, *args)
+    child_end.close()
+    return pid, parent_end
+
+
 # --- what a forked child keeps -----------------------------------------------------------
 
 MAX_FD = 1 << 20                 # above any fd number a process here can have

@@ -232,3 +232,14 @@ def read_regular_file(path, limit=1 << 20):
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return ""
         return f.read(limit).decode(errors="replace")
+
+
+def make_searchable(path):
+    """Let a removal enter the directories of a tree written without permissions
+    (overlay's work directory leaves a d--------- one)."""
+    for directory, subdirs, _files in os.walk(path):
+        for name in subdirs:
+            try:
+                os.chmod(os.path.join(directory, name), 0o700)
+            except OSError:
+                pass
