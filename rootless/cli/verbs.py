@@ -7,37 +7,43 @@ same declarations without it (`parse`); anything unusual (help, a mistake, an un
 flag) goes to click, which then explains. Both call the same functions in commands.py.
 """
 
-from oci.record import Record
+class Opt:
+    """A flag: its names ("-b", "--bundle"), the parameter it fills in the verb's function
+    (dest), its kind (flag | value | multiple), its type (str or int), default, help,
+    metavar, allowed values (choices), minimum (for int), and whether help hides it.
+    (Plain classes, not records: a verb's start builds every declaration, ~150 of them.)"""
+
+    __slots__ = ("names", "dest", "kind", "type", "default", "help", "metavar", "choices",
+                 "minimum", "hidden")
+
+    def __init__(self, names, dest, kind="flag", type=str, default=None, help="",
+                 metavar=None, choices=None, minimum=None, hidden=False):
+        self.names, self.dest, self.kind, self.type = names, dest, kind, type
+        self.default, self.help, self.metavar = default, help, metavar
+        self.choices, self.minimum, self.hidden = choices, minimum, hidden
 
 
-class Opt(Record):
-    FIELDS = {
-        "names": (),          # ("-b", "--bundle")
-        "dest": None,         # the parameter name in commands.py
-        "kind": "flag",       # flag | value | multiple
-        "type": str,          # str or int
-        "default": None,
-        "help": "",
-        "metavar": None,
-        "choices": None,      # allowed values
-        "minimum": None,      # for int
-        "hidden": False,
-    }
+class Arg:
+    """An argument: the parameter it fills, its metavar, whether it is required, whether
+    it takes the rest (variadic)."""
+
+    __slots__ = ("dest", "metavar", "required", "variadic")
+
+    def __init__(self, dest, metavar="ID", required=True, variadic=False):
+        self.dest, self.metavar, self.required, self.variadic = dest, metavar, required, variadic
 
 
-class Arg(Record):
-    FIELDS = {"dest": None, "metavar": "ID", "required": True, "variadic": False}
+class Verb:
+    """A verb: its name, help, options and arguments; `interspersed` False: all after the
+    first argument is passed on; `marks_double_dash`: a "--" ending the options reaches
+    the verb (DASHES)."""
 
+    __slots__ = ("name", "help", "options", "args", "interspersed", "marks_double_dash")
 
-class Verb(Record):
-    FIELDS = {
-        "name": None,
-        "help": "",
-        "options": (),
-        "args": (),
-        "interspersed": True,   # options may follow arguments (False: all is passed on)
-        "marks_double_dash": False,   # a "--" ending the options reaches the verb (DASHES)
-    }
+    def __init__(self, name, help="", options=(), args=(), interspersed=True,
+                 marks_double_dash=False):
+        self.name, self.help, self.options, self.args = name, help, options, args
+        self.interspersed, self.marks_double_dash = interspersed, marks_double_dash
 
 
 ID = Arg("container_id")
@@ -382,7 +388,6 @@ def parse(argv):
     """(global values, Verb, verb values) for a plain command line, or None."""
     try:
         global_values, rest = parse_tokens(argv, GLOBAL_OPTIONS, (), stop_at_argument=True)
-        global_values, rest = parse_tokens(argv, GLOBAL_OPTIONS, (), stop_at_argument=True)
         if len(rest) > 1 and rest[0] in GROUPS:          # "network create ..."
             rest = [f"{rest[0]} {rest[1]}"] + rest[2:]
         if not rest or rest[0] not in VERBS:
@@ -391,7 +396,7 @@ def parse(argv):
         tokens = mark_double_dash(rest[1:], verb.options) if verb.marks_double_dash \
             else rest[1:]
         values, _ = parse_tokens(tokens, verb.options, verb.args,
-                           stop_at_argument=not verb.interspersed)
+                                 stop_at_argument=not verb.interspersed)
         return global_values, verb, values
     except Unusual:
         return None
