@@ -135,8 +135,9 @@ setup_as_root() {
     mkdir -p "$HANDCAR_SRC"
     chmod 0755 "$HANDCAR_WORK"
     say "copying the checkout to $HANDCAR_SRC"
-    rsync -a --delete --exclude .git --exclude '*.egg-info' --exclude __pycache__ \
-        --exclude .pytest_cache "$repo/" "$HANDCAR_SRC/"
+    # --delete-excluded: a module moved away leaves no directory of stale bytecode behind
+    rsync -a --delete --delete-excluded --exclude .git --exclude '*.egg-info' \
+        --exclude __pycache__ --exclude .pytest_cache "$repo/" "$HANDCAR_SRC/"
     build_venv "$HANDCAR_SRC" "$HANDCAR_VENV"
     chmod -R a+rX "$HANDCAR_WORK"
     delegate_cgroup
