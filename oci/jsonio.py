@@ -52,7 +52,8 @@ def loads(text, explain=True):
         import json
         return json.loads(text)
     if text[end:].strip(_WHITESPACE):
-        raise _error("Extra data", text, end + len(text[end:]) - len(text[end:].lstrip(_WHITESPACE)))
+        rest = text[end:]
+        raise _error("Extra data", text, end + len(rest) - len(rest.lstrip(_WHITESPACE)))
     return value
 
 

@@ -68,8 +68,8 @@ def run(g, args, bundle, config, detach, keep, no_subreaper, pid_file, console_s
         no_pivot, no_new_keyring, preserve_fds, **friendly_flags):
     """runc's run (create + start, and wait) or the friendly run; see verbs.RUN_HELP."""
     from rootless.cli.verbs import DASHES, FRIENDLY_RUN_OPTIONS, RUNC_RUN_ONLY
-    runc_flags = dict(bundle=bundle, config=config, keep=keep, no_subreaper=no_subreaper, pid_file=pid_file,
-                      console_socket=console_socket, no_pivot=no_pivot,
+    runc_flags = dict(bundle=bundle, config=config, keep=keep, no_subreaper=no_subreaper,
+                      pid_file=pid_file, console_socket=console_socket, no_pivot=no_pivot,
                       no_new_keyring=no_new_keyring, preserve_fds=preserve_fds)
     runc_given = [_flag_name(name) for name in RUNC_RUN_ONLY
                   if runc_flags[name] not in (None, False, 0)]

@@ -152,8 +152,8 @@ def attach_uplink(netns_fd):
 
 def add_link(netns_fd, container_netns_fd, host_name, ifname, address, prefix, gateway):
     """A veth pair: `host_name` on the bridge, `ifname` in the container's namespace with
-    `address`/`prefix` (and mac_address(address)), and a default route through `gateway` unless it has one (or
-    `gateway` is None: an internal network)."""
+    `address`/`prefix` (and mac_address(address)), and a default route through `gateway`
+    unless it has one (or `gateway` is None: an internal network)."""
     from pyroute2 import IPRoute
     _enter(netns_fd)
     with IPRoute() as netlink:

@@ -8,8 +8,8 @@ Where they run (runtime-spec, as runc does it):
   poststart                the `start` (or `run`) process, once the process runs
   poststop                 the `delete` process, once the container is gone
 A failure before the process starts is an error; poststart and poststop failures are
-warnings (run_warning), and the hooks after a failed one still run. A hook dies with the process that runs it (a
-parent-death signal), so a killed handcar leaves no hook behind.
+warnings (run_warning), and the hooks after a failed one still run. A hook dies with the
+process that runs it (a parent-death signal), so a killed handcar leaves no hook behind.
 """
 
 import os
