@@ -207,11 +207,7 @@ def _sidecar():
             source = f"{SIDECAR_TARGET}/{name}"
             if _is_directory(source, cover):
                 with step(f"mounting the container's /{name}"):
-                    tree = libc.open_tree(source, _CLONE, dir_fd=cover)
-                    try:
-                        libc.move_mount(tree, name, to_fd=cover)
-                    finally:
-                        os.close(tree)
+                    _bind(source, cover, name, cover)
         tmp = _new_tmpfs(mode="1777", size="64m")
         with step("mounting a /tmp"):
             libc.move_mount(tmp, "tmp", to_fd=cover)
@@ -260,11 +256,7 @@ def _cover(below, name, new_dirs, on_fd=False):
         for entry in names:
             if kinds[entry] != stat.S_IFLNK:
                 with step(f"covering {name}: binding {entry}"):
-                    tree = libc.open_tree(entry, _CLONE, dir_fd=below)
-                    try:
-                        libc.move_mount(tree, entry, to_fd=cover)
-                    finally:
-                        os.close(tree)
+                    _bind(entry, below, entry, cover)
     except BaseException:
         os.close(cover)
         raise
@@ -400,3 +392,13 @@ def through_loader(launch, path):
     argv = loader_command(plan, path, os.path.basename(process.args[0]), loader)
     spec = launch.spec.replace(process=process.replace(args=(*argv, *process.args[1:])))
     return loader, launch.replace(spec=spec)
+
+
+def _bind(source, source_fd, target, target_fd):
+    """A bind mount through the new mount API: a clone of the tree at `source` (below
+    the directory `source_fd`) attached at `target` (below `target_fd`)."""
+    tree = libc.open_tree(source, _CLONE, dir_fd=source_fd)
+    try:
+        libc.move_mount(tree, target, to_fd=target_fd)
+    finally:
+        os.close(tree)
