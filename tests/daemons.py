@@ -82,6 +82,30 @@ class Daemon:
         self.process.wait()
 
 
+class Client:
+    """An engine's command-line client (podman, docker, ctr) run for a test: a subclass
+    names it (`name`), gives its environment (`env`) and its full command (`command`)."""
+
+    name = ""
+    env = None
+
+    def command(self, *args):
+        raise NotImplementedError
+
+    def __call__(self, *args, timeout=60, **kwargs):
+        kwargs.setdefault("capture_output", True)
+        return subprocess.run(self.command(*args), env=self.env, text=True, timeout=timeout,
+                              **kwargs)
+
+    def ok(self, *args, **kwargs):
+        result = self(*args, **kwargs)
+        assert result.returncode == 0, f"{self.name} {' '.join(args)}: {result.stderr}"
+        return result
+
+    def inspect(self, name, template):
+        return self.ok("inspect", "--format", template, name).stdout.strip()
+
+
 def kill_processes_naming(text):
     """SIGKILL every process whose command line contains `text` (the shims an engine
     leaves name its private socket or state directory)."""

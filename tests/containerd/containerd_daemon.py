@@ -18,7 +18,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS / "integration"))
 sys.path.insert(0, str(TESTS))
-from daemons import (Daemon, SYSTEM_PATH, cgroup2_mount, kill_processes_naming,  # noqa: E402
+from daemons import (Client, Daemon, SYSTEM_PATH, cgroup2_mount, kill_processes_naming,  # noqa: E402
                      remove_cgroup_tree, system_program, unmount_below)
 from harness import HANDCAR  # noqa: E402
 
@@ -78,7 +78,9 @@ def recorder(path, log):
     return path
 
 
-class Containerd:
+class Containerd(Client):
+    name = "ctr"
+
     def __init__(self, base):
         self.base = base
         self.namespace = NAMESPACE
@@ -94,15 +96,6 @@ class Containerd:
     def command(self, *args):
         return [CTR, "--address", str(self.socket), "--namespace", NAMESPACE, *args]
 
-    def __call__(self, *args, timeout=60, **kwargs):
-        kwargs.setdefault("capture_output", True)
-        return subprocess.run(self.command(*args), env=self.env, text=True, timeout=timeout,
-                              **kwargs)
-
-    def ok(self, *args, **kwargs):
-        result = self(*args, **kwargs)
-        assert result.returncode == 0, f"ctr {' '.join(args)}: {result.stderr}"
-        return result
 
     def dump_config(self):
         """The configuration containerd makes of its config.toml (defaults filled in)."""

@@ -20,7 +20,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS / "integration"))
 sys.path.insert(0, str(TESTS))
-from daemons import (Daemon, SYSTEM_PATH, cgroup2_mount, kill_processes_naming,  # noqa: E402
+from daemons import (Client, Daemon, SYSTEM_PATH, cgroup2_mount, kill_processes_naming,  # noqa: E402
                      remove_cgroup_tree, system_program, unmount_below)
 from harness import HANDCAR, SUBUID_RANGE, make_busybox_rootfs  # noqa: E402
 
@@ -76,8 +76,10 @@ def busybox_tar(directory):
     return directory / "rootfs.tar"
 
 
-class Docker:
+class Docker(Client):
     """Debian's docker client, talking to the tier's dockerd only."""
+
+    name = "docker"
 
     def __init__(self, socket, env):
         self.socket = socket
@@ -86,18 +88,6 @@ class Docker:
     def command(self, *args):
         return [DOCKER, "--host", f"unix://{self.socket}", *args]
 
-    def __call__(self, *args, timeout=60, **kwargs):
-        kwargs.setdefault("capture_output", True)
-        return subprocess.run(self.command(*args), env=self.env, text=True, timeout=timeout,
-                              **kwargs)
-
-    def ok(self, *args, **kwargs):
-        result = self(*args, **kwargs)
-        assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
-        return result
-
-    def inspect(self, name, template):
-        return self.ok("inspect", "--format", template, name).stdout.strip()
 
     def ready(self):
         return self("version", timeout=10).returncode == 0

@@ -220,20 +220,26 @@ needs_slirp4netns = pytest.mark.skipif(
     SLIRP4NETNS is None, reason="slirp4netns is not installed (scripts/test installs it)")
 
 
-@pytest.fixture
-def host_server(tmp_path):
-    """An HTTP server on the host's 127.0.0.1 serving file.txt; its port."""
-    root = tmp_path / "served"
-    root.mkdir()
-    (root / "file.txt").write_text("served from the host\n")
+def serve_a_file(directory, name, address):
+    """An HTTP server on `address` serving `name` ("served from the host") from
+    `directory`, in a thread: a generator for a fixture, yielding its port."""
+    directory.mkdir()
+    (directory / name).write_text("served from the host\n")
+
     def handler(*args):
-        return http.server.SimpleHTTPRequestHandler(*args, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        return http.server.SimpleHTTPRequestHandler(*args, directory=str(directory))
+    server = http.server.ThreadingHTTPServer((address, 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def host_server(tmp_path):
+    """An HTTP server on the host's 127.0.0.1 serving file.txt; its port."""
+    yield from serve_a_file(tmp_path / "served", "file.txt", "127.0.0.1")
 
 
 def wait_until(condition, timeout=10):

@@ -10,12 +10,10 @@ import json
 import os
 import socket
 import subprocess
-import threading
-import http.server
 
 import pytest
 
-from harness import (HANDCAR, SLIRP4NETNS, free_port, needs_slirp4netns,  # noqa: F401
+from harness import (HANDCAR, SLIRP4NETNS, free_port, needs_slirp4netns, serve_a_file,  # noqa: F401
                      port_is_free, process_gone, wait_until)
 from test_friendly import Friendly, friendly, name_for, storage  # noqa: F401 - fixtures
 
@@ -103,17 +101,7 @@ def host_address():
 @pytest.fixture
 def host_wide_server(tmp_path):
     """An HTTP server on every address of the host (not only its loopback); its port."""
-    root = tmp_path / "served"
-    root.mkdir()
-    (root / "index.html").write_text("served from the host\n")
-    def handler(*args):
-        return http.server.SimpleHTTPRequestHandler(*args, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    yield from serve_a_file(tmp_path / "served", "index.html", "0.0.0.0")
 
 
 # --- names --------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ with handcar's path put in. Nothing in the user's home is read or left behind.
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -20,6 +19,8 @@ import pytest
 
 # The busybox rootfs and handcar's path are the integration tier's (tests/integration/harness.py).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from daemons import Client  # noqa: E402
 from harness import HANDCAR, SUBUID_RANGE, make_busybox_rootfs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -55,8 +56,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-class Podman:
+class Podman(Client):
     """podman with handcar as its runtime, in a world of its own under `base`."""
+
+    name = "podman"
 
     def __init__(self, base):
         self.base = base
@@ -77,18 +80,6 @@ class Podman:
     def command(self, *args):
         return ["podman", *self.flags, *args]
 
-    def __call__(self, *args, timeout=60, **kwargs):
-        kwargs.setdefault("capture_output", True)
-        return subprocess.run(self.command(*args), env=self.env, text=True, timeout=timeout,
-                              **kwargs)
-
-    def ok(self, *args, **kwargs):
-        result = self(*args, **kwargs)
-        assert result.returncode == 0, f"podman {' '.join(args)}: {result.stderr}"
-        return result
-
-    def inspect(self, name, template):
-        return self.ok("inspect", "--format", template, name).stdout.strip()
 
     def pause_process(self):
         """The pid of podman's rootless pause process (it holds the user namespace), if

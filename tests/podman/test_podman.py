@@ -1,13 +1,10 @@
 """Everyday podman commands with `podman --runtime handcar`, as the unprivileged user."""
 
-import os
-import select
-import subprocess
-import time
 import urllib.request
 
 import pytest
 
+from daemons import run_on_a_terminal  # (tests/: on sys.path through conftest)
 from harness import HANDCAR, free_port, wait_until
 from rootless.runtime import cgroups
 
@@ -82,26 +79,9 @@ def test_terminals(podman, image, names):
 
 def test_run_interactive_with_a_terminal(podman, image):
     """run -it from a terminal: podman passes the pty through --console-socket."""
-    master, slave = os.openpty()
-    process = subprocess.Popen(podman.command("run", "--rm", "-it", image, "sh"), env=podman.env,
-                               stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-    os.close(slave)
-    os.write(master, b"echo $((6 * 7))done\nexit 5\n")
-    output = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if select.select([master], [], [], 0.1)[0]:
-            try:
-                data = os.read(master, 4096)
-            except OSError:               # EIO: every holder of the pty closed it
-                break
-            if not data:
-                break
-            output += data
-        elif process.poll() is not None:
-            break
-    os.close(master)
-    assert process.wait(timeout=30) == 5, output
+    status, output = run_on_a_terminal(podman.command("run", "--rm", "-it", image, "sh"),
+                                       b"echo $((6 * 7))done\nexit 5\n", podman.env)
+    assert status == 5, output
     assert b"42done" in output
 
 
