@@ -63,35 +63,18 @@ def rmi(g, names, force):
         image_verbs.rmi(g.store(), names, force)
 
 
-def image(g, subcommand, args):
-    """`image inspect|prune`, and podman's `image ls|pull|rm` for images, pull, rmi."""
-    from rootless.cli.verbs import IMAGE_VERBS, VERBS, Unusual, handler, parse_tokens
-    aliases = {"ls": "images", "list": "images", "pull": "pull", "rm": "rmi"}
-    verb = IMAGE_VERBS.get(subcommand) or VERBS.get(aliases.get(subcommand, ""))
-    if verb is None:
-        raise UsageError(f"image {subcommand}: expected inspect, prune, ls, pull or rm")
-    if "-h" in args or "--help" in args:
-        print(f"Usage: handcar image {subcommand} [OPTIONS] "
-              + " ".join(a.metavar for a in verb.args) + f"\n\n  {verb.help}\n\nOptions:")
-        for opt in verb.options:
-            value = f" {opt.metavar or 'TEXT'}" if opt.kind != "flag" else ""
-            print(f"  {', '.join(opt.names)}{value}  {opt.help}")
-        return 0
-    try:
-        values, _ = parse_tokens(list(args), verb.options, verb.args, stop_at_argument=False)
-    except Unusual as err:
-        raise UsageError(f"image {subcommand}: unexpected or missing {err} (handcar image "
-                         f"{subcommand} takes "
-                         + " ".join([*(o.names[-1] for o in verb.options),
-                                     *(a.metavar for a in verb.args)]) + ")") from None
-    if subcommand in aliases:
-        return handler(verb.name)(g, **values)
+def image_inspect(g, names, platform, arch):
+    """Print podman's JSON description of images."""
     from rootless.friendly import images as image_verbs
     with with_docker_statuses():
-        if subcommand == "inspect":
-            return image_verbs.inspect(values["names"], values["platform"],
-                                          values["arch"])
-        return image_verbs.prune()
+        image_verbs.inspect(names, platform, arch)
+
+
+def image_prune(g, force):
+    """Remove images without a name that no container uses."""
+    from rootless.friendly import images as image_verbs
+    with with_docker_statuses():
+        image_verbs.prune()
 
 
 def login(g, registry, username, password_stdin, authfile, tls_verify):

@@ -161,19 +161,6 @@ PULL_OPTIONS = (
     Opt(("--arch",), "arch", "value", metavar="ARCH",
         help="The architecture to pull (default: the host's)."),
 )
-# `image SUBCOMMAND`'s own verbs, parsed from what follows the subcommand
-IMAGE_VERBS = {
-    "inspect": Verb("inspect", "Print podman's JSON description of images.", (
-        Opt(("--platform",), "platform", "value", metavar="OS/ARCH[/VARIANT]",
-            help="Describe the registry's image for this platform (not pulled)."),
-        Opt(("--arch",), "arch", "value", metavar="ARCH",
-            help="Describe the registry's image for this architecture (not pulled)."),
-    ), (Arg("names", "IMAGE...", variadic=True),)),
-    "prune": Verb("prune", "Remove images without a name that no container uses.", (
-        Opt(("-f", "--force"), "force", help="Accepted (there is no question asked)."),
-    )),
-}
-
 FORMAT = Opt(("-f", "--format"), "fmt", "value", default="table", choices=("table", "json"),
              help="Output format.")
 
@@ -249,10 +236,15 @@ VERBS = {verb.name: verb for verb in (
         Opt(("-q", "--quiet"), "quiet", help="Print only the ids."),
         Opt(("-a", "--all"), "show_all", help="Images without a name too."),
     )),
-    Verb("image", "Manage images: inspect, prune (and ls, pull, rm as images, pull, rmi).",
-         (), (Arg("subcommand", "inspect|prune|ls|pull|rm"),
-              Arg("args", "[OPTIONS] [IMAGE]...", required=False, variadic=True)),
-         interspersed=False),
+    Verb("image inspect", "Print podman's JSON description of images.", (
+        Opt(("--platform",), "platform", "value", metavar="OS/ARCH[/VARIANT]",
+            help="Describe the registry's image for this platform (not pulled)."),
+        Opt(("--arch",), "arch", "value", metavar="ARCH",
+            help="Describe the registry's image for this architecture (not pulled)."),
+    ), (Arg("names", "IMAGE...", variadic=True),)),
+    Verb("image prune", "Remove images without a name that no container uses.", (
+        Opt(("-f", "--force"), "force", help="Accepted (there is no question asked)."),
+    )),
     Verb("rmi", "Remove images from the store, and the layers no other image uses.", (
         Opt(("-f", "--force"), "force", help="Remove the containers using them too."),
     ), (Arg("names", "IMAGE...", variadic=True),)),
@@ -373,9 +365,14 @@ noNewPrivileges are the container's, as for exec, unless --privileged-debug.""",
         Opt(("-f", "--force"), "force", help="Accepted for podman compatibility."),
     ), (Arg("network", "NETWORK"), Arg("container", "CONTAINER"))),
 )}
+# podman's other names of the image verbs: "image ls" is "images", and so on
+for _alias, _verb in (("image ls", "images"), ("image list", "images"),
+                      ("image pull", "pull"), ("image rm", "rmi")):
+    VERBS[_alias] = Verb(_alias, VERBS[_verb].help, VERBS[_verb].options, VERBS[_verb].args)
 # verbs named "GROUP VERB" are a group's ("handcar network create"): the group's help
 GROUPS = {"network": "Container networks: create, ls, inspect, rm, prune, connect, "
-                     "disconnect."}
+                     "disconnect.",
+          "image": "Images: inspect, prune (and ls, pull, rm: images, pull, rmi)."}
 
 
 # --- the fast path ----------------------------------------------------------------------
@@ -387,7 +384,7 @@ class Unusual(Exception):
 def parse(argv):
     """(global values, Verb, verb values) for a plain command line, or None."""
     try:
-        global_values, rest = parse_tokens(argv, GLOBAL_OPTIONS, (), stop_at_argument=True)
+        global_values, rest = _parse(argv, GLOBAL_OPTIONS, (), stop_at_argument=True)
         if len(rest) > 1 and rest[0] in GROUPS:          # "network create ..."
             rest = [f"{rest[0]} {rest[1]}"] + rest[2:]
         if not rest or rest[0] not in VERBS:
@@ -395,14 +392,14 @@ def parse(argv):
         verb = VERBS[rest[0]]
         tokens = mark_double_dash(rest[1:], verb.options) if verb.marks_double_dash \
             else rest[1:]
-        values, _ = parse_tokens(tokens, verb.options, verb.args,
+        values, _ = _parse(tokens, verb.options, verb.args,
                                  stop_at_argument=not verb.interspersed)
         return global_values, verb, values
     except Unusual:
         return None
 
 
-def parse_tokens(tokens, options, args, stop_at_argument):
+def _parse(tokens, options, args, stop_at_argument):
     by_name = {name: opt for opt in options for name in opt.names}
     values = {opt.dest: (() if opt.kind == "multiple" else
                          False if opt.kind == "flag" else opt.default) for opt in options}
@@ -520,7 +517,12 @@ HANDLERS = {
     "pull": ("rootless.cli.friendly", "pull"),
     "images": ("rootless.cli.friendly", "images"),
     "rmi": ("rootless.cli.friendly", "rmi"),
-    "image": ("rootless.cli.friendly", "image"),
+    "image inspect": ("rootless.cli.friendly", "image_inspect"),
+    "image prune": ("rootless.cli.friendly", "image_prune"),
+    "image ls": ("rootless.cli.friendly", "images"),
+    "image list": ("rootless.cli.friendly", "images"),
+    "image pull": ("rootless.cli.friendly", "pull"),
+    "image rm": ("rootless.cli.friendly", "rmi"),
     "login": ("rootless.cli.friendly", "login"),
     "logout": ("rootless.cli.friendly", "logout"),
     # a group's verbs ("handcar network create"), podman's exit statuses
