@@ -23,15 +23,17 @@ rootless/child/init.py.
 maps init at once and sends PREPARED to it; init sends no PREPARE and no INIT.
 (**) Only when the config has prestart, createRuntime or createContainer hooks.
 
-ERROR carries the message, the errno (or None) and the error's kind, so that the parent
-raises the same exception type the child did (exit statuses 126 and 127 come from it).
+ERROR carries the message, the errno (or None) and the error's kind (errors.error_fields;
+every child body runs under system/channel.py's run_child, which sends it), so that the
+parent raises the same exception type the child did (exit statuses 126 and 127 come
+from it).
 exec's process sends nothing after GO unless execve fails (its end is close-on-exec).
 
 The user namespace helper the parent forks for other jobs (userns.run_in_userns: the
 image unpacker, tree removal) uses the same channel: PREPARE -> PREPARED -> DONE.
 """
 
-from rootless.errors import error_fields, error_from_fields
+from rootless.errors import error_from_fields
 
 PREPARE = "prepare"
 PREPARED = "prepared"
@@ -44,11 +46,6 @@ ERROR = "error"
 WARNING = "warning"
 DEBUG = "debug"
 DONE = "done"
-
-def send_error(channel, err):
-    """Report `err` to the parent: its words, its errno and its kind."""
-    channel.send(ERROR, **error_fields(err))
-
 
 def error_from(message):
     """The exception an ERROR message stands for, to raise in the parent."""

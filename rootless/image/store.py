@@ -530,18 +530,19 @@ def probe_overlay(_context, probe):
 
 @worker_call
 def copy_layer(_context, source, destination):
-    from rootless.image.unpack import copy_tree
-    copy_tree(source, destination)
+    from rootless.system.fs import copy_directory
+    copy_directory(source, destination)
 
 
 @worker_call
 def flatten(_context, store_root, lowers, work):
     """Copy the tree of an overlay of `lowers` into `work`/rootfs (store.rootfs)."""
-    from rootless.image.unpack import copy_tree, overlay_options
+    from rootless.image.unpack import overlay_options
+    from rootless.system.fs import copy_directory
     from rootless.system import libc
     libc.unshare(libc.CLONE_NEWNS)
     os.chdir(store_root)
     merged = os.path.join(work, "merged")
     libc.mount("overlay", merged, "overlay", 0, overlay_options(
         lowers, os.path.join(work, "upper"), os.path.join(work, "work")))
-    copy_tree(merged, os.path.join(work, "rootfs"))
+    copy_directory(merged, os.path.join(work, "rootfs"))

@@ -11,7 +11,7 @@ import sys
 from oci.image import ImageError
 from rootless.errors import os_error_message
 from rootless.image.worker import worker_call
-from rootless.system.fs import remove_tree
+from rootless.system.fs import copy_directory, remove_tree
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -71,7 +71,7 @@ def unpack_layer(layers, index, work, lowers, driver, links):
             libc.mount("overlay", root, "overlay", 0,
                        overlay_options(lowers, diff, os.path.join(work, "work")))
         elif lowers:
-            copy_tree(lowers[0], diff)
+            copy_directory(lowers[0], diff)
         raw = layer.open()
         if raw.peek(4)[:4].startswith(ZSTD_MAGIC):
             _import_zstd()
@@ -342,33 +342,3 @@ def _remove(path):
             os.unlink(path)
         except FileNotFoundError:
             pass
-
-
-def copy_tree(source, destination):
-    """Copy a tree keeping owners, modes, times, symbolic and hard links (run in the user
-    namespace): a container's root or a vfs layer made from the layer below."""
-    import shutil
-    linked = {}                               # (device, inode) -> the first copy's path
-    for directory, subdirs, files in os.walk(source):
-        target_dir = os.path.join(destination, os.path.relpath(directory, source))
-        for name in subdirs + files:
-            src, dst = os.path.join(directory, name), os.path.join(target_dir, name)
-            st = os.lstat(src)
-            if stat.S_ISLNK(st.st_mode):
-                os.symlink(os.readlink(src), dst)
-            elif stat.S_ISDIR(st.st_mode):
-                os.mkdir(dst)
-            elif stat.S_ISREG(st.st_mode):
-                if st.st_nlink > 1 and (st.st_dev, st.st_ino) in linked:
-                    os.link(linked[st.st_dev, st.st_ino], dst)
-                    continue
-                shutil.copyfile(src, dst, follow_symlinks=False)
-                if st.st_nlink > 1:
-                    linked[st.st_dev, st.st_ino] = dst
-            else:
-                continue                      # device nodes and sockets: not without root
-            os.lchown(dst, st.st_uid, st.st_gid)
-            if not stat.S_ISLNK(st.st_mode):
-                os.chmod(dst, st.st_mode & 0o7777)
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-        subdirs[:] = [d for d in subdirs if not os.path.islink(os.path.join(directory, d))]

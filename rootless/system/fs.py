@@ -160,36 +160,53 @@ def _open_directory(name, dir_fd):
 
 def copy_tree(source_fd, target_fd):
     """Copy the content of one directory into another (both open descriptors): files,
-    directories, symlinks and fifos, with their owners, modes and times (sockets and
-    device nodes are left out: a user without root cannot make them). The one tree copy:
-    tmpcopyup's tmpfs, an image flattened where no overlay can be mounted."""
-    with os.scandir(source_fd) as entries:
-        for entry in entries:
-            _copy_entry(entry.name, entry.stat(follow_symlinks=False), source_fd, target_fd)
+    directories, symlinks and fifos, with their owners, modes and times, a file's hard
+    links as hard links (sockets and device nodes are left out: a user without root cannot
+    make them). The one tree copy: tmpcopyup's tmpfs, an image's layers and root where no
+    overlay can be mounted, an image flattened for handcar debug."""
+    _TreeCopy(target_fd).copy(source_fd, target_fd, "")
 
 
-def _copy_entry(name, st, source_fd, target_fd):
-    if stat.S_ISDIR(st.st_mode):
-        os.mkdir(name, 0o700, dir_fd=target_fd)
-        source, target = _open_directory(name, source_fd), _open_directory(name, target_fd)
-        try:
-            copy_tree(source, target)
-        finally:
-            os.close(source)
-            os.close(target)
-    elif stat.S_ISREG(st.st_mode):
-        _copy_file(name, source_fd, target_fd)
-    elif stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(name, dir_fd=source_fd), name, dir_fd=target_fd)
-    elif stat.S_ISFIFO(st.st_mode):
-        os.mkfifo(name, 0o600, dir_fd=target_fd)
-    else:
-        return                            # sockets and devices
-    os.chown(name, st.st_uid, st.st_gid, dir_fd=target_fd, follow_symlinks=False)
-    if not stat.S_ISLNK(st.st_mode):      # after chown, which clears setuid bits
-        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=target_fd)
-    os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=target_fd,
-             follow_symlinks=False)
+class _TreeCopy:
+    def __init__(self, top_fd):
+        self.top_fd = top_fd
+        self.first_names = {}             # (device, inode) of a linked file -> its copy's path
+
+    def copy(self, source_fd, target_fd, below):
+        with os.scandir(source_fd) as entries:
+            for entry in entries:
+                self.entry(entry.name, entry.stat(follow_symlinks=False), source_fd,
+                           target_fd, below)
+
+    def entry(self, name, st, source_fd, target_fd, below):
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, 0o700, dir_fd=target_fd)
+            source, target = _open_directory(name, source_fd), _open_directory(name, target_fd)
+            try:
+                self.copy(source, target, f"{below}{name}/")
+            finally:
+                os.close(source)
+                os.close(target)
+        elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1 \
+                and (st.st_dev, st.st_ino) in self.first_names:
+            os.link(self.first_names[st.st_dev, st.st_ino], name, src_dir_fd=self.top_fd,
+                    dst_dir_fd=target_fd, follow_symlinks=False)
+            return                        # one inode: owner, mode and times are set
+        elif stat.S_ISREG(st.st_mode):
+            if st.st_nlink > 1:
+                self.first_names[st.st_dev, st.st_ino] = below + name
+            _copy_file(name, source_fd, target_fd)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=source_fd), name, dir_fd=target_fd)
+        elif stat.S_ISFIFO(st.st_mode):
+            os.mkfifo(name, 0o600, dir_fd=target_fd)
+        else:
+            return                        # sockets and devices
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=target_fd, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):  # after chown, which clears setuid bits
+            os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=target_fd)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=target_fd,
+                 follow_symlinks=False)
 
 
 def _copy_file(name, source_fd, target_fd):
