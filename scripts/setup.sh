@@ -13,6 +13,9 @@ APT_PACKAGES="uidmap busybox-static python3-venv rsync dbus-daemon"
 # the podman tier (tests/podman): rootless podman with handcar as its runtime; podman only
 # recommends catatonit (--init) and slirp4netns (its rootless network)
 APT_PACKAGES+=" podman catatonit slirp4netns"
+# handcar's own: pasta (passt) carries a network's traffic where installed; fuse-overlayfs
+# mounts a container's root where the kernel cannot mount overlayfs in a user namespace
+APT_PACKAGES+=" passt fuse-overlayfs"
 # the engine tiers: docker (tests/docker, root and rootless under rootlesskit) and
 # containerd (tests/containerd); their daemons are started by the tests, on private
 # sockets and directories (docker.io brings containerd, runc and tini's docker-init)
