@@ -11,7 +11,7 @@ import posixpath
 from .default import default_spec
 from .errors import HandcarError
 from .record import Record
-from .spec import DEFAULT_PATH, env_value
+from .spec import DEFAULT_PATH, MOUNT_PROGRAM_ANNOTATION, env_value
 
 # podman's default capabilities for a container's root
 DEFAULT_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
@@ -80,6 +80,7 @@ class Layout(Record):
         "rootfs": "rootfs",        # root.path (relative to the bundle)
         "overlay": None,           # (lowerdir, upperdir, workdir): mounted on / if given
                                    # (relative paths are the bundle's)
+        "mount_program": None,     # fuse-overlayfs's path, where it mounts the overlay
         "host_dirs": (),           # host sandbox: the HOST_DIRS that exist (real dirs)
         "cwd": None,               # host sandbox: the caller's directory, bound read-write
         "home": None,              # host sandbox: the caller's home (a tmpfs)
@@ -255,6 +256,8 @@ def build_spec(request, image, layout, machine="x86_64"):
         process["args"] = [INIT_PATH, "--"] + process["args"]
     elif request.init:                  # no catatonit or tini: handcar's init stays PID 1
         spec["annotations"]["handcar.init"] = "builtin"
+    if layout.mount_program:
+        spec["annotations"][MOUNT_PROGRAM_ANNOTATION] = layout.mount_program
     process["env"] = _environment(request, image, layout)
     process["cwd"] = request.workdir or (layout.cwd if layout.cwd else
                                          (image.workdir if image and image.workdir else "/"))

@@ -13,6 +13,8 @@ from .record import Record
 from .resources import cgroup_v2_settings, device_allowed, device_rules, without_defaults
 from .seccomp import filter_from_json
 
+# handcar's friendly mode: the overlay on / is mounted by this program (fuse-overlayfs)
+MOUNT_PROGRAM_ANNOTATION = "handcar.mount-program"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
               "poststart", "poststop")

@@ -66,8 +66,11 @@ class Launch(Record):
         "no_new_keyring": False,
         # stop before pivot_root for the prestart, createRuntime and createContainer hooks
         "pause_for_hooks": False,
-        # send the parent fds of the container's user and network namespaces
-        "send_namespaces": False,
+        # the container's namespaces whose fds go to the parent, named as in /proc/PID/ns
+        # ("user", "net", "mnt"): what its network set-up and root mount need
+        "send_namespaces": (),
+        # init asks the parent to mount its root (MOUNT_ROOT): runtime/fuse_root.py
+        "mount_root": False,
         # `handcar debug`: its plan (rootless/child/debug.py DebugPlan), or None
         "debug": None,
     }
@@ -153,7 +156,8 @@ def intermediate(channel, launch, syscalls=SYSCALLS):
         run_child(channel, exec_init if launch.exec_into else container_init, launch)
     # The parent may need the container's user and network namespaces (slirp4netns, lo):
     # once init has changed its ids it can no longer reach them through /proc/PID/ns.
-    channel.send(protocol.INIT, pid=pid, fds=open_namespaces(ns_dir) if ns_dir is not None else ())
+    channel.send(protocol.INIT, pid=pid, fds=open_namespaces(ns_dir, launch.send_namespaces)
+                 if ns_dir is not None else ())
 
 
 def _become_root_unless_the_caller_is_mapped(launch):
@@ -170,12 +174,12 @@ def _become_root():
         os.setresuid(0, 0, 0)
 
 
-def open_namespaces(ns_dir):
-    """fds of the container's user and network namespaces, from its /proc/PID/ns
-    directory `ns_dir` (closed here): what the network set-up needs (on_init)."""
+def open_namespaces(ns_dir, names):
+    """fds of the container's namespaces `names`, from its /proc/PID/ns directory
+    `ns_dir` (closed here): what the network set-up and the root mount need (on_init)."""
     fds = []
     try:
-        for name in ("user", "net"):
+        for name in names:
             with step(f"opening the container's {name} namespace"):
                 fds.append(os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=ns_dir))
     except BaseException:
@@ -277,7 +281,9 @@ def container_init(channel, launch):
         _bring_loopback_up()
     builder = mounts.RootfsBuilder(spec, launch.rootfs, launch.bundle,
                                    private_netns="network" in private,
-                                   private_cgroupns="cgroup" in private)
+                                   private_cgroupns="cgroup" in private,
+                                   mount_root=launch.mount_root and (
+                                       lambda data: _ask_for_root(channel, data)))
     builder.build()
     if launch.pause_for_hooks:
         # The parent runs prestart and createRuntime hooks now; createContainer hooks run
@@ -315,6 +321,18 @@ def container_init(channel, launch):
     if spec.annotations.get(BUILTIN_INIT) == "builtin":
         _stay_as_init(channel)
     exec_process(channel, launch, path, env, message.get("listener_state"))
+
+
+def _ask_for_root(channel, data):
+    """The parent mounts the overlay (overlayfs's mount `data`) on our rootfs, in our
+    namespaces, with fuse-overlayfs: a daemon the container must not see (runtime/
+    fuse_root.py). Then a mount namespace of our own, a copy with the overlay in it:
+    pivot_root moves the root of every process of the namespace it is made in whose
+    root is the old one, and the daemon's must stay where its files are."""
+    channel.send(protocol.MOUNT_ROOT, data=data)
+    channel.expect(protocol.ROOT_MOUNTED, "mounting the container's root")
+    with step("creating the container's mount namespace"):
+        libc.unshare(libc.CLONE_NEWNS)
 
 
 def _bring_loopback_up():

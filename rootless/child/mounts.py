@@ -246,8 +246,10 @@ def restrict_device(fd_path, syscalls=SYSCALLS):
 # --- the rootfs -------------------------------------------------------------------------
 
 class RootfsBuilder:
-    def __init__(self, spec, rootfs, bundle, private_netns, private_cgroupns, syscalls=SYSCALLS):
+    def __init__(self, spec, rootfs, bundle, private_netns, private_cgroupns, syscalls=SYSCALLS,
+                 mount_root=None):
         self.spec = spec
+        self.mount_root = mount_root       # mount_root(data): the overlay on / (fuse_root)
         self.syscalls = syscalls           # the system calls (a recording fake in tests)
         self.root = rootfs                 # a real path: symlinks resolved by the parent
         self.bundle = bundle
@@ -292,6 +294,9 @@ class RootfsBuilder:
         parsed = opts.parse_options(mount.options)
         what = f"mounting {mount.type or 'bind'} on {mount.destination}"
         with step(what):
+            if self.mount_root and mount.destination == "/" and mount.type == "overlay":
+                self.mount_root(parsed.data)
+                return
             if mount.type == "bind" or parsed.is_bind:
                 target = self.bind(self._source(mount.source), mount.destination, parsed)
             elif mount.type == "sysfs" and not self.private_netns:

@@ -11,6 +11,9 @@ rootless/child/init.py.
       |--- PREPARED --------------------->|  becomes root, joins/makes the namespaces
       |                                   |--- fork ------------------------>|
       |<-------------------- INIT --------|  {pid, fds}; the intermediate exits
+      |<---------------------------------------------------- MOUNT_ROOT -----|  (***)
+      |  fuse-overlayfs mounts the root in init's namespaces                 |
+      |--- ROOT_MOUNTED ----------------------------------------------------->|
       |<------------------------------------------------------- HOOKS -------|  (**)
       |  prestart, createRuntime hooks                                       |
       |--- HOOKS_DONE {state} ------------------------------------------------>|
@@ -22,6 +25,8 @@ rootless/child/init.py.
 (*) Where init is born in its namespaces (clone3), there is no intermediate: the parent
 maps init at once and sends PREPARED to it; init sends no PREPARE and no INIT.
 (**) Only when the config has prestart, createRuntime or createContainer hooks.
+(***) Only when a program mounts the container's root (runtime/fuse_root.py): init asks
+as it builds the rootfs, which may be before the intermediate has named it (INIT).
 
 ERROR carries the message, the errno (or None) and the error's kind (errors.error_fields;
 every child body runs under system/channel.py's run_child, which sends it), so that the
@@ -38,6 +43,8 @@ from rootless.errors import error_from_fields
 PREPARE = "prepare"
 PREPARED = "prepared"
 INIT = "init"
+MOUNT_ROOT = "mount-root"
+ROOT_MOUNTED = "root-mounted"
 HOOKS = "hooks"
 HOOKS_DONE = "hooks-done"
 READY = "ready"

@@ -279,7 +279,8 @@ def _image_layout(bundle, image_text, flags):
     store = image_store()
     rootfs = os.path.join(bundle, "rootfs")
     os.mkdir(rootfs, 0o755)
-    overlay = store.driver() == "overlay"
+    from rootless.image.store import LAYERED
+    overlay = store.driver() in LAYERED
     if reference.kind == "dir":
         if not os.path.isdir(reference.path):
             raise ImageError(f"{image_text}: no such directory")
@@ -312,7 +313,8 @@ def _image_layout(bundle, image_text, flags):
     if overlay:
         os.mkdir(os.path.join(bundle, "upper"), 0o755)
         os.mkdir(os.path.join(bundle, "work"), 0o700)
-        layout = Layout(rootfs="rootfs", overlay=(lower, "upper", "work"))
+        layout = Layout(rootfs="rootfs", overlay=(lower, "upper", "work"),
+                        mount_program=store.mount_program())
     else:
         log.debug("overlayfs is not available here: the container has a copy of its image")
         layout = Layout(rootfs="rootfs")

@@ -8,6 +8,10 @@ finds it (podman, skopeo and buildah read the same files):
     certs.d           ~/.config/containers/certs.d/HOST[:PORT]/, else
                       /etc/containers/certs.d/HOST[:PORT]/, else /etc/docker/certs.d/...:
                       *.crt are CAs, *.cert and *.key a client certificate and its key
+    storage.conf      $CONTAINERS_STORAGE_CONF, else ~/.config/containers/storage.conf
+                      when it exists, else /etc/containers/storage.conf: only `driver`
+                      and the overlay driver's `mount_program` mean something to
+                      handcar ($STORAGE_DRIVER overrides the driver, as in podman)
     auth files        auth.py
 """
 
@@ -18,6 +22,7 @@ from oci.image import ImageError
 SYSTEM_CONF = "/etc/containers/registries.conf"
 SYSTEM_CONF_DIR = "/etc/containers/registries.conf.d"
 SYSTEM_CERTS_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
+SYSTEM_STORAGE_CONF = "/etc/containers/storage.conf"
 
 
 def user_config_dir():
@@ -82,3 +87,39 @@ def tls_files(host):
             raise ImageError(f"{directory}: {name} has no certificate "
                              f"({name[:-len('.key')]}.cert)")
     return cas, pairs
+
+
+def storage_conf():
+    """(driver, mount_program) that containers-storage.conf(5) asks for: the driver
+    "overlay", "vfs" or None (unset: handcar chooses), and fuse-overlayfs's path or None.
+    Read when an image store is made, which then keeps its choice."""
+    path = os.environ.get("CONTAINERS_STORAGE_CONF")
+    if not path:
+        user = os.path.join(user_config_dir(), "storage.conf")
+        path = user if os.path.exists(user) else SYSTEM_STORAGE_CONF
+    storage = {}
+    if os.path.exists(path):
+        try:
+            import tomllib
+        except ImportError:                       # Python 3.10
+            import tomli as tomllib
+        try:
+            with open(path, "rb") as f:
+                storage = tomllib.load(f).get("storage") or {}
+        except (OSError, ValueError) as err:
+            raise ImageError(f"{path}: {getattr(err, 'strerror', None) or err}") from None
+    driver = os.environ.get("STORAGE_DRIVER") or storage.get("driver") or None
+    if driver not in (None, "overlay", "vfs"):
+        from rootless import log
+        where = "STORAGE_DRIVER" if os.environ.get("STORAGE_DRIVER") else path
+        log.warning(f"{where}: handcar has no {driver!r} storage driver (only overlay "
+                    "and vfs): it chooses one itself")
+        driver = None
+    options = storage.get("options") or {}
+    program = (options.get("overlay") or {}).get("mount_program") or \
+        options.get("mount_program") or None
+    if program and driver == "vfs":
+        program = None
+    if program and not (os.path.isfile(program) and os.access(program, os.X_OK)):
+        raise ImageError(f"{path}: mount_program {program} is not an executable file")
+    return driver, program

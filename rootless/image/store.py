@@ -1,6 +1,7 @@
 """The image store: layers unpacked once each, and images as chains of them.
 
-    DATA/store/driver                "overlay" or "vfs": how layers are kept (chosen once)
+    DATA/store/driver                "overlay", "fuse-overlayfs" or "vfs": how layers are
+                                     kept and containers' roots made (chosen once)
     DATA/store/layers/<chain>/diff   a layer's files; <chain> is the hex of its ChainID
     DATA/store/layers/<chain>/layer.json   {"diff_id", "chain_id", "parent", "size"}
     DATA/store/l/<chain[:12]>        -> ../layers/<chain>/diff: short names for overlay
@@ -21,9 +22,11 @@ store lacks.
 With the overlay driver, a layer's diff is what overlayfs keeps as an upper directory in
 a user namespace (Linux 5.11+): whiteouts are 0/0 character devices, opaque directories
 carry user.overlay.opaque; a container's root is an overlay of its image's layers and a
-writable layer of its own. Where overlayfs cannot be mounted in a user namespace, the vfs
-driver keeps each layer as the whole tree up to it, and a container gets a copy (slow,
-said once when the store is made).
+writable layer of its own. Where overlayfs cannot be mounted in a user namespace, the
+fuse-overlayfs driver keeps layers the same way and mounts them with fuse-overlayfs
+(system/fuse_overlay.py) instead, where that is installed; else the vfs driver keeps each
+layer as the whole tree up to it, and a container gets a copy (slow, said once when the
+store is made). containers-storage.conf(5)'s driver and mount_program choose one.
 
 Layer files belong to the container's ids: they are made and removed by a process in
 a user namespace mapped as containers are (worker.py). A layer or image is made in tmp/
@@ -42,12 +45,15 @@ from oci import jsonio
 from oci.image import ImageError, chain_ids, image_config, parse_reference
 from oci.record import Record
 from rootless import log
+from rootless.errors import HandcarError
 from rootless.image import unpack  # noqa: F401 - its worker calls, before a worker forks
+from rootless.image.unpack import MOUNT_LOG
 from rootless.image.worker import Worker, in_userns, worker_call
 from rootless.runtime.store import write_atomic
 from rootless.system.fs import make_searchable, remove_tree
 
-DRIVERS = ("overlay", "vfs")
+DRIVERS = ("overlay", "fuse-overlayfs", "vfs")
+LAYERED = ("overlay", "fuse-overlayfs")     # drivers whose layers are overlay upper dirs
 SHORT = 12                    # hex digits of a layer's short name in l/
 
 
@@ -155,8 +161,9 @@ class ImageStore:
             migrate_legacy_images(self)
 
     def driver(self):
-        """overlay or vfs, chosen when the store is made: overlay where this kernel mounts
-        it in a user namespace (5.11 and later, with userxattr)."""
+        """overlay, fuse-overlayfs or vfs, chosen when the store is made: what
+        storage.conf asks for, else the kernel's overlayfs where it mounts in a user
+        namespace (5.11 and later, with userxattr), else fuse-overlayfs where installed."""
         path = os.path.join(self.root, "driver")
         try:
             with open(path) as f:
@@ -166,26 +173,60 @@ class ImageStore:
         except FileNotFoundError:
             pass
         os.makedirs(self.root, mode=0o700, exist_ok=True)
-        driver = "overlay" if self._overlay_works() else "vfs"
-        if driver == "vfs":
-            log.warning("overlayfs cannot be mounted in a user namespace here (Linux 5.11 "
-                        "or later can): image layers are stored as whole trees and each "
-                        "container gets a copy of its image, which is slow and takes space")
+        driver = self._choose_driver()
         write_atomic(path, driver + "\n", 0o644)
         return driver
 
-    def _overlay_works(self):
+    def _choose_driver(self):
+        from rootless.image.config import storage_conf
+        from rootless.system.fuse_overlay import find_program
+        wanted, program = storage_conf()
+        if wanted == "vfs":
+            return "vfs"
+        if program:
+            self._probe(program)                 # asked for: its failure is the error
+            return "fuse-overlayfs"
+        if self._overlay_works(None):
+            return "overlay"
+        program = find_program()
+        if program and self._overlay_works(program):
+            log.info("overlayfs cannot be mounted in a user namespace here (Linux 5.11 or "
+                     "later can): containers' roots are mounted with fuse-overlayfs")
+            return "fuse-overlayfs"
+        log.warning("overlayfs cannot be mounted in a user namespace here (Linux 5.11 "
+                    "or later can) and fuse-overlayfs is not installed: image layers are "
+                    "stored as whole trees and each container gets a copy of its image, "
+                    "which is slow and takes space")
+        return "vfs"
+
+    def mount_program(self):
+        """fuse-overlayfs's path where the store mounts with it, else None."""
+        if self.driver() != "fuse-overlayfs":
+            return None
+        from rootless.image.config import storage_conf
+        from rootless.system.fuse_overlay import find_program
+        program = storage_conf()[1] or find_program()
+        if not program:
+            raise ImageError(f"the image store {self.root} mounts layers with "
+                             "fuse-overlayfs, which is not installed (apt-get install "
+                             "fuse-overlayfs)")
+        return program
+
+    def _overlay_works(self, program):
+        try:
+            self._probe(program)
+            return True
+        except ImageError as err:
+            log.debug(f"{program or 'overlayfs'} in a user namespace: {err}")
+            return False
+
+    def _probe(self, program):
         probe = os.path.join(self.tmp, f"overlay-probe-{os.getpid()}")
         os.makedirs(probe)
         try:
             for part in ("lower", "upper", "work", "merged"):
                 os.mkdir(os.path.join(probe, part))
-            try:
-                in_userns(self.mapping, "probe_overlay", probe)
-                return True
-            except ImageError as err:
-                log.debug(f"overlayfs in a user namespace: {err}")
-                return False
+            in_userns(self.mapping, "probe_overlay", probe, program)
         finally:
             in_userns(self.mapping, "remove_tree", probe)
 
@@ -261,14 +302,17 @@ class ImageStore:
                 for part, mode in (("diff", 0o755), ("work", 0o700), ("merged", 0o700)):
                     os.mkdir(os.path.join(work, part), mode)
                 driver = self.driver()
-                if driver == "overlay":
+                if driver in LAYERED:
                     lowers = [f"l/{below[:SHORT]}" for below in reversed(chain[:index])]
                 else:
                     lowers = [os.path.join(self.layers_dir, chain[index - 1], "diff")] \
                         if index else []
                 started = time.monotonic()
-                size = worker.call("unpack_layer", index, work, lowers, driver, self.root)
+                size = worker.call("unpack_layer", index, work, lowers, driver, self.root,
+                                   self.mount_program())
                 worker.call("remove_tree", os.path.join(work, "work"))
+                if os.path.exists(os.path.join(work, MOUNT_LOG)):
+                    os.unlink(os.path.join(work, MOUNT_LOG))
                 os.rmdir(os.path.join(work, "merged"))
                 write_atomic(os.path.join(work, "layer.json"), jsonio.dumps({
                     "chain_id": f"sha256:{hex_id}", "diff_id": layer.diff_id,
@@ -440,7 +484,8 @@ class ImageStore:
                 for hex_id in image.chain:
                     self._link(hex_id)
                 lowers = [f"l/{hex_id[:SHORT]}" for hex_id in reversed(image.chain)]
-                in_userns(self.mapping, "flatten", self.root, lowers, work)
+                in_userns(self.mapping, "flatten", self.root, lowers, work,
+                          self.mount_program())
                 try:
                     os.rename(os.path.join(work, "rootfs"), path)
                 except OSError:
@@ -517,15 +562,17 @@ def _now():
 # --- worker calls (in the user namespace) ------------------------------------------------
 
 @worker_call
-def probe_overlay(_context, probe):
-    from rootless.image.unpack import overlay_options
+def probe_overlay(_context, probe, program):
+    from rootless.image.unpack import mount_overlay, overlay_options
     from rootless.system import libc
     libc.unshare(libc.CLONE_NEWNS)
     try:
-        libc.mount("overlay", os.path.join(probe, "merged"), "overlay", 0,
-                   overlay_options([f"{probe}/lower"], f"{probe}/upper", f"{probe}/work"))
+        mount_overlay(program, os.path.join(probe, "merged"), overlay_options(
+            [f"{probe}/lower"], f"{probe}/upper", f"{probe}/work"), probe)
     except OSError as err:
         raise ImageError(f"mounting overlayfs: {err.strerror}") from None
+    except HandcarError as err:
+        raise ImageError(str(err)) from None
 
 
 @worker_call
@@ -535,14 +582,14 @@ def copy_layer(_context, source, destination):
 
 
 @worker_call
-def flatten(_context, store_root, lowers, work):
+def flatten(_context, store_root, lowers, work, program):
     """Copy the tree of an overlay of `lowers` into `work`/rootfs (store.rootfs)."""
-    from rootless.image.unpack import overlay_options
+    from rootless.image.unpack import mount_overlay, overlay_options
     from rootless.system.fs import copy_directory
     from rootless.system import libc
     libc.unshare(libc.CLONE_NEWNS)
     os.chdir(store_root)
     merged = os.path.join(work, "merged")
-    libc.mount("overlay", merged, "overlay", 0, overlay_options(
-        lowers, os.path.join(work, "upper"), os.path.join(work, "work")))
+    mount_overlay(program, merged, overlay_options(
+        lowers, os.path.join(work, "upper"), os.path.join(work, "work")), work)
     copy_directory(merged, os.path.join(work, "rootfs"))

@@ -2,13 +2,16 @@
 overlayfs would show it (a container's /etc/passwd, before the container exists): the
 topmost layer holding a name wins, a whiteout (a 0/0 character device) hides it, an
 opaque directory (user.overlay.opaque=y) hides what is below it, and symbolic links are
-followed inside the image, never out of it."""
+followed inside the image, never out of it. Layers fuse-overlayfs wrote may also hold its
+own forms: user.fuseoverlayfs.opaque, a .wh..wh..opq file, .wh.NAME files."""
 
 import os
 import stat
 
 MAX_SYMLINKS = 40
-OPAQUE_XATTR = "user.overlay.opaque"
+OPAQUE_XATTRS = ("user.overlay.opaque", "user.fuseoverlayfs.opaque")
+OPAQUE_FILE = ".wh..wh..opq"
+WHITEOUT_PREFIX = ".wh."
 
 
 def read_image_file(layers, path, limit=1 << 20):
@@ -24,10 +27,13 @@ def _is_whiteout(st):
 
 
 def _is_opaque(path):
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
+    for name in OPAQUE_XATTRS:
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            pass
+    return os.path.lexists(os.path.join(path, OPAQUE_FILE))
 
 
 def _lookup(top_first, path):
@@ -74,6 +80,8 @@ def _entry(dirs, name):
     the directories of the same name it merges with, top first)."""
     found, merged = None, []
     for directory in dirs:
+        if os.path.lexists(os.path.join(directory, WHITEOUT_PREFIX + name)):
+            break                                # fuse-overlayfs's whiteout
         path = os.path.join(directory, name)
         try:
             st = os.lstat(path)

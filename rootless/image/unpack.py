@@ -9,7 +9,7 @@ import stat
 import sys
 
 from oci.image import ImageError
-from rootless.errors import os_error_message
+from rootless.errors import HandcarError, os_error_message
 from rootless.image.worker import worker_call
 from rootless.system.fs import copy_directory, remove_tree
 
@@ -19,6 +19,7 @@ CHUNK = 1 << 20
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"              # the whiteout that empties its directory
 WHITEOUT_META = ".wh..wh."           # aufs's own bookkeeping (.wh..wh.plnk): not content
+MOUNT_LOG = "mount.log"              # fuse-overlayfs's output, in a worker call's directory
 MAX_SYMLINKS = 40                    # as the kernel's path lookup (ELOOP)
 
 
@@ -43,7 +44,7 @@ class _HashingReader:
 
 
 @worker_call
-def unpack_layer(layers, index, work, lowers, driver, links):
+def unpack_layer(layers, index, work, lowers, driver, links, program=None):
     """A worker call (rootless/image/worker.py): apply layers[index] into `work`/diff,
     the layer's new directory, and return its unpacked size. With lower layers, it is
     applied on top of them, as a container would see them:
@@ -52,7 +53,7 @@ def unpack_layer(layers, index, work, lowers, driver, links):
       with `work`/diff as its upper directory, so what the layer deletes becomes the
       whiteouts and opaque directories overlayfs itself writes there, in the form it
       reads in a user namespace (userxattr), and a hard link to a file below copies
-      the file up;
+      the file up; fuse-overlayfs: the same, mounted by `program`;
     - vfs: a copy of the layer below (a directory holding the whole tree up to it).
 
     Chrooted there for the unpacking itself (see apply_layer); an error names the layer."""
@@ -64,18 +65,18 @@ def unpack_layer(layers, index, work, lowers, driver, links):
     diff = os.path.join(work, "diff")
     root = diff
     try:
-        if lowers and driver == "overlay":
+        if lowers and driver != "vfs":
             root = os.path.join(work, "merged")
             libc.unshare(libc.CLONE_NEWNS)       # the overlay goes with this process
             os.chdir(links)                      # short relative names: see mount_data
-            libc.mount("overlay", root, "overlay", 0,
-                       overlay_options(lowers, diff, os.path.join(work, "work")))
+            mount_overlay(program, root,
+                          overlay_options(lowers, diff, os.path.join(work, "work")), work)
         elif lowers:
             copy_directory(lowers[0], diff)
         raw = layer.open()
         if raw.peek(4)[:4].startswith(ZSTD_MAGIC):
             _import_zstd()
-    except ImageError as err:
+    except HandcarError as err:                  # ImageError, fuse-overlayfs's SetupError
         raise ImageError(f"layer {layer.label}: {err}") from None
     except OSError as err:
         raise ImageError(f"layer {layer.label}: {os_error_message(err)}") from None
@@ -88,6 +89,18 @@ def unpack_layer(layers, index, work, lowers, driver, links):
         raise ImageError(f"layer {layer.label}: {os_error_message(err)}") from None
     finally:
         raw.close()
+
+
+def mount_overlay(program, target, data, log_dir):
+    """Mount an overlay (overlayfs's mount `data`) on `target`, in this process's mount
+    namespace: with the kernel's overlayfs, or with fuse-overlayfs (`program`), whose
+    daemon ends with this process."""
+    if program:
+        from rootless.system.fuse_overlay import start
+        start(program, data, target, os.path.join(log_dir, MOUNT_LOG))
+    else:
+        from rootless.system import libc
+        libc.mount("overlay", target, "overlay", 0, data)
 
 
 def overlay_options(lowers, upper, work):

@@ -29,8 +29,6 @@ TAP_DEVICE = "tap0"
 API_SOCKET = "slirp4netns.sock"        # in the container's state directory
 LOG_FILE = "slirp4netns.log"           # slirp4netns's stdout and stderr, for its errors
 READY_TIMEOUT = 30                     # seconds for slirp4netns to get ready
-STOP_TIMEOUT = 5                       # seconds for killed helpers to disappear
-SIGKILL = 9
 
 
 class Setup:
@@ -193,11 +191,12 @@ def _fork_watcher(init_pid, init_start_time, exit_write, namespaces):
                 _join_namespaces(*namespaces)
                 # joining a user namespace made us undumpable (a change of credentials):
                 # slirp4netns, as the caller, must be able to open our /proc/PID/ns
+                from rootless.runtime.processes import hold_until_exit
                 from rootless.system import libc
                 libc.prctl(libc.PR_SET_DUMPABLE, 1)
                 os.write(joined_write, b"1")
                 code = 0
-                _watch(pidfd, exit_write)
+                hold_until_exit(pidfd, keep={exit_write})
             finally:
                 os._exit(code)
         os.close(joined_write)
@@ -211,21 +210,6 @@ def _fork_watcher(init_pid, init_start_time, exit_write, namespaces):
         os.close(joined_read)
         if joined_write >= 0:
             os.close(joined_write)
-
-
-def _watch(pidfd, exit_write):
-    """The watcher's body: hold exit_write until the process behind pidfd exits."""
-    import select
-    from rootless.system.channel import close_fds_from
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):                  # hold none of the caller's pipes or terminal
-        os.dup2(null, fd)
-    close_fds_from(3, keep={pidfd, exit_write})
-    os.setsid()
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    while not poller.poll():
-        pass
 
 
 # --- the API socket: ports --------------------------------------------------------------
@@ -317,20 +301,5 @@ def check_port_free(mapping):
 def stop(record):
     """Kill slirp4netns and the watcher if they still run, and wait for them to be gone
     (a killed slirp4netns's host ports are free once it is)."""
-    processes = record.data.get("network") or {}
-    running = []
-    for name, (pid, start_time) in processes.items():
-        if pid and start_time is not None and process_start_time(pid) == start_time:
-            try:
-                os.kill(pid, SIGKILL)
-                running.append((name, pid, start_time))
-            except ProcessLookupError:
-                pass
-    import time
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for name, pid, start_time in running:
-        while process_start_time(pid) == start_time:
-            if time.monotonic() > deadline:
-                raise HandcarError(f"container {record.id}: {name} (pid {pid}) did not exit "
-                                   f"within {STOP_TIMEOUT}s of SIGKILL")
-            time.sleep(0.005)
+    from rootless.runtime.processes import stop_recorded
+    stop_recorded(record.id, record.data.get("network") or {})

@@ -5,6 +5,7 @@ Failure anywhere undoes what was made (discard)."""
 import os
 
 from oci.record import Record
+from oci.spec import MOUNT_PROGRAM_ANNOTATION
 from rootless import log
 from rootless.errors import HandcarError, SpecError
 from rootless.child import protocol
@@ -89,6 +90,10 @@ def create(store, container_id, bundle, options, foreground=False):
     if spec.host_dependent():                    # (issue 17) refused before anything exists
         from rootless.runtime import support
         support.check(spec, os.path.join(bundle, "config.json"), log.warning)
+    root_mount = None
+    if MOUNT_PROGRAM_ANNOTATION in spec.annotations:
+        from rootless.runtime import fuse_root
+        root_mount = fuse_root.setup(spec, bundle)
     net = network.setup(spec, bundle, store)
     if net:
         spec = net.prepare(spec)                   # handcar networks: their user namespace
@@ -134,7 +139,8 @@ def create(store, container_id, bundle, options, foreground=False):
                         pass_fds=listen_count + options.preserve_fds,
                         no_pivot=options.no_pivot, no_new_keyring=options.no_new_keyring,
                         pause_for_hooks=any(spec.hooks.get(kind) for kind in CREATE_HOOKS),
-                        send_namespaces=bool(net))
+                        send_namespaces=("user", "net") * bool(net) + ("mnt",) * bool(root_mount),
+                        mount_root=bool(root_mount))
 
         def run_create_hooks(pid):
             from rootless.runtime import hooks
@@ -143,10 +149,20 @@ def create(store, container_id, bundle, options, foreground=False):
             hooks.run(spec.hooks, "createRuntime", state)
             return state
 
+        def take_namespaces(fds):
+            named = dict(zip(launch.send_namespaces, fds))
+            if net:
+                net.take_namespaces((named["user"], named["net"]))
+            if root_mount:
+                user = os.dup(named["user"]) if net else named["user"]
+                root_mount.take_namespaces(user, named["mnt"])
+
         spawn.stage("spawning")
-        channel, init_pid = spawn.spawn(launch, run_create_hooks, cgroup,
-                                        place=lambda pid: cgroups.place(record, pid),
-                                        on_init=net and net.take_namespaces)
+        channel, init_pid = spawn.spawn(
+            launch, run_create_hooks, cgroup, place=lambda pid: cgroups.place(record, pid),
+            on_init=(net or root_mount) and take_namespaces,
+            on_mount_root=root_mount and (
+                lambda pid, data: root_mount.mount(record, pid, rootfs, data)))
         spawn.stage("ready")
         if net:
             net.attach(record, init_pid)
@@ -169,6 +185,8 @@ def create(store, container_id, bundle, options, foreground=False):
         console.close()
         raise
     finally:
+        if root_mount:
+            root_mount.close()
         if fifo_fd:
             os.close(fifo_fd)
         cgroups.close()
@@ -188,6 +206,9 @@ def discard(record, pid):
         log.warning(f"left cgroup {cgroups.leaf} behind: {err}")
     try:
         network.stop(record)
+        if record.data.get("root_mount"):
+            from rootless.runtime import fuse_root
+            fuse_root.stop(record)
     except HandcarError as err:
         log.warning(str(err))
     record.remove()

@@ -119,6 +119,9 @@ def delete(store, container_id, force=False):
             _stop(record)
         from rootless.runtime import network    # (delete alone needs it)
         network.stop(record)
+        if record.data.get("root_mount"):             # fuse-overlayfs: runtime/fuse_root.py
+            from rootless.runtime import fuse_root
+            fuse_root.stop(record)
         cgroup_manager.of(record).destroy()
         if "poststop" in record.data.get("hooks", ()) and record.data["status"] != CREATING:
             _run_warning_hooks(record, "poststop", STOPPED)

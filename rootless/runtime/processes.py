@@ -52,3 +52,46 @@ def container_pids(record):
             except OSError:
                 continue
     return pids + [record.pid]
+
+
+# --- the processes handcar starts beside a container (slirp4netns, fuse-overlayfs) -----------
+
+STOP_TIMEOUT = 5                       # seconds for killed helpers to disappear
+
+
+def hold_until_exit(pidfd, keep):
+    """A watcher's last part: let go of the caller's stdio and fds (all but `keep`),
+    leave its session, and return once the process behind `pidfd` has exited."""
+    import select
+    from rootless.system.channel import close_fds_from
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):                  # hold none of the caller's pipes or terminal
+        os.dup2(null, fd)
+    close_fds_from(3, keep=set(keep) | {pidfd})
+    os.setsid()
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    while not poller.poll():
+        pass
+
+
+def stop_recorded(container_id, processes):
+    """Kill the processes of `processes` ({name: [pid, start time]}, as a record keeps
+    them) that still run, and wait until they are gone."""
+    import time
+    from rootless.runtime.store import process_start_time
+    running = []
+    for name, (pid, start_time) in processes.items():
+        if pid and start_time is not None and process_start_time(pid) == start_time:
+            try:
+                os.kill(pid, SIGKILL)
+                running.append((name, pid, start_time))
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for name, pid, start_time in running:
+        while process_start_time(pid) == start_time:
+            if time.monotonic() > deadline:
+                raise HandcarError(f"container {container_id}: {name} (pid {pid}) did not "
+                                   f"exit within {STOP_TIMEOUT}s of SIGKILL")
+            time.sleep(0.005)

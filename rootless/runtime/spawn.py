@@ -47,14 +47,15 @@ def listener_state(spec, state, pid):
     return jsonio.dumps(process_state(state, pid, spec.linux.seccomp.listener_metadata))
 
 
-def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
+def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None, on_mount_root=None):
     """Start the container's init (or exec's process), answer it, and return
     (channel, its pid) once it is ready. It is born in its namespaces where clone3 can
     make them all (init.namespaces_at_birth); otherwise an intermediate process joins and
     makes them, and forks it. Either is forked into `cgroup` where it can be; otherwise
     `place(pid)` puts it where it belongs, or else it is moved into `cgroup`.
-    `on_init(fds)` takes the container's user and network namespaces as fds when
-    launch.send_namespaces asks for them."""
+    `on_init(fds)` takes the container's namespaces as fds when launch.send_namespaces
+    names them (in its order); `on_mount_root(init_pid, data)` mounts init's root when
+    init asks (launch.mount_root)."""
     from rootless.system.channel import Channel
     from rootless.child import protocol
     from rootless.child.init import (before_fork, init_born_in_namespaces, intermediate,
@@ -92,7 +93,7 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
             if launch.send_namespaces:
                 with step("opening the container's /proc/PID/ns"):
                     ns_dir = os.open(f"/proc/{pid}/ns", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                fds = open_namespaces(ns_dir)
+                fds = open_namespaces(ns_dir, launch.send_namespaces)
             else:
                 fds = ()
             if launch.spec.process.oom_score_adj is not None:
@@ -101,7 +102,8 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None):
             if on_init:
                 on_init(fds)
             stage("init")
-        return parent_end, answer(parent_end, children, prepare, on_hooks, on_init)
+        return parent_end, answer(parent_end, children, prepare, on_hooks, on_init,
+                                  on_mount_root=on_mount_root)
     except BaseException:
         for child in (children.intermediate, children.init):
             if child:
@@ -136,12 +138,13 @@ def _reap(pid):
 
 
 def answer(channel, children, prepare, on_hooks=None, on_init=None, reap=_reap,
-           timeout=CHILD_TIMEOUT):
+           timeout=CHILD_TIMEOUT, on_mount_root=None):
     """The parent's half of the protocol (child/protocol.py's diagram): answer the child
     until init is ready; init's pid. `children` is kept current, for the caller to kill
     what is left when this raises: the child's own error, its silent death, a timeout."""
     from rootless.child import protocol
     hooks_asked = ready = False
+    root_asked = None                     # MOUNT_ROOT's data, until init is named
     while not (ready and children.init):
         message = channel.receive(timeout)
         if message is None:
@@ -156,6 +159,8 @@ def answer(channel, children, prepare, on_hooks=None, on_init=None, reap=_reap,
             reap(children.intermediate)
             children.intermediate = 0
             stage("init")
+        elif kind == protocol.MOUNT_ROOT:
+            root_asked = message["data"]
         elif kind == protocol.HOOKS:
             hooks_asked = True
         elif kind == protocol.READY:
@@ -168,6 +173,12 @@ def answer(channel, children, prepare, on_hooks=None, on_init=None, reap=_reap,
             raise protocol.error_from(message)
         else:
             raise SetupError(f"unexpected message {kind!r} from the container's process")
+        if root_asked is not None and children.init:     # (as hooks, below)
+            if on_mount_root is None:
+                raise SetupError("the container's process asked for its root to be mounted")
+            on_mount_root(children.init, root_asked)
+            root_asked = None
+            channel.send(protocol.ROOT_MOUNTED)
         if hooks_asked and children.init:   # init may ask before the intermediate names it
             hooks_asked = False
             channel.send(protocol.HOOKS_DONE, state=on_hooks(children.init))

@@ -29,13 +29,13 @@ def tree(store, image, scratch):
     os.makedirs(scratch)
     for part in ("upper", "work", "merged"):
         os.mkdir(os.path.join(scratch, part))
-    if store.driver() == "overlay":
+    if store.driver() != "vfs":
         lowers = [f"l/{hex_id[:12]}" for hex_id in reversed(image.chain)]
     else:
         lowers = [store.lower_dirs(image)[-1]]
     try:
         in_userns(store.mapping, "describe_tree", store.root, lowers, str(scratch),
-                  store.driver())
+                  store.driver(), store.mount_program())
         with open(os.path.join(scratch, "tree.json")) as f:
             return json.load(f)
     finally:
@@ -43,15 +43,15 @@ def tree(store, image, scratch):
 
 
 @worker_call
-def describe_tree(_context, store_root, lowers, scratch, driver):
-    from rootless.image.unpack import overlay_options
+def describe_tree(_context, store_root, lowers, scratch, driver, program):
+    from rootless.image.unpack import mount_overlay, overlay_options
     from rootless.system import libc
-    if driver == "overlay":
+    if driver != "vfs":                    # the kernel's overlayfs or fuse-overlayfs
         root = os.path.join(scratch, "merged")
         libc.unshare(libc.CLONE_NEWNS)
         os.chdir(store_root)
-        libc.mount("overlay", root, "overlay", 0, overlay_options(
-            lowers, os.path.join(scratch, "upper"), os.path.join(scratch, "work")))
+        mount_overlay(program, root, overlay_options(
+            lowers, os.path.join(scratch, "upper"), os.path.join(scratch, "work")), scratch)
     else:
         root = lowers[0]
     found = {}

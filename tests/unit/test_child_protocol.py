@@ -163,3 +163,34 @@ def test_the_loop_names_an_early_death_and_a_silent_child():
         spawn.answer(channel, spawn.Children(5, 0), prepare=None, timeout=0.2)
     channel.close()
     thread.join(5)
+
+
+def test_a_root_asked_for_before_init_is_named_is_mounted_once_it_is():
+    from rootless.runtime import spawn
+    channel, received, thread = scripted_child([
+        (protocol.PREPARE,), ("expect", protocol.PREPARED),
+        (protocol.MOUNT_ROOT, {"data": "lowerdir=l/a,upperdir=upper,workdir=work"}),
+        (protocol.INIT, {"pid": 4242, "fds": []}), ("expect", protocol.ROOT_MOUNTED),
+        (protocol.READY,), ("expect", protocol.GO)])
+    calls = []
+
+    def prepare(pid):
+        channel.send(protocol.PREPARED)
+    init = spawn.answer(channel, spawn.Children(99, 0), prepare, reap=lambda pid: None,
+                        on_mount_root=lambda pid, data: calls.append((pid, data)))
+    channel.send(protocol.GO)
+    thread.join(5)
+    assert init == 4242
+    assert calls == [(4242, "lowerdir=l/a,upperdir=upper,workdir=work")]
+    assert received == [protocol.PREPARED, protocol.ROOT_MOUNTED, protocol.GO]
+
+
+def test_a_root_mount_nobody_arranged_for_is_an_error():
+    from rootless.runtime import spawn
+    channel, _, thread = scripted_child([
+        (protocol.INIT, {"pid": 7}), (protocol.MOUNT_ROOT, {"data": "lowerdir=x"}),
+        ("expect", protocol.ROOT_MOUNTED)])
+    with pytest.raises(SetupError, match="asked for its root to be mounted"):
+        spawn.answer(channel, spawn.Children(5, 0), prepare=None, reap=lambda pid: None)
+    channel.close()
+    thread.join(5)
