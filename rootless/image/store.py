@@ -190,8 +190,8 @@ class ImageStore:
             return "overlay"
         program = find_program()
         if program and self._overlay_works(program):
-            log.info("overlayfs cannot be mounted in a user namespace here (Linux 5.11 or "
-                     "later can): containers' roots are mounted with fuse-overlayfs")
+            log.debug("overlayfs cannot be mounted in a user namespace here (Linux 5.11 "
+                      "or later can): containers' roots are mounted with fuse-overlayfs")
             return "fuse-overlayfs"
         log.warning("overlayfs cannot be mounted in a user namespace here (Linux 5.11 "
                     "or later can) and fuse-overlayfs is not installed: image layers are "

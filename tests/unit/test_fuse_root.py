@@ -82,3 +82,32 @@ def test_storage_conf_errors_name_the_file(conf, capsys):
     conf.write_text('[storage]\ndriver = "btrfs"\n')
     assert storage_conf() == (None, None)
     assert "no 'btrfs' storage driver" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kernel,program,driver,said", [
+    (True, "/usr/bin/fuse-overlayfs", "overlay", None),
+    (False, "/usr/bin/fuse-overlayfs", "fuse-overlayfs", None),
+    (False, None, "vfs", "fuse-overlayfs is not installed: image layers are stored as whole")])
+def test_the_store_prefers_the_kernels_overlayfs_then_fuse_overlayfs_then_copies(
+        tmp_path, monkeypatch, capsys, kernel, program, driver, said):
+    """Where no storage.conf chooses: each probe is a mount in a user namespace
+    (faked here: this machine's kernel can)."""
+    from rootless.image import store as image_store
+    from rootless.system import fuse_overlay
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(tmp_path / "none.conf"))
+    monkeypatch.delenv("STORAGE_DRIVER", raising=False)
+    monkeypatch.setattr(fuse_overlay, "find_program", lambda path=None: program)
+    probes = []
+
+    def probe(self, mount_program):
+        probes.append(mount_program)
+        if mount_program is None and not kernel:
+            raise ImageError("mounting overlayfs: Operation not permitted")
+    monkeypatch.setattr(image_store.ImageStore, "_probe", probe)
+    store = image_store.ImageStore(str(tmp_path / "data"), mapping=None)
+    assert store.driver() == driver
+    assert probes == ([None] if kernel else [None, program] if program else [None])
+    err = capsys.readouterr().err
+    assert (said in err) if said else "warning" not in err
+    assert store.driver() == driver and len(probes) <= 2, "chosen once, then kept"
+    assert store.mount_program() == (program if driver == "fuse-overlayfs" else None)
