@@ -1,6 +1,6 @@
 """Which registry a name means (containers-registries.conf(5)): short names through
 unqualified-search-registries and aliases, mirrors, blocked registries; credentials from
-docker's config.json and credential helpers."""
+docker's config.json and credential helpers, and login and logout through them."""
 
 import base64
 import json
@@ -9,7 +9,7 @@ import os
 import pytest
 
 import imagebuild
-from regtier import PASSWORD, USER
+from regtier import PASSWORD, USER, CredentialHelper
 
 
 @pytest.fixture(scope="session")
@@ -112,3 +112,59 @@ echo '{{"ServerURL": "{registry.host}", "Username": "{USER}", "Secret": "{PASSWO
     result = user("pull", reference, env={"PATH": path})
     assert result.returncode == 1
     assert "docker-credential-missing-helper is not installed" in result.stderr
+
+
+def test_login_and_logout_through_the_helper_the_auth_file_names(user, registry, short_image,
+                                                                  tmp_path):
+    """credHelpers in the auth file login writes: `store` gets the credentials on stdin
+    and the file none; a pull finds them with `get`; logout `erase`s them."""
+    reference = f"{registry.host}/handcar/short:2"
+    helper = CredentialHelper(tmp_path, "handcarkeep")
+    auth = user.runtime / "containers" / "auth.json"
+    auth.parent.mkdir()
+    auth.write_text(json.dumps({"credHelpers": {registry.host: "handcarkeep"}}))
+    env = {"PATH": helper.path()}
+    refused = user("login", "-u", USER, "--password-stdin", registry.host, input="wrong\n",
+                   env=env)
+    assert refused.returncode != 0 and helper.calls() == [], "checked before it is kept"
+    done = user.ok("login", "-u", USER, "--password-stdin", registry.host,
+                   input=PASSWORD + "\n", env=env)
+    assert PASSWORD not in done.stdout + done.stderr
+    assert helper.calls() == [{"argv": ["store"], "stdin": json.dumps(
+        {"ServerURL": registry.host, "Username": USER, "Secret": PASSWORD},
+        separators=(",", ":"))}]
+    assert helper.kept() == {registry.host: [USER, PASSWORD]}
+    assert PASSWORD not in auth.read_text()
+    assert json.loads(auth.read_text())["credHelpers"] == {registry.host: "handcarkeep"}
+    assert user.ok("pull", "-q", reference, env=env).stdout == f"{short_image}\n"
+    assert helper.calls()[-1] == {"argv": ["get"], "stdin": registry.host}
+    user.ok("rmi", reference)
+    user.ok("logout", registry.host, env=env)
+    assert helper.calls()[-1] == {"argv": ["erase"], "stdin": registry.host}
+    assert helper.kept() == {}
+    assert user("pull", reference, env=env).returncode == 1, "logged out: no credentials"
+    assert user("logout", registry.host, env=env).returncode != 0, "not logged in"
+    assert all(PASSWORD not in " ".join(call["argv"]) for call in helper.calls())
+
+
+def test_login_through_a_creds_store_and_logout_all(user, registry, short_image, tmp_path):
+    """docker's credsStore: login stores through it (an older entry in the file, which
+    would shadow it, goes); logout --all erases what it lists."""
+    reference = f"{registry.host}/handcar/short:2"
+    helper = CredentialHelper(tmp_path, "handcarstore")
+    auth = user.runtime / "containers" / "auth.json"
+    auth.parent.mkdir()
+    old = base64.b64encode(f"{USER}:an-old-password".encode()).decode()
+    auth.write_text(json.dumps({"credsStore": "handcarstore",
+                                "auths": {registry.host: {"auth": old}}}))
+    env = {"PATH": helper.path()}
+    user.ok("login", "-u", USER, "--password-stdin", registry.host, input=PASSWORD + "\n",
+            env=env)
+    assert json.loads(auth.read_text()) == {"credsStore": "handcarstore", "auths": {}}
+    assert helper.kept() == {registry.host: [USER, PASSWORD]}
+    assert user.ok("pull", "-q", reference, env=env).stdout == f"{short_image}\n"
+    user.ok("rmi", reference)
+    user.ok("logout", "--all", env=env)
+    assert [call["argv"] for call in helper.calls()[-2:]] == [["list"], ["erase"]]
+    assert helper.kept() == {}
+    assert json.loads(auth.read_text())["credsStore"] == "handcarstore", "configuration kept"
