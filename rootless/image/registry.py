@@ -604,9 +604,11 @@ def _layer_source(downloads, index):
 
 
 class Resolved(Record):
-    """A registry image found: the manifest for the platform, its config, where from."""
+    """A registry image found: the manifest for the platform, its config, where from;
+    `alias` (short, name) when the user chose it at the short-name prompt, to record
+    once it is pulled."""
     FIELDS = {"client": None, "name": None, "source": None, "manifest": None,
-              "digest": "", "index_digest": "", "config": b""}
+              "digest": "", "index_digest": "", "config": b"", "alias": None}
 
 
 def _client_for(source, conf):
@@ -623,23 +625,31 @@ def _insecure_host(conf, host):
 
 
 def resolve(text, platform, progress=None):
-    """The registry image `text` names (short names as registries.conf resolves them,
-    mirrors first), for `platform`: a Resolved. ImageError naming the image, the
-    registries tried and why each failed."""
+    """The registry image `text` names (short names as registries.conf and its
+    short-name-mode resolve them, mirrors first), for `platform`: a Resolved. ImageError
+    naming the image, the registries tried and why each failed."""
+    import sys
     from oci.reference import parse
-    from oci.registries import candidates, pull_sources
-    from rootless.image.config import registries_conf
+    from oci.registries import alias_for, candidates, pull_sources, short_name_choice
+    from rootless.image.config import cached_aliases, registries_conf
     conf = registries_conf()
     parse(text)
+    found = candidates(conf, text, cached_aliases())
+    alias = None
+    can_prompt = sys.stdin.isatty() and sys.stdout.isatty()
+    if short_name_choice(conf, text, found, can_prompt) == "prompt":
+        chosen = choose_candidate(text, found)
+        found, alias = [chosen], alias_for(text, chosen)
     failures = []
-    for candidate in candidates(conf, text):
+    for candidate in found:
         reference = candidate.reference
         for source in pull_sources(conf, reference):
             if progress:
                 progress.resolving(str(source.reference))
             try:
                 client = _client_for(source, conf)
-                return _resolve_on(client, reference, source, platform)
+                return _resolve_on(client, reference, source, platform).replace(
+                    alias=alias)
             except RegistryError as err:
                 failures.append(f"from {source.reference.domain}"
                                 + ("" if str(source.reference) == str(reference)
@@ -647,6 +657,20 @@ def resolve(text, platform, progress=None):
                 if not err.retry_elsewhere:
                     break
     raise ImageError(f"pulling {text} " + "; ".join(failures))
+
+
+def choose_candidate(text, found):
+    """Ask, on the terminal, which of a short name's candidates to pull (as podman's
+    prompt does; numbered here): the Candidate chosen."""
+    import click
+    click.echo(f"? Please select an image for {text}:")
+    for number, candidate in enumerate(found, 1):
+        click.echo(f"  {number}) {candidate.reference}")
+    try:
+        number = click.prompt("Image", type=click.IntRange(1, len(found)))
+    except click.Abort:
+        raise ImageError(f"{text}: no image selected at the short-name prompt") from None
+    return found[number - 1]
 
 
 def _resolve_on(client, name, source, platform):
@@ -701,7 +725,7 @@ def pull_from_registry(store, text, platform, progress):
         names=(str(name),) if name.tag and not name.digest else (),
         digests=digests, digest=found.digest, where=where, prefetch=downloads.start)
     try:
-        return store.add(image_source, progress)
+        image = store.add(image_source, progress)
     except RegistryError as err:
         raise ImageError(f"{where}: {err.reason}") from None
     except ImageError as err:                       # unpacking: name the image too
@@ -713,6 +737,11 @@ def pull_from_registry(store, text, platform, progress):
         raise ImageError(f"{where}: {os_error_message(err)}") from None
     finally:
         downloads.close()
+    if found.alias:
+        from rootless.image.config import record_alias
+        record_alias(*found.alias)
+        log.debug(f"recorded the short-name alias {found.alias[0]} = {found.alias[1]}")
+    return image
 
 
 def is_newer_on_registry(store, image, text, platform):

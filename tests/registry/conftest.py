@@ -361,7 +361,7 @@ class User:
                                            "no_proxy"))}
         self.env.update(HOME=str(self.home), XDG_RUNTIME_DIR=str(self.runtime),
                         HANDCAR_CONFIG=str(self.config), XDG_CONFIG_HOME=str(
-                            self.home / ".config"))
+                            self.home / ".config"), XDG_CACHE_HOME=str(self.home / ".cache"))
 
     def registries_conf(self, text):
         self.containers.mkdir(parents=True, exist_ok=True)

@@ -5,11 +5,19 @@ docker's config.json and credential helpers, and login and logout through them."
 import base64
 import json
 import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 import imagebuild
+from harness import HANDCAR
 from regtier import PASSWORD, USER, CredentialHelper
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from daemons import run_on_a_terminal  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +52,62 @@ def test_search_registries_are_tried_in_order(user, registry, short_image):
     pulled = user.ok("pull", "handcar/short:2")
     assert pulled.stdout == f"{short_image}\n"
     assert "Trying to pull 127.0.0.1:1/handcar/short:2" in pulled.stderr
+
+
+def test_short_name_mode_without_a_terminal(user, registry, short_image):
+    """Two search registries make a short name ambiguous: enforcing refuses it without a
+    terminal to ask on (podman's words), permissive and disabled try them in order."""
+    user.login_file(registry.host, USER, PASSWORD)
+    search = f'unqualified-search-registries = ["127.0.0.1:1", "{registry.host}"]\n'
+    user.registries_conf('short-name-mode = "enforcing"\n' + search)
+    refused = user("pull", "handcar/short:2", stdin=subprocess.DEVNULL)
+    assert refused.returncode == 1
+    assert "short-name resolution enforced but cannot prompt without a TTY" in refused.stderr
+    assert user("run", "--rm", "handcar/short:2", "true").returncode == 125
+    # a qualified name is not ambiguous, nor one a search registry's image is stored under
+    user.ok("pull", "-q", f"{registry.host}/handcar/short:2")
+    assert user.ok("run", "--rm", "--network", "none", "handcar/short:2", "cat",
+                   "/etc/motd").stdout == "short\n"
+    user.ok("rmi", f"{registry.host}/handcar/short:2")
+    for mode in ("permissive", "disabled"):
+        user.registries_conf(f'short-name-mode = "{mode}"\n' + search)
+        pulled = user.ok("pull", "handcar/short:2")
+        assert pulled.stdout == f"{short_image}\n"
+        assert "Trying to pull 127.0.0.1:1/handcar/short:2" in pulled.stderr
+        user.ok("rmi", f"{registry.host}/handcar/short:2")
+    assert not (user.home / ".cache" / "containers" / "short-name-aliases.conf").exists()
+
+
+def test_short_name_prompt_on_a_terminal_records_an_alias(user, registry, short_image):
+    """On a terminal (stdin and stdout), an ambiguous short name is asked about; the
+    choice is recorded in the alias cache and used from then on. disabled never asks."""
+    user.login_file(registry.host, USER, PASSWORD)
+    search = f'unqualified-search-registries = ["127.0.0.1:1", "{registry.host}"]\n'
+    user.registries_conf('short-name-mode = "disabled"\n' + search)
+    command = [HANDCAR, "--root", str(user.root), "pull", "handcar/short:2"]
+    status, output = run_on_a_terminal(command, b"", user.env, timeout=120)
+    text = output.decode(errors="replace")
+    assert status == 0 and "Please select" not in text, text
+    user.ok("rmi", f"{registry.host}/handcar/short:2")
+    user.registries_conf('short-name-mode = "enforcing"\n' + search)
+    status, output = run_on_a_terminal(command, b"7\n2\n", user.env, timeout=120)
+    text = output.decode(errors="replace")
+    assert status == 0, text
+    assert "Please select an image for handcar/short:2" in text
+    assert "1) 127.0.0.1:1/handcar/short:2" in text
+    assert f"2) {registry.host}/handcar/short:2" in text
+    assert "7 is not in the range" in text, "a wrong answer is asked again"
+    assert short_image in text and "Trying to pull 127.0.0.1:1" not in text
+    cache = user.home / ".cache" / "containers" / "short-name-aliases.conf"
+    assert cache.read_text() == f'[aliases]\n  "handcar/short" = "{registry.host}/handcar/short"\n'
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    user.ok("rmi", f"{registry.host}/handcar/short:2")
+    # the alias answers from then on: no question, with or without a terminal
+    status, output = run_on_a_terminal(command, b"", user.env, timeout=120)
+    text = output.decode(errors="replace")
+    assert status == 0 and "Please select" not in text, text
+    user.ok("rmi", f"{registry.host}/handcar/short:2")
+    assert user.ok("pull", "-q", "handcar/short:2").stdout == f"{short_image}\n"
 
 
 def test_aliases(user, registry, short_image):
