@@ -206,3 +206,39 @@ for name in ("handcar_probe_module", "colorsys", "rootless.friendly.settings"):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n") == ["refused handcar_probe_module", "refused colorsys",
                                          "refused rootless.friendly.settings", ""]
+
+
+def layer_with_xattrs(*entries):
+    """A PAX tar of (name, content, {xattr: bytes}) entries, as tar --xattrs writes them."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content, xattrs in entries:
+            info = tarfile.TarInfo(name)
+            info.pax_headers = {f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
+                                for key, value in xattrs.items()}
+            if isinstance(content, tuple):
+                info.type, info.linkname = tarfile.SYMTYPE, content[1]
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    buffer.seek(0)
+    return tarfile.open(fileobj=buffer, mode="r|")
+
+
+def test_extended_attributes_are_set_and_overlays_own_dropped(tmp_path):
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, "user.probe", b"1")
+    except OSError as err:
+        pytest.skip(f"{tmp_path} does not take user.* extended attributes ({err.strerror})")
+    binary = b"\x00\xff\xfe binary \x80"
+    skipped = apply_layer(layer_with_xattrs(
+        ("f", b"data", {"user.handcar.test": binary, "user.overlay.opaque": b"y",
+                        "trusted.overlay.redirect": b"/elsewhere"}),
+        ("link", ("link", "f"), {"user.on-a-link": b"x"})), str(tmp_path))
+    assert os.getxattr(tmp_path / "f", "user.handcar.test") == binary
+    assert os.listxattr(tmp_path / "f") == ["user.handcar.test"]
+    assert os.listxattr(tmp_path / "link", follow_symlinks=False) == []
+    assert skipped == {"user.overlay.opaque", "trusted.overlay.redirect", "user.on-a-link"}
