@@ -628,7 +628,6 @@ def resolve(text, platform, progress=None):
     """The registry image `text` names (short names as registries.conf and its
     short-name-mode resolve them, mirrors first), for `platform`: a Resolved. ImageError
     naming the image, the registries tried and why each failed."""
-    import sys
     from oci.reference import parse
     from oci.registries import alias_for, candidates, pull_sources, short_name_choice
     from rootless.image.config import cached_aliases, registries_conf
@@ -636,7 +635,7 @@ def resolve(text, platform, progress=None):
     parse(text)
     found = candidates(conf, text, cached_aliases())
     alias = None
-    can_prompt = sys.stdin.isatty() and sys.stdout.isatty()
+    can_prompt = os.isatty(0) and os.isatty(1)        # podman's test: stdin and stdout
     if short_name_choice(conf, text, found, can_prompt) == "prompt":
         chosen = choose_candidate(text, found)
         found, alias = [chosen], alias_for(text, chosen)
