@@ -4,9 +4,10 @@ insecure registries). Pure: the engine finds and reads the files (rootless/image
 and hands their text here, in the order they apply.
 
     unqualified-search-registries = ["registry.fedoraproject.org", "docker.io"]
-    short-name-mode = "permissive"
+    short-name-mode = "enforcing"      # or "permissive" (when unset), "disabled"
     [aliases]
     "fedora" = "registry.fedoraproject.org/fedora"
+    "oldname" = ""                     # no alias (resets one an earlier file set)
     [[registry]]
     prefix = "example.com/foo"         # optional: location when absent; "*.example.com"
     location = "internal.example.com/bar"
@@ -22,6 +23,12 @@ Files merge as containers/image merges them: a later file's unqualified-search-r
 and short-name-mode replace the earlier ones, aliases merge key by key, [[registry]]
 tables merge by prefix. The version 1 format ([registries.search], [registries.insecure],
 [registries.block]) is read too.
+
+A short name with no alias and several search registries is ambiguous: short-name-mode
+says what then (short_name_choice), as containers/image's pkg/shortnames does. The
+choice a user makes at the prompt is recorded as an alias in the short-name alias cache
+(~/.cache/containers/short-name-aliases.conf, TOML with an [aliases] table), whose
+aliases come before those of registries.conf.
 """
 
 import tomllib
@@ -32,6 +39,7 @@ from .reference import DEFAULT_DOMAIN, parse, parse_normalized, qualify
 
 PULL_FROM_MIRROR = ("all", "digest-only", "tag-only")
 SHORT_NAME_MODES = ("enforcing", "permissive", "disabled")
+DEFAULT_SHORT_NAME_MODE = "permissive"     # containers/image's when no file sets one
 
 
 class Mirror(Record):
@@ -53,10 +61,15 @@ class RegistriesConf(Record):
     def search_registries(self):
         return tuple(self.search) if self.search is not None else (DEFAULT_DOMAIN,)
 
+    @property
+    def mode(self):
+        return self.short_name_mode or DEFAULT_SHORT_NAME_MODE
+
 
 class Candidate(Record):
-    """A fully qualified reference a short (or long) name may mean, and why."""
-    FIELDS = {"reference": None, "origin": ""}
+    """A fully qualified reference a short (or long) name may mean, and why; `searched`
+    when it is a search registry's (an ambiguity short-name-mode is about)."""
+    FIELDS = {"reference": None, "origin": "", "searched": False}
 
 
 class PullSource(Record):
@@ -257,8 +270,11 @@ def _alias_key(short, where):
 
 
 def _alias_value(short, value, where):
+    """The alias's fully qualified name; None for "" (no alias: it resets one)."""
     if not isinstance(value, str):
         raise ImageError(f"{where}: alias {short!r} must be a string")
+    if value == "":
+        return None
     try:
         reference = parse(value)
     except ImageError as err:
@@ -271,18 +287,23 @@ def _alias_value(short, value, where):
 
 # --- resolving ----------------------------------------------------------------------------
 
-def candidates(conf, text):
+def candidates(conf, text, cached_aliases=None):
     """The fully qualified references `text` may mean, in the order to try them (each
-    with its default tag): itself when qualified; an alias's; or each unqualified-search
-    registry's (docker.io alone when none is configured)."""
+    with its default tag): itself when qualified; an alias's (the alias cache's,
+    `cached_aliases`, before registries.conf's); or each unqualified-search registry's
+    (docker.io alone when none is configured)."""
     reference = parse(text)
     if not reference.is_short:
         return [Candidate(parse_normalized(text).with_default_tag(), "fully qualified")]
-    alias = conf.aliases.get(reference.path)
-    if alias is not None:
-        target = parse(alias).replace(tag=reference.tag, digest=reference.digest)
-        return [Candidate(target.with_default_tag(),
-                          f"the alias {reference.path} = {alias}")]
+    for aliases, where in ((cached_aliases or {}, "the short-name alias cache"),
+                           (conf.aliases, "registries.conf")):
+        if reference.path in aliases:
+            alias = aliases[reference.path]
+            if alias is None:                       # reset: no alias
+                break
+            target = parse(alias).replace(tag=reference.tag, digest=reference.digest)
+            return [Candidate(target.with_default_tag(),
+                              f"the alias {reference.path} = {alias} ({where})")]
     search = conf.search_registries
     if not search:
         raise ImageError(f"{text}: a short name that no alias resolves, and no "
@@ -290,10 +311,57 @@ def candidates(conf, text):
                          + (", ".join(conf.sources) or "registries.conf"))
     return [Candidate(qualify(reference, host).with_default_tag(),
                       "unqualified-search-registries"
-                      if conf.search is not None else "docker.io (nothing configured)")
+                      if conf.search is not None else "docker.io (nothing configured)",
+                      searched=True)
             for host in search]
 
 
+def short_name_choice(conf, text, found, can_prompt):
+    """What short-name-mode says to do with the candidates of `text`: "all" (try them in
+    order) or "prompt" (ask which one; the answer is recorded as an alias). Only a short
+    name that several search registries may mean is ambiguous; then disabled tries them
+    all, enforcing and permissive ask where they can (stdin and stdout are terminals),
+    and without a terminal permissive tries them all and enforcing refuses (ImageError,
+    in containers/image's words)."""
+    if len(found) < 2 or not found[0].searched or conf.mode == "disabled":
+        return "all"
+    if can_prompt:
+        return "prompt"
+    if conf.mode == "permissive":
+        return "all"
+    raise ImageError(f"{text}: short-name resolution enforced but cannot prompt without a "
+                     f"TTY (short-name-mode = \"enforcing\"; it may mean "
+                     f"{', '.join(str(c.reference) for c in found)}: name one, or set an "
+                     "alias)")
+
+
+def parse_alias_cache(text, where):
+    """The short-name alias cache's aliases ({short: name, or None for ""})."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ImageError(f"{where}: not valid TOML: {err}") from None
+    aliases = document.get("aliases", {})
+    if not isinstance(aliases, dict):
+        raise ImageError(f"{where}: [aliases] must be a table")
+    return {_alias_key(short, where): _alias_value(short, value, where)
+            for short, value in aliases.items()}
+
+
+def alias_cache_text(aliases):
+    """The alias cache file for `aliases` ({short: name}), as containers/image writes
+    it: TOML, one [aliases] table."""
+    import json
+    lines = ["[aliases]"]
+    for short, name in sorted(aliases.items()):
+        lines.append(f"  {json.dumps(short)} = {json.dumps(name or '')}")
+    return "\n".join(lines) + "\n"
+
+
+def alias_for(text, candidate):
+    """(short, name) to record as an alias when `candidate` was chosen for `text`: the
+    repository names without tag or digest."""
+    return parse(text).path, candidate.reference.name
 def find_registry(conf, name):
     """The [[registry]] whose prefix matches `name` (a fully qualified reference's text)
     most closely, or None."""

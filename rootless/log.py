@@ -12,11 +12,23 @@ warning there would end up in the container's logs.
 import sys
 import time
 
-_settings = {"path": None, "format": "text", "debug": False, "warnings": True}
+_settings = {"path": None, "format": "text", "debug": False, "warnings": True, "held": None}
 
 
 def configure(path=None, log_format="text", debug=False, warnings=True):
-    _settings.update(path=path, format=log_format, debug=debug, warnings=warnings)
+    _settings.update(path=path, format=log_format, debug=debug, warnings=warnings,
+                     held=None)
+
+
+def hold_file():
+    """Open the --log file now and write there from then on: a process about to chroot
+    (the image unpacker) would open its path inside the new root otherwise."""
+    if _settings["path"] and _settings["held"] is None:
+        try:
+            _settings["held"] = open(_settings["path"], "a", buffering=1)
+        except OSError as err:
+            print(f"handcar: cannot write log {_settings['path']}: {err.strerror}",
+                  file=sys.stderr)
 
 
 def _timestamp():
@@ -33,6 +45,9 @@ def _write_log(level, msg):
     else:
         line = f"time={jsonio.dumps(_timestamp())} level={level} msg={jsonio.dumps(msg)}"
     try:
+        if _settings["held"] is not None:
+            _settings["held"].write(line + "\n")
+            return
         with open(path, "a") as f:
             f.write(line + "\n")
     except OSError as err:

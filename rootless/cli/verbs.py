@@ -249,7 +249,8 @@ VERBS = {verb.name: verb for verb in (
         Opt(("-f", "--force"), "force", help="Remove the containers using them too."),
     ), (Arg("names", "IMAGE...", variadic=True),)),
     Verb("login", "Log in to a registry: check the credentials with it, then keep them in "
-         "auth.json (REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json).", (
+         "auth.json (REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json), or "
+         "through the credential helper it names (credHelpers, credsStore).", (
              Opt(("-u", "--username"), "username", "value", metavar="USER",
                  help="The user name (asked for on a terminal when left out)."),
              Opt(("--password-stdin",), "password_stdin",
@@ -259,7 +260,8 @@ VERBS = {verb.name: verb for verb in (
              Opt(("--tls-verify",), "tls_verify", "value", default="true",
                  choices=("true", "false"), help="Verify the registry's certificate."),
          ), (Arg("registry", "REGISTRY"),)),
-    Verb("logout", "Remove a registry's credentials from auth.json.", (
+    Verb("logout", "Remove a registry's credentials from auth.json and its credential "
+         "helpers.", (
         Opt(("-a", "--all"), "all_registries", help="Every registry's."),
         Opt(("--authfile",), "authfile", "value", metavar="FILE",
             help="The auth file to change."),

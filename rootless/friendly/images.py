@@ -174,8 +174,9 @@ def login(registry, username, password_stdin, authfile, tls_verify):
         raise UsageError("login: the user name and the password must not be empty")
     credentials = Credentials(username, secret, "login")
     check_login(RegistryClient.for_host(registry, credentials, verify=tls_verify))
-    path = auth_file(authfile)
-    store(registry, credentials, path)
+    where = store(registry, credentials, auth_file(authfile))
+    from rootless import log
+    log.debug(f"the credentials for {registry} are kept by {where}")
     print("Login Succeeded!")
 
 

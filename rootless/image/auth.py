@@ -6,13 +6,24 @@
     $DOCKER_CONFIG/config.json, else ~/.docker/config.json   docker's, read
 
 Each file maps registries (or a registry's namespace: quay.io/org) to
-{"auth": base64("user:password")}, and may name credential helpers: "credHelpers"
-{registry: NAME} or "credsStore": NAME, meaning `docker-credential-NAME get` (the
-registry on stdin, {"Username", "Secret"} on stdout), as docker and podman run them.
+{"auth": base64("user:password")} or an identity token ({"identitytoken": ...}, an
+OAuth2 refresh token for the registry's token server), and may name credential helpers:
+"credHelpers" {registry: NAME} or "credsStore": NAME, meaning the program
+docker-credential-NAME, as docker and podman run it:
 
-A secret is never printed, logged or put on a command line (helpers get the registry on
-stdin; a password comes from a terminal or --password-stdin), and the files that hold
-one are written 0600 in 0700 directories.
+    get      the registry on stdin; {"Username", "Secret"} on stdout (Username "<token>":
+             the Secret is an identity token)
+    store    {"ServerURL", "Username", "Secret"} on stdin (login)
+    erase    the registry on stdin (logout)
+    list     {registry: user} on stdout (logout --all of a credsStore)
+
+`login` stores through the helper the auth file it writes names for the registry
+(credHelpers), as podman does, or through its credsStore, as docker does (podman has no
+credsStore); otherwise in the file. `logout` erases through the same helpers.
+
+A secret is never printed, logged or put on a command line (helpers get it on stdin; a
+password comes from a terminal or --password-stdin), and the files that hold one are
+written 0600 in 0700 directories.
 """
 
 import base64
@@ -21,12 +32,14 @@ import os
 from oci import jsonio
 from oci.image import ImageError
 from oci.record import Record
+from rootless import log
 
 DOCKER_HUB_KEYS = ("docker.io", "index.docker.io", "registry-1.docker.io")
 
 
 class Credentials(Record):
-    FIELDS = {"username": "", "secret": "", "source": ""}
+    """A user name and password, or an identity token (then `username` may be empty)."""
+    FIELDS = {"username": "", "secret": "", "source": "", "identity_token": ""}
 
     def __repr__(self):                      # never the secret, even in a traceback
         return f"Credentials(username={self.username!r}, source={self.source!r})"
@@ -105,89 +118,187 @@ def lookup(registry, repository=""):
         document = _read(path)
         if document is None:
             continue
-        helper = (document.get("credHelpers") or {}).get(registry)
+        helper = _helpers(document, path).get(registry)
         if helper:
             return _from_helper(helper, registry, path)
         auths = {normalize_key(k): v for k, v in (document.get("auths") or {}).items()
                  if isinstance(v, dict)}
         for key in wanted:
-            if key in auths and auths[key].get("auth"):
-                return _decode(auths[key]["auth"], f"{path} ({key})")
-        if document.get("credsStore"):
-            found = _from_helper(document["credsStore"], registry, path, missing_ok=True)
+            if key in auths and (auths[key].get("auth") or auths[key].get("identitytoken")):
+                return _decode(auths[key], f"{path} ({key})")
+        if _store_of(document, path):
+            found = _from_helper(_store_of(document, path), registry, path,
+                                 missing_ok=True)
             if found:
                 return found
     return None
 
 
-def _decode(encoded, source):
+def _helpers(document, path):
+    helpers = document.get("credHelpers") or {}
+    if not isinstance(helpers, dict):
+        raise ImageError(f"{path}: \"credHelpers\" is not an object")
+    return helpers
+
+
+def _store_of(document, path):
+    name = document.get("credsStore") or ""
+    if not isinstance(name, str):
+        raise ImageError(f"{path}: \"credsStore\" is not a string")
+    return name
+
+
+def _decode(entry, source):
+    """An auths entry: "auth" (base64 of user:password) and/or "identitytoken"."""
+    token = entry.get("identitytoken") or ""
+    if not isinstance(token, str):
+        raise ImageError(f"{source}: the identitytoken entry is not a string")
     try:
-        username, colon, secret = base64.b64decode(encoded).decode().partition(":")
+        decoded = base64.b64decode(entry.get("auth") or "").decode()
     except (ValueError, UnicodeDecodeError):
         raise ImageError(f"{source}: the auth entry is not base64 of user:password") from None
+    username, colon, secret = decoded.partition(":")
+    if token:                                    # "auth" then holds the user name, if any
+        return Credentials(username, "", source, identity_token=token)
     if not colon:
         raise ImageError(f"{source}: the auth entry is not base64 of user:password")
     return Credentials(username, secret, source)
 
 
-def _from_helper(name, registry, source, missing_ok=False):
-    """`docker-credential-NAME get`, the registry on stdin."""
+def _run_helper(name, action, data, source):
+    """docker-credential-NAME ACTION with `data` on stdin: the CompletedProcess."""
     import subprocess
     program = f"docker-credential-{name}"
     try:
-        result = subprocess.run([program, "get"], input=registry, capture_output=True,
-                                text=True, timeout=60)
+        return subprocess.run([program, action], input=data, capture_output=True,
+                              text=True, timeout=60)
     except FileNotFoundError:
         raise ImageError(f"{source} names the credential helper {name}, but {program} is "
                          "not installed") from None
     except subprocess.TimeoutExpired:
-        raise ImageError(f"{program} get did not answer in 60 seconds") from None
+        raise ImageError(f"{program} {action} did not answer in 60 seconds") from None
+
+
+def _not_found(result):
+    return "credentials not found" in (result.stdout + result.stderr).lower()
+
+
+def _helper_failed(name, action, result, secret=""):
+    """The ImageError for a helper that failed: its own first line of output, unless
+    that holds the secret it was given."""
+    said = (result.stdout.strip() or result.stderr.strip()).partition("\n")[0]
+    if secret and secret in said:
+        said = ""
+    return ImageError(f"docker-credential-{name} {action} failed with status "
+                      f"{result.returncode}" + (f": {said[:200]}" if said else ""))
+
+
+def _from_helper(name, registry, source, missing_ok=False):
+    """`docker-credential-NAME get`, the registry on stdin."""
+    program = f"docker-credential-{name}"
+    result = _run_helper(name, "get", registry, source)
     if result.returncode != 0:
-        if missing_ok or "credentials not found" in result.stdout + result.stderr:
+        if missing_ok or _not_found(result):
             return None
-        raise ImageError(f"{program} get failed with status {result.returncode}")
+        raise _helper_failed(name, "get", result)
     try:
         answer = jsonio.loads(result.stdout)
         username, secret = answer["Username"], answer["Secret"]
     except (ValueError, KeyError, TypeError):
         raise ImageError(f"{program} get did not answer with "
                          "{\"Username\": ..., \"Secret\": ...}") from None
-    if username == "<token>":
-        raise ImageError(f"{program} gave an identity token for {registry}: handcar "
-                         "supports user names and passwords only")
-    return Credentials(username, secret, f"{program}")
+    if username == "<token>":                    # docker's marker of an identity token
+        return Credentials("", "", program, identity_token=secret)
+    return Credentials(username, secret, program)
 
 
 # --- login and logout ---------------------------------------------------------------------------
 
 def store(registry, credentials, path):
-    """Save credentials for a registry in auth.json (0600, written whole)."""
+    """Save credentials for a registry: through the credential helper the auth file at
+    `path` names for it (credHelpers, else credsStore), else in the file itself (0600,
+    written whole). Where they went, for the user."""
     document = _read(path) or {}
     auths = document.setdefault("auths", {})
     if not isinstance(auths, dict):
         raise ImageError(f"{path}: \"auths\" is not an object")
+    helper = _helpers(document, path).get(registry) or _store_of(document, path)
+    if helper:
+        request = jsonio.dumps({"ServerURL": registry, "Username": credentials.username,
+                                "Secret": credentials.secret})
+        result = _run_helper(helper, "store", request, path)
+        if result.returncode != 0:
+            raise _helper_failed(helper, "store", result, credentials.secret)
+        log.debug(f"stored the credentials for {registry} through "
+                  f"docker-credential-{helper}")
+        if _drop_entries(auths, registry):       # an older password must not shadow it
+            _write(path, document)
+        return f"docker-credential-{helper}"
+    _drop_entries(auths, registry)
     token = base64.b64encode(f"{credentials.username}:{credentials.secret}".encode())
     auths[registry] = {"auth": token.decode()}
     _write(path, document)
+    return path
+
+
+def _drop_entries(auths, registry):
+    keys = [k for k in auths if normalize_key(k) == normalize_key(registry)]
+    for key in keys:
+        del auths[key]
+    return bool(keys)
 
 
 def forget(registry, everything, path):
-    """Remove a registry's entry (or all of them); whether there was one."""
+    """Remove a registry's credentials (or all of them) from the auth file at `path` and
+    from the credential helpers it names; whether there were any."""
     document = _read(path)
     if document is None:
         return False
     auths = document.get("auths") or {}
+    helpers = _helpers(document, path)
+    creds_store = _store_of(document, path)
+    found = changed = False
     if everything:
-        found = bool(auths)
-        document["auths"] = {}
+        for host, helper in helpers.items():
+            found |= _erase(helper, host, path)
+        if creds_store:
+            for host in _listed(creds_store, path):
+                found |= _erase(creds_store, host, path)
+        changed = bool(auths)
+        document["auths"] = {}                   # the helpers named stay: configuration
     else:
-        keys = [k for k in auths if normalize_key(k) == normalize_key(registry)]
-        found = bool(keys)
-        for key in keys:
-            del auths[key]
-    if found:
+        for helper in dict.fromkeys(h for h in (helpers.get(registry), creds_store) if h):
+            found |= _erase(helper, registry, path)
+        changed = _drop_entries(auths, registry)
+    if changed:
         _write(path, document)
-    return found
+    return found or changed
+
+
+def _erase(helper, registry, path):
+    """`docker-credential-NAME erase`, the registry on stdin: whether it had any."""
+    result = _run_helper(helper, "erase", registry, path)
+    if result.returncode == 0:
+        log.debug(f"erased the credentials for {registry} in docker-credential-{helper}")
+        return True
+    if _not_found(result):
+        return False
+    raise _helper_failed(helper, "erase", result)
+
+
+def _listed(helper, path):
+    """The registries a helper keeps credentials for (`list`)."""
+    result = _run_helper(helper, "list", "", path)
+    if result.returncode != 0:
+        raise _helper_failed(helper, "list", result)
+    try:
+        listed = jsonio.loads(result.stdout or "{}")
+    except ValueError:
+        listed = None
+    if not isinstance(listed, dict):
+        raise ImageError(f"docker-credential-{helper} list did not answer with "
+                         "{\"registry\": \"user\", ...}")
+    return list(listed)
 
 
 def _write(path, document):

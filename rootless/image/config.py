@@ -5,6 +5,9 @@ finds it (podman, skopeo and buildah read the same files):
                       registries.conf when it exists, else /etc/containers/registries.conf;
                       then /etc/containers/registries.conf.d/*.conf and
                       ~/.config/containers/registries.conf.d/*.conf, in name order
+    short-name-aliases.conf   the aliases recorded when a user chose a short name's
+                      registry at the prompt: $XDG_CACHE_HOME/containers/, else
+                      ~/.cache/containers/ (root's: /var/cache/containers/)
     certs.d           ~/.config/containers/certs.d/HOST[:PORT]/, else
                       /etc/containers/certs.d/HOST[:PORT]/, else /etc/docker/certs.d/...:
                       *.crt are CAs, *.cert and *.key a client certificate and its key
@@ -58,6 +61,50 @@ def registries_conf():
             raise ImageError(f"{path}: {err.strerror}") from None
         settings.append(parse_file(text, path))
     return merge(settings, files)
+
+
+def alias_cache_file():
+    if os.geteuid() == 0:
+        return "/var/cache/containers/short-name-aliases.conf"
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                             ".cache")
+    return os.path.join(cache, "containers", "short-name-aliases.conf")
+
+
+def cached_aliases():
+    """The short-name alias cache's aliases ({} when there is no cache)."""
+    from oci.registries import parse_alias_cache
+    path = alias_cache_file()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_alias_cache(f.read(), path)
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise ImageError(f"{path}: {err.strerror}") from None
+
+
+def record_alias(short, name):
+    """Add short = name to the alias cache (made 0600 in a 0700 directory; a lock file
+    beside it, as containers/image keeps, serializes writers)."""
+    import fcntl
+    from oci.registries import alias_cache_text
+    path = alias_cache_file()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        aliases = cached_aliases()
+        aliases[short] = name
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, alias_cache_text(aliases).encode())
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    finally:
+        os.close(lock)
 
 
 def certs_dir(host):

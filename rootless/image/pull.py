@@ -68,7 +68,8 @@ def image_for_run(store, text, policy, platform, progress):
 
 def local_names(text):
     """The fully qualified names a short or familiar name may mean locally (with their
-    default tag), as registries.conf resolves it; () when `text` is no registry name."""
+    default tag), as registries.conf and the alias cache resolve it (never asking: an
+    image stored under any of them is the one); () when `text` is no registry name."""
     from oci.reference import parse
     from rootless.image.config import registries_conf
     try:
@@ -76,7 +77,9 @@ def local_names(text):
     except ImageError:
         return ()
     from oci.registries import candidates
+    from rootless.image.config import cached_aliases
     try:
-        return tuple(str(c.reference) for c in candidates(registries_conf(), text))
+        return tuple(str(c.reference) for c in candidates(registries_conf(), text,
+                                                          cached_aliases()))
     except ImageError:
         return ()

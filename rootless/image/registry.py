@@ -2,8 +2,9 @@
 HTTP API v2), spoken through urllib3.
 
 - Authentication: the /v2/ challenge, then Bearer tokens from its realm (anonymous, or
-  with the user's credentials as Basic auth), one per repository scope, fetched again
-  when a 401 names another scope (or the token expired); or Basic auth on each request.
+  with the user's credentials as Basic auth, or for an identity token the OAuth2 POST
+  of a refresh token), one per repository scope, fetched again when a 401 names
+  another scope (or the token expired); or Basic auth on each request.
 - Manifests: OCI index and manifest, Docker schema 2 list and manifest (schema 1 refused
   by name); an index's image chosen for the platform (oci.image.choose_platform). Every
   manifest and blob is checked against its digest before it is used.
@@ -176,7 +177,7 @@ class RegistryClient:
         return f"{self.scheme}://{self.host}{path}"
 
     def request(self, method, url, scope=None, headers=None, stream=False,
-                authenticate=True):
+                authenticate=True, body=None):
         """The response to a request (redirects followed, 401s answered, 429s, 5xx and
         drops retried): a Reply, or with `stream` urllib3's response to read from; its
         status is the caller's business. RegistryError when the registry cannot be
@@ -193,7 +194,7 @@ class RegistryClient:
                     send["Authorization"] = authorization
             try:
                 response = self._manager(url).request(
-                    method, url, headers=send, redirect=False, retries=False,
+                    method, url, headers=send, body=body, redirect=False, retries=False,
                     preload_content=False, timeout=TIMEOUT)
             except http_errors.SSLError as err:
                 raise RegistryError(self.host, f"TLS: {_reason(err)}") from None
@@ -217,7 +218,8 @@ class RegistryClient:
                 if redirects > 10:
                     raise RegistryError(self.host, f"more than 10 redirects from {url}")
                 url = urljoin(url, response.headers["Location"])
-                method = "GET" if status == 303 else method
+                if status == 303:
+                    method, body = "GET", None
                 continue
             if status == 401 and authenticate and same_host and not answered:
                 challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
@@ -270,6 +272,10 @@ class RegistryClient:
         if challenge.kind == "basic":
             if not self.credentials:
                 return None
+            if self.credentials.identity_token:
+                raise RegistryError(self.host, "asks for Basic auth, and an identity token "
+                                    f"({self.credentials.source}) is only for a token "
+                                    "server")
             return "Basic " + _basic(self.credentials)
         with self.token_lock:
             token = self.tokens.get(scope)
@@ -299,18 +305,24 @@ class RegistryClient:
                                                      and realm.startswith("http://")):
             raise RegistryError(self.host, f"its token server {realm or '(none)'} is not "
                                 "an https:// URL")
-        query = [("service", params["service"])] if params.get("service") else []
-        query += [("scope", scope) for scope in scopes]
-        headers = {"Authorization": "Basic " + _basic(self.credentials)} \
-            if self.credentials else {}
-        url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
-        response = self.request("GET", url, headers=headers, authenticate=False)
+        if self.credentials and self.credentials.identity_token:
+            response = self._oauth2_token(realm, params, scopes)
+        else:
+            query = [("service", params["service"])] if params.get("service") else []
+            query += [("scope", scope) for scope in scopes]
+            headers = {"Authorization": "Basic " + _basic(self.credentials)} \
+                if self.credentials else {}
+            url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query \
+                else realm
+            response = self.request("GET", url, headers=headers, authenticate=False)
+        if response.status in (400, 401, 403) and self.credentials:
+            what = "identity token" if self.credentials.identity_token \
+                else "user name or password"
+            raise RegistryError(self.host, f"the {what} was refused by the token server "
+                                f"({self.credentials.source})", retry_elsewhere=True)
         if response.status in (401, 403):
-            raise RegistryError(self.host, "the user name or password was refused by the "
-                                f"token server ({self.credentials.source})"
-                                if self.credentials else
-                                "its token server refuses anonymous access (handcar login "
-                                f"{self.host})", retry_elsewhere=True)
+            raise RegistryError(self.host, "its token server refuses anonymous access "
+                                f"(handcar login {self.host})", retry_elsewhere=True)
         if response.status != 200:
             raise self.error(response, "the token server")
         try:
@@ -321,6 +333,19 @@ class RegistryClient:
         if not isinstance(token, str) or not token:
             raise RegistryError(self.host, "its token server answered without a token")
         return token
+
+    def _oauth2_token(self, realm, params, scopes):
+        """The docker token spec's OAuth2 flow for an identity token (a refresh token):
+        a form POSTed to the realm, as docker and containers/image do."""
+        form = [("grant_type", "refresh_token"),
+                ("refresh_token", self.credentials.identity_token),
+                ("client_id", "handcar")]
+        if params.get("service"):
+            form.append(("service", params["service"]))
+        if scopes:
+            form.append(("scope", " ".join(scopes)))
+        return self.request("POST", realm, authenticate=False, body=urlencode(form),
+                            headers={"Content-Type": "application/x-www-form-urlencoded"})
 
     # --- documents and blobs ---------------------------------------------------------------
 
@@ -579,9 +604,11 @@ def _layer_source(downloads, index):
 
 
 class Resolved(Record):
-    """A registry image found: the manifest for the platform, its config, where from."""
+    """A registry image found: the manifest for the platform, its config, where from;
+    `alias` (short, name) when the user chose it at the short-name prompt, to record
+    once it is pulled."""
     FIELDS = {"client": None, "name": None, "source": None, "manifest": None,
-              "digest": "", "index_digest": "", "config": b""}
+              "digest": "", "index_digest": "", "config": b"", "alias": None}
 
 
 def _client_for(source, conf):
@@ -598,23 +625,30 @@ def _insecure_host(conf, host):
 
 
 def resolve(text, platform, progress=None):
-    """The registry image `text` names (short names as registries.conf resolves them,
-    mirrors first), for `platform`: a Resolved. ImageError naming the image, the
-    registries tried and why each failed."""
+    """The registry image `text` names (short names as registries.conf and its
+    short-name-mode resolve them, mirrors first), for `platform`: a Resolved. ImageError
+    naming the image, the registries tried and why each failed."""
     from oci.reference import parse
-    from oci.registries import candidates, pull_sources
-    from rootless.image.config import registries_conf
+    from oci.registries import alias_for, candidates, pull_sources, short_name_choice
+    from rootless.image.config import cached_aliases, registries_conf
     conf = registries_conf()
     parse(text)
+    found = candidates(conf, text, cached_aliases())
+    alias = None
+    can_prompt = os.isatty(0) and os.isatty(1)        # podman's test: stdin and stdout
+    if short_name_choice(conf, text, found, can_prompt) == "prompt":
+        chosen = choose_candidate(text, found)
+        found, alias = [chosen], alias_for(text, chosen)
     failures = []
-    for candidate in candidates(conf, text):
+    for candidate in found:
         reference = candidate.reference
         for source in pull_sources(conf, reference):
             if progress:
                 progress.resolving(str(source.reference))
             try:
                 client = _client_for(source, conf)
-                return _resolve_on(client, reference, source, platform)
+                return _resolve_on(client, reference, source, platform).replace(
+                    alias=alias)
             except RegistryError as err:
                 failures.append(f"from {source.reference.domain}"
                                 + ("" if str(source.reference) == str(reference)
@@ -622,6 +656,20 @@ def resolve(text, platform, progress=None):
                 if not err.retry_elsewhere:
                     break
     raise ImageError(f"pulling {text} " + "; ".join(failures))
+
+
+def choose_candidate(text, found):
+    """Ask, on the terminal, which of a short name's candidates to pull (as podman's
+    prompt does; numbered here): the Candidate chosen."""
+    import click
+    click.echo(f"? Please select an image for {text}:")
+    for number, candidate in enumerate(found, 1):
+        click.echo(f"  {number}) {candidate.reference}")
+    try:
+        number = click.prompt("Image", type=click.IntRange(1, len(found)))
+    except click.Abort:
+        raise ImageError(f"{text}: no image selected at the short-name prompt") from None
+    return found[number - 1]
 
 
 def _resolve_on(client, name, source, platform):
@@ -676,7 +724,7 @@ def pull_from_registry(store, text, platform, progress):
         names=(str(name),) if name.tag and not name.digest else (),
         digests=digests, digest=found.digest, where=where, prefetch=downloads.start)
     try:
-        return store.add(image_source, progress)
+        image = store.add(image_source, progress)
     except RegistryError as err:
         raise ImageError(f"{where}: {err.reason}") from None
     except ImageError as err:                       # unpacking: name the image too
@@ -688,6 +736,11 @@ def pull_from_registry(store, text, platform, progress):
         raise ImageError(f"{where}: {os_error_message(err)}") from None
     finally:
         downloads.close()
+    if found.alias:
+        from rootless.image.config import record_alias
+        record_alias(*found.alias)
+        log.debug(f"recorded the short-name alias {found.alias[0]} = {found.alias[1]}")
+    return image
 
 
 def is_newer_on_registry(store, image, text, platform):

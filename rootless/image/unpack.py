@@ -1,14 +1,17 @@
 """Unpacking a layer, in the user namespace the container will have (so a file of uid 33
 in the image is uid 33 inside): checked against its digests as it is read, its
 whiteouts applied, nothing reaching outside the layer's tree (chrooted there, and
-importing nothing after the chroot). gzip, zstd and plain tar layers."""
+importing nothing after the chroot), entries' extended attributes set (file
+capabilities, user.*). gzip, zstd and plain tar layers."""
 
+import errno
 import hashlib
 import os
 import stat
 import sys
 
 from oci.image import ImageError
+from rootless import log
 from rootless.errors import HandcarError, os_error_message
 from rootless.image.worker import worker_call
 from rootless.system.fs import copy_directory, remove_tree
@@ -21,6 +24,9 @@ OPAQUE = ".wh..wh..opq"              # the whiteout that empties its directory
 WHITEOUT_META = ".wh..wh."           # aufs's own bookkeeping (.wh..wh.plnk): not content
 MOUNT_LOG = "mount.log"              # fuse-overlayfs's output, in a worker call's directory
 MAX_SYMLINKS = 40                    # as the kernel's path lookup (ELOOP)
+XATTR_RECORD = "SCHILY.xattr."       # a PAX record naming an entry's extended attribute
+# overlayfs's and fuse-overlayfs's own (the store's metadata): never a layer's to set
+OVERLAY_XATTRS = ("user.overlay.", "trusted.overlay.", "user.fuseoverlayfs.")
 
 
 class _HashingReader:
@@ -80,6 +86,7 @@ def unpack_layer(layers, index, work, lowers, driver, links, program=None):
         raise ImageError(f"layer {layer.label}: {err}") from None
     except OSError as err:
         raise ImageError(f"layer {layer.label}: {os_error_message(err)}") from None
+    log.hold_file()                          # the --log file, before its path is the image's
     _enter_rootfs(root)
     try:
         return _unpack_layer(layer, raw)
@@ -145,7 +152,7 @@ def _unpack_layer(layer, raw):
         uncompressed = compressed
     try:
         with tarfile.open(fileobj=uncompressed, mode="r|") as tar:
-            apply_layer(tar)
+            skipped = apply_layer(tar)
         diff_id = uncompressed.drain()
     except errors as err:
         if layer.digest and compressed.drain() != layer.digest:
@@ -158,6 +165,10 @@ def _unpack_layer(layer, raw):
         raise ImageError(f"content does not match its digest {layer.digest}")
     if diff_id != layer.diff_id:
         raise ImageError(f"content does not match the config's diff_id {layer.diff_id}")
+    if skipped:
+        log.debug(f"layer {layer.label}: extended attributes not set: {', '.join(sorted(skipped))} "
+                  "(overlayfs's are the store's; trusted.* and security.* other than "
+                  "security.capability need privileges a user namespace lacks)")
     return uncompressed.count
 
 
@@ -184,7 +195,8 @@ def _stop_importing():
 def apply_layer(tar, root="/"):
     """Extract one layer tar onto `root`, applying its whiteouts (`.wh.NAME` deletes NAME
     from the layers below; `.wh..wh..opq` empties a directory of them). Device nodes
-    cannot be made without privileges and are skipped, as rootless podman does.
+    cannot be made without privileges and are skipped, as rootless podman does. The
+    names of the extended attributes that were not set are returned (see _set_xattrs).
 
     The directories on an entry's way are resolved inside `root`: a symlink is followed
     as if `root` were / (as containerd's archive.Apply and docker's chrooted unpacking
@@ -200,6 +212,7 @@ def apply_layer(tar, root="/"):
     trusted = {"filter": tarfile.fully_trusted_filter} if hasattr(
         tarfile, "fully_trusted_filter") else {}
     this_layer = set()                   # what it made (real paths): kept by its opaque marker
+    skipped = set()                      # names of extended attributes not set
     for member in tar:
         path = _clean(member.name)
         if path is None:
@@ -227,7 +240,36 @@ def apply_layer(tar, root="/"):
         else:
             member.name = real
             tar.extract(member, root, numeric_owner=True, **trusted)
+        _set_xattrs(member, target, skipped)
         this_layer.add(real)
+    return skipped
+
+
+def _set_xattrs(member, path, skipped):
+    """Set the entry's extended attributes (PAX SCHILY.xattr.NAME records), after its
+    owner (a chown clears security.capability). A file capability (v2, as setcap writes
+    it) set by root in the user namespace is stored by the kernel as v3 with the
+    namespace's root as its owner: it applies in containers of this mapping and nowhere
+    else. overlayfs's own attributes (user.overlay.*, trusted.overlay.*) are dropped: the
+    store's overlays read them as whiteouts, opaque directories and redirects, which a
+    layer must not fake. What the kernel refuses in a user namespace (trusted.*,
+    security.* but capabilities, a user.* on a symlink; EPERM or ENOTSUP) is skipped, as
+    rootless podman ignores it. Skipped names are added to `skipped`."""
+    for key, value in member.pax_headers.items():
+        if not key.startswith(XATTR_RECORD):
+            continue
+        name = key[len(XATTR_RECORD):]
+        if name.startswith(OVERLAY_XATTRS):
+            skipped.add(name)
+            continue
+        try:
+            os.setxattr(path, name, value.encode("utf-8", "surrogateescape"),
+                        follow_symlinks=False)
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise ImageError(f"{member.name}: extended attribute {name}: "
+                                 f"{os_error_message(err)}") from None
+            skipped.add(name)
 
 
 def _clean(name):

@@ -31,12 +31,15 @@ def _tar_of_directory(root, uid=0):
 
 def tar_of_entries(entries):
     """A layer tar from (name, bytes or None for a directory or a ("symlink"|"hardlink",
-    target) tuple, mode, uid) entries."""
+    target) tuple, mode, uid[, {xattr name: bytes}]) entries; extended attributes as
+    `tar --xattrs` writes them (PAX SCHILY.xattr.NAME records)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data, mode, uid in entries:
+        for name, data, mode, uid, *xattrs in entries:
             info = tarfile.TarInfo(name)
             info.mode, info.uid, info.gid = mode, uid, uid
+            info.pax_headers = {f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
+                                for key, value in (xattrs[0] if xattrs else {}).items()}
             if data is None:
                 info.type = tarfile.DIRTYPE
                 tar.addfile(info)

@@ -24,8 +24,9 @@ def pull_into(store, text, platform=None):
 
 
 def tree(store, image, scratch):
-    """{path: {"type", "mode", "uid", "gid", "ino", "data" or "target"}} of the image's
-    root as a container sees it (ids as inside the container)."""
+    """{path: {"type", "mode", "uid", "gid", "ino", "xattrs" (name: hex), "data" or
+    "target"}} of the image's root as a container sees it (ids as inside the
+    container)."""
     os.makedirs(scratch)
     for part in ("upper", "work", "merged"):
         os.mkdir(os.path.join(scratch, part))
@@ -60,7 +61,9 @@ def describe_tree(_context, store_root, lowers, scratch, driver, program):
             path = os.path.join(directory, name)
             st = os.lstat(path)
             entry = {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
-                     "ino": st.st_ino, "nlink": st.st_nlink}
+                     "ino": st.st_ino, "nlink": st.st_nlink, "xattrs": {
+                         name: os.getxattr(path, name, follow_symlinks=False).hex()
+                         for name in os.listxattr(path, follow_symlinks=False)}}
             if stat.S_ISLNK(st.st_mode):
                 entry.update(type="symlink", target=os.readlink(path))
             elif stat.S_ISDIR(st.st_mode):

@@ -9,6 +9,7 @@ import gzip
 import json
 import os
 import stat
+import struct
 import subprocess
 
 import pytest
@@ -132,6 +133,36 @@ def test_a_hard_link_to_a_file_of_a_layer_below_is_made(store, tmp_path):
     reference, _ = layout(tmp_path / "image", BASE, [hardlink("sh", "/bin/sh")])
     files = tree(store, pull_into(store, reference), tmp_path / "tree")
     assert files["sh"]["ino"] == files["bin/sh"]["ino"] and files["sh"]["nlink"] == 2
+
+
+# cap_net_raw+ep as `setcap` writes it: struct vfs_cap_data, revision 2 with the effective
+# flag, permitted bit 13 (CAP_NET_RAW), nothing inheritable
+CAP_NET_RAW_V2 = struct.pack("<5I", 0x02000000 | 0x1, 1 << 13, 0, 0, 0)
+
+
+def test_file_capabilities_and_user_xattrs_are_applied(store, tmp_path):
+    """A layer's security.capability (v2) is stored as the kernel stores a capability
+    set by root in a user namespace (v3, owned by the namespace's root: the caller) and
+    a container of the mapping sees it as v2; user.* xattrs are kept; a layer's own
+    overlayfs attributes are dropped (an opaque directory it fakes hides nothing)."""
+    reference, _ = layout(
+        tmp_path / "image", BASE + [d("keep"), f("keep/below")],
+        [("bin/ping", b"\x7fELF", 0o755, 0, {"security.capability": CAP_NET_RAW_V2,
+                                             "user.handcar.note": b"pinged"}),
+         ("keep", None, 0o755, 0, {"user.overlay.opaque": b"y"}), f("keep/above"),
+         ("etc/tagged", b"t", 0o644, 0, {"user.mime_type": b"text/plain",
+                                         "trusted.handcar": b"needs CAP_SYS_ADMIN"})])
+    image = pull_into(store, reference)
+    files = tree(store, image, tmp_path / "tree")
+    assert files["bin/ping"]["xattrs"] == {"security.capability": CAP_NET_RAW_V2.hex(),
+                                           "user.handcar.note": b"pinged".hex()}
+    assert files["etc/tagged"]["xattrs"] == {"user.mime_type": b"text/plain".hex()}
+    assert "keep/below" in files and "keep/above" in files
+    # on disk, from outside the user namespace: v3, its root id the container's root
+    diff = os.path.join(store.layers_dir, image.chain[-1], "diff")
+    stored = os.getxattr(os.path.join(diff, "bin/ping"), "security.capability")
+    assert stored == struct.pack("<6I", 0x03000000 | 0x1, 1 << 13, 0, 0, 0, os.geteuid())
+    assert "user.overlay.opaque" not in os.listxattr(os.path.join(diff, "keep"))
 
 
 def _try_import_in(rootfs, result_fd):

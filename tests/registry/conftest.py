@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "integration"))
 
 from harness import HANDCAR, MISSING, free_port  # noqa: E402
 from harness import rootfs_template  # noqa: E402,F401 - a fixture
-from regtier import PASSWORD, SKOPEO, TOKEN_PASSWORD, TOKEN_USER, USER, skopeo  # noqa: E402
+from regtier import (IDENTITY_TOKEN, PASSWORD, SKOPEO, TOKEN_PASSWORD, TOKEN_USER,  # noqa: E402
+                     USER, skopeo)
 
 REGISTRY = shutil.which("docker-registry")
 HTPASSWD = shutil.which("htpasswd")
@@ -190,8 +191,9 @@ def mtls_registry(tmp_path_factory, pki):
 
 class TokenServer:
     """A Bearer token server for docker-registry's token auth: JWTs (RS256, the signing
-    certificate in x5c) for `public/*` to anyone and for everything to alice; records
-    the scopes asked for."""
+    certificate in x5c) for `public/*` to anyone and for everything to alice, who is
+    known by her password (GET, Basic auth) or by her identity token (the OAuth2 POST of
+    a refresh token, docker's token spec); records the scopes asked for."""
 
     def __init__(self, directory, pki):
         self.pki = pki
@@ -212,16 +214,40 @@ class TokenServer:
                 from urllib.parse import parse_qs, urlsplit
                 query = parse_qs(urlsplit(self.path).query)
                 user = server.user(self.headers.get("Authorization", ""))
-                server.requests.append({"user": user, "scopes": query.get("scope", []),
+                server.requests.append({"method": "GET", "user": user,
+                                        "scopes": query.get("scope", []),
                                         "service": query.get("service", [""])[0]})
                 if user is False:
-                    self.send_response(401)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    self.answer(401, {})
                     return
-                body = json.dumps({"token": server.token(user, query.get("scope", [])),
-                                   "expires_in": 300}).encode()
-                self.send_response(200)
+                self.answer(200, {"token": server.token(user, query.get("scope", [])),
+                                  "expires_in": 300})
+
+            def do_POST(self):
+                """OAuth2: grant_type=refresh_token, refresh_token, client_id, service,
+                scope (space-separated), as application/x-www-form-urlencoded."""
+                from urllib.parse import parse_qs
+                length = int(self.headers.get("Content-Length", "0"))
+                form = parse_qs(self.rfile.read(length).decode())
+                field = {key: values[0] for key, values in form.items()}
+                scopes = field.get("scope", "").split()
+                known = field.get("refresh_token") == IDENTITY_TOKEN
+                server.requests.append({
+                    "method": "POST", "user": TOKEN_USER if known else False,
+                    "scopes": scopes, "service": field.get("service", ""),
+                    "grant_type": field.get("grant_type"), "client_id": field.get("client_id"),
+                    "content_type": self.headers.get("Content-Type", "")})
+                if field.get("grant_type") != "refresh_token" or not field.get("client_id"):
+                    self.answer(400, {"error": "unsupported_grant_type"})
+                elif not known:
+                    self.answer(401, {"error": "invalid_grant"})
+                else:
+                    self.answer(200, {"access_token": server.token(TOKEN_USER, scopes),
+                                      "expires_in": 300, "scope": " ".join(scopes)})
+
+            def answer(self, status, document):
+                body = json.dumps(document).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -335,7 +361,7 @@ class User:
                                            "no_proxy"))}
         self.env.update(HOME=str(self.home), XDG_RUNTIME_DIR=str(self.runtime),
                         HANDCAR_CONFIG=str(self.config), XDG_CONFIG_HOME=str(
-                            self.home / ".config"))
+                            self.home / ".config"), XDG_CACHE_HOME=str(self.home / ".cache"))
 
     def registries_conf(self, text):
         self.containers.mkdir(parents=True, exist_ok=True)

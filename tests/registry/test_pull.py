@@ -9,7 +9,8 @@ import stat
 import pytest
 
 import imagebuild
-from regtier import PASSWORD, TOKEN_PASSWORD, TOKEN_USER, USER
+from regtier import (IDENTITY_TOKEN, PASSWORD, TOKEN_PASSWORD, TOKEN_USER, USER,
+                     CredentialHelper)
 
 
 def entries(*items):
@@ -147,6 +148,48 @@ def test_bearer_tokens_anonymous_and_with_credentials(user, layouts, token_regis
     bad = user("login", "-u", TOKEN_USER, "--password-stdin", token_registry.host,
                input="nope\n")
     assert bad.returncode != 0 and "refused" in bad.stderr
+
+
+def test_identity_tokens_fetch_bearer_tokens_with_the_oauth2_post(
+        user, layouts, token_registry, push, tmp_path):
+    """An identity token (auth.json's "identitytoken", or a helper's "<token>" answer)
+    is a refresh token: the Bearer token comes from an OAuth2 POST to the realm."""
+    import base64
+    tokens = token_registry.tokens
+    source, image_id = layouts["two"]
+    private = push(source, token_registry, "private/identity:1",
+                   f"{TOKEN_USER}:{TOKEN_PASSWORD}")
+    auth = user.runtime / "containers" / "auth.json"
+    auth.parent.mkdir()
+
+    def entry(token):
+        return {"auths": {token_registry.host: {
+            "auth": base64.b64encode(f"{TOKEN_USER}:".encode()).decode(),
+            "identitytoken": token}}}
+    auth.write_text(json.dumps(entry(IDENTITY_TOKEN)))
+    tokens.requests.clear()
+    assert user.ok("pull", "-q", private).stdout == f"{image_id}\n"
+    assert tokens.requests and all(r["method"] == "POST" for r in tokens.requests)
+    post = tokens.requests[-1]
+    assert post["user"] == TOKEN_USER and post["grant_type"] == "refresh_token"
+    assert post["client_id"] and post["service"] == tokens.service
+    assert post["content_type"] == "application/x-www-form-urlencoded"
+    assert "repository:private/identity:pull" in post["scopes"]
+    user.ok("rmi", private)
+    auth.write_text(json.dumps(entry("a-revoked-token")))
+    refused = user("pull", private)
+    assert refused.returncode == 1
+    assert "identity token was refused by the token server" in refused.stderr
+    assert "a-revoked-token" not in refused.stderr
+    # a credential helper's identity token: Username "<token>"
+    helper = CredentialHelper(tmp_path, "handcartoken",
+                              fixed=(token_registry.host, "<token>", IDENTITY_TOKEN))
+    auth.write_text(json.dumps({"credHelpers": {token_registry.host: "handcartoken"}}))
+    tokens.requests.clear()
+    assert user.ok("pull", "-q", private, env={"PATH": helper.path()}).stdout == \
+        f"{image_id}\n"
+    assert tokens.requests[-1]["method"] == "POST"
+    assert tokens.requests[-1]["user"] == TOKEN_USER
 
 
 def test_pull_policies(user, layouts, registry, push):

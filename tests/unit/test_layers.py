@@ -16,12 +16,15 @@ from rootless.image.unpack import apply_layer
 
 
 def layer(*entries):
-    """A tar stream of (name, content) entries; content None makes a directory,
-    a ("link", target) tuple a symlink, a ("hardlink", target) tuple a hard link."""
+    """A tar stream of (name, content[, {xattr: bytes}]) entries; content None makes a
+    directory, a ("link", target) tuple a symlink, a ("hardlink", target) tuple a hard
+    link; extended attributes as tar --xattrs writes them (PAX SCHILY.xattr.NAME)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, content in entries:
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content, *xattrs in entries:
             info = tarfile.TarInfo(name)
+            info.pax_headers = {f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
+                                for key, value in (xattrs[0] if xattrs else {}).items()}
             if content is None:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
@@ -206,3 +209,23 @@ for name in ("handcar_probe_module", "colorsys", "rootless.friendly.settings"):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n") == ["refused handcar_probe_module", "refused colorsys",
                                          "refused rootless.friendly.settings", ""]
+
+
+def test_extended_attributes_are_set_and_overlays_own_dropped(tmp_path):
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, "user.probe", b"1")
+    except OSError as err:
+        pytest.skip(f"{tmp_path} does not take user.* extended attributes ({err.strerror})")
+    binary = b"\x00\xff\xfe binary \x80"
+    skipped = apply_layer(layer(
+        ("f", b"data", {"user.handcar.test": binary, "user.overlay.opaque": b"y",
+                        "trusted.overlay.redirect": b"/elsewhere",
+                        "user.fuseoverlayfs.opaque": b"y"}),
+        ("link", ("link", "f"), {"user.on-a-link": b"x"})), str(tmp_path))
+    assert os.getxattr(tmp_path / "f", "user.handcar.test") == binary
+    assert os.listxattr(tmp_path / "f") == ["user.handcar.test"]
+    assert os.listxattr(tmp_path / "link", follow_symlinks=False) == []
+    assert skipped == {"user.overlay.opaque", "trusted.overlay.redirect",
+                       "user.fuseoverlayfs.opaque", "user.on-a-link"}

@@ -103,3 +103,52 @@ def test_challenges():
         "realm": "https://a/t", "service": "s"}
     assert parse_challenge("Negotiate abc") is None
     assert parse_challenge("") is None
+
+
+def test_identity_tokens_from_a_file(home):
+    write(home / "run" / "containers" / "auth.json", {"auths": {
+        "quay.io": {"auth": base64.b64encode(b"me:").decode(), "identitytoken": "rt-1"},
+        "ghcr.io": {"identitytoken": "rt-2"}}})
+    found = auth.lookup("quay.io")
+    assert (found.username, found.secret, found.identity_token) == ("me", "", "rt-1")
+    assert auth.lookup("ghcr.io").identity_token == "rt-2"
+    assert "rt-1" not in repr(found)
+
+
+def helper_program(directory, name, script):
+    program = directory / f"docker-credential-{name}"
+    program.write_text("#!/bin/sh\n" + script)
+    program.chmod(0o755)
+
+
+def test_login_stores_through_the_files_helper_and_logout_erases(home, monkeypatch):
+    bin_dir = home / "bin"
+    bin_dir.mkdir()
+    log_file = home / "helper.log"
+    helper_program(bin_dir, "unit", f'echo "$1 $(cat)" >> {log_file}\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    path = home / "run" / "containers" / "auth.json"
+    write(path, {"credHelpers": {"quay.io": "unit"}, "auths": {"quay.io": entry("me", "old")}})
+    where = auth.store("quay.io", auth.Credentials("me", "new-pw"), str(path))
+    assert where == "docker-credential-unit"
+    assert json.loads(path.read_text())["auths"] == {}, "the older entry does not shadow it"
+    assert log_file.read_text() == \
+        'store {"ServerURL":"quay.io","Username":"me","Secret":"new-pw"}\n'
+    assert auth.forget("quay.io", False, str(path))
+    assert log_file.read_text().splitlines()[-1] == "erase quay.io"
+    # a helper that fails: its words, never the secret it echoes
+    helper_program(bin_dir, "unit", 'cat; exit 3\n')
+    with pytest.raises(ImageError) as failed:
+        auth.store("quay.io", auth.Credentials("me", "new-pw"), str(path))
+    assert "docker-credential-unit store failed with status 3" in str(failed.value)
+    assert "new-pw" not in str(failed.value)
+
+
+def test_a_helpers_token_answer_is_an_identity_token(home, monkeypatch):
+    bin_dir = home / "bin"
+    bin_dir.mkdir()
+    helper_program(bin_dir, "tok", 'echo \'{"Username": "<token>", "Secret": "rt-3"}\'\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    write(home / "run" / "containers" / "auth.json", {"credsStore": "tok"})
+    found = auth.lookup("quay.io")
+    assert (found.username, found.identity_token) == ("", "rt-3")

@@ -5,7 +5,8 @@ import pytest
 
 from oci.image import ImageError
 from oci.reference import DockerReference, parse, parse_normalized
-from oci.registries import (Mirror, PullSource, candidates, find_registry, merge,
+from oci.registries import (Mirror, PullSource, alias_cache_text, alias_for, candidates,
+                            find_registry, merge, parse_alias_cache, short_name_choice,
                             parse_file, pull_sources, registry_insecure)
 
 DIGEST = "sha256:" + "ab" * 32
@@ -100,7 +101,46 @@ def test_aliases_win_and_keep_the_tag_or_digest():
     assert names(candidates(c, "box@" + DIGEST)) == ["localhost:5000/handcar/busybox@" + DIGEST]
     assert names(candidates(c, "org/app")) == ["docker.io/library/app:latest"]
     assert candidates(c, "box")[0].origin == \
-        "the alias box = localhost:5000/handcar/busybox"
+        "the alias box = localhost:5000/handcar/busybox (registries.conf)"
+
+
+def test_the_alias_cache_comes_first_and_an_empty_alias_resets_one():
+    c = conf('unqualified-search-registries = ["quay.io"]\n'
+             '[aliases]\n"box" = "a.io/box"\n"gone" = "a.io/gone"', '[aliases]\n"gone" = ""')
+    cached = parse_alias_cache('[aliases]\n  "box" = "b.io/tools/box"\n', "cache.conf")
+    assert names(candidates(c, "box:2", cached)) == ["b.io/tools/box:2"]
+    assert "short-name alias cache" in candidates(c, "box", cached)[0].origin
+    assert names(candidates(c, "gone")) == ["quay.io/gone:latest"]
+    assert parse_alias_cache(alias_cache_text({"box": "b.io/box", "a/b": "c.io/a/b"}),
+                             "x") == {"box": "b.io/box", "a/b": "c.io/a/b"}
+    with pytest.raises(ImageError, match="cache.conf: alias 'box' = 'box' must be a fully"):
+        parse_alias_cache('[aliases]\n"box" = "box"\n', "cache.conf")
+
+
+@pytest.mark.parametrize("mode,terminal,expected", [
+    ("", False, "all"), ("", True, "prompt"),                  # permissive, the default
+    ("permissive", False, "all"), ("permissive", True, "prompt"),
+    ("disabled", False, "all"), ("disabled", True, "all"),
+    ("enforcing", True, "prompt"), ("enforcing", False, ImageError),
+])
+def test_short_name_mode_decides_what_an_ambiguous_short_name_does(mode, terminal, expected):
+    setting = f'short-name-mode = "{mode}"\n' if mode else ""
+    c = conf(setting + 'unqualified-search-registries = ["quay.io", "docker.io"]\n'
+             '[aliases]\n"box" = "a.io/box"')
+    found = candidates(c, "app")
+    if expected is ImageError:
+        with pytest.raises(ImageError, match="app: short-name resolution enforced but cannot "
+                                             "prompt without a TTY .*quay.io/app:latest, "
+                                             "docker.io/library/app:latest"):
+            short_name_choice(c, "app", found, terminal)
+        return
+    assert short_name_choice(c, "app", found, terminal) == expected
+    # never ambiguous: an alias, one search registry, a qualified name
+    for text in ("box", "quay.io/app"):
+        assert short_name_choice(c, text, candidates(c, text), terminal) == "all"
+    one = conf(setting + 'unqualified-search-registries = ["quay.io"]')
+    assert short_name_choice(one, "app", candidates(one, "app"), terminal) == "all"
+    assert alias_for("app:3", found[1]) == ("app", "docker.io/library/app")
 
 
 def test_later_files_win_as_containers_image_merges_them():
