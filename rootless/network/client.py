@@ -121,6 +121,37 @@ def status(store_root):
         connection.close()
 
 
+def up(store_root, definition):
+    """Start a network's helpers now, without a container (network create --keep)."""
+    connection = connect(store_root)
+    try:
+        connection.request("up", "up", network=definition.fields(),
+                           helper=helper_for([definition]))
+    finally:
+        connection.close()
+
+
+def down(store_root, name):
+    """Stop a network's helpers if the daemon runs it (network rm); HandcarError while
+    containers are on it."""
+    connection = connect(store_root, start=False)
+    if connection is None:
+        return
+    try:
+        connection.request("down", "down", network=name)
+    finally:
+        connection.close()
+
+
+def helper_for(definitions):
+    """The helper a network of `definitions` that is not running yet would be started
+    with (outbound.choose_helper), or None when they are all internal."""
+    if all(definition.internal for definition in definitions):
+        return None
+    from rootless.network.outbound import choose_helper
+    return choose_helper()
+
+
 def forget(store_root, container_id):
     """Tell the daemon (if one runs) that a container is deleted: its names, links and
     published ports go now."""
@@ -150,6 +181,7 @@ class Setup:
                                "the host can reach it")
         for mapping in settings.ports:
             check_port_free(mapping)
+        self.helper = helper_for(self.definitions)
         self.connection = connect(store_root)
         self.namespaces = None
 
@@ -194,7 +226,7 @@ class Setup:
                 fds = (netns, pidfd) if number == 0 else ()
                 reply = self.connection.request(
                     "join", "joined", fds=fds, network=definition.fields(),
-                    container=record.id, aliases=list(self.settings.aliases),
+                    helper=self.helper, container=record.id, aliases=list(self.settings.aliases),
                     ip=self.settings.ip if number == 0 else None,
                     ports=[m.annotation() for m in self.settings.ports] if number == 0 else [])
                 joined[definition.name] = {"address": reply["address"],
@@ -240,6 +272,7 @@ def connect_container(store, network_name, container_id, aliases=(), ip=None):
                                f"{network_name}")
         try:
             reply = connection.request("join", "joined", network=definition.fields(),
+                                       helper=helper_for([definition]),
                                        container=container_id, aliases=list(aliases), ip=ip)
         finally:
             connection.close()
