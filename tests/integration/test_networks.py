@@ -475,7 +475,8 @@ def test_network_rm_cleans_up_a_kept_network_whose_daemon_was_killed(friendly, n
     kept = networks.create("kept", "--keep")
     document = networks.inspect(kept)
     daemon, outbound = document["daemon"], helper_pid(document)
-    os.killpg(daemon, 9)       # the daemon's session at once: its worker and pasta's guard
+    # the daemon's process group at once (its worker and pasta's guard with it)
+    os.killpg(os.getpgid(daemon), 9)
     assert wait_until(lambda: process_gone(daemon))
     assert networks.inspect(kept)["running"] is False
     assert friendly.ok("network", "rm", kept).stdout == f"{kept}\n"
