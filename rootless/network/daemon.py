@@ -1,6 +1,8 @@
 """The network daemon: what runs for handcar's container networks while containers use
-them. One per state root, started by the first container that joins a network (client.py)
-and gone when the last container of any network is.
+them (and for kept networks, from `network create --keep` to `network rm`). One per state
+root, started by the first container that joins a network or a kept network's create
+(client.py), and gone when the last container of any network and the last kept network
+are.
 
 Why one process, and a user namespace of its own that the containers join: a veth pair
 is made in one network namespace and one end is moved into another, and the kernel
@@ -13,8 +15,9 @@ its subordinate ids), and every network namespace of theirs is owned by it: the
 daemon, root there, may link any container to any network, and no container gets more
 than its own namespaces (README, Networks: what they share).
 
-The daemon lives in that user namespace but in the host's network namespace (slirp4netns,
-which it starts, reaches the outside from there). For each active network it holds:
+The daemon lives in that user namespace but in the host's network namespace (slirp4netns
+or pasta, which it starts, reaches the outside from there). For each active network it
+holds:
 
   a network namespace    (an fd) with the bridge br0 at S+1, made by a child
                          (plumbing.py: a process can enter a namespace but never come
@@ -22,7 +25,11 @@ which it starts, reaches the outside from there). For each active network it hol
   slirp4netns            its tap0 enslaved to br0, on the network's own subnet: the
                          containers reach the host's network through S+2 and its DNS
                          through S+3 directly, no NAT, one slirp4netns per network.
-                         Not for an --internal network: no way out at all.
+  or pasta               on a link of its own, the namespace routing and masquerading
+                         the subnet to it (outbound.py says why), and a guard process
+                         that kills it if the daemon dies. Which of the two: the
+                         client's choice (containers.conf), when the network starts.
+                         Neither for an --internal network: no way out at all.
   DNS on S+1:53          the containers' names and aliases from what the daemon knows
                          now; other names go to S+3 (dns.py)
   the members            per container: a pidfd of its init, its network namespace (an
@@ -31,17 +38,18 @@ which it starts, reaches the outside from there). For each active network it hol
 
 When a container's init exits (its pidfd), it is forgotten at once: names, forwards (the
 host ports are free again), and the fd of its network namespace, whose end takes the veth
-pairs with it. A network without members is shut down (slirp4netns, its namespace and
-the bridge go); without members and clients the daemon exits. If the daemon is killed,
-slirp4netns follows (it holds the only end of its exit pipe) and the namespaces go with
-their last reference: nothing outlives it but its run directory, which the next one
-tidies.
+pairs with it. A network without members is shut down (its helper, its namespace and
+the bridge go) unless it is kept; without members, kept networks and clients the daemon
+exits. If the daemon is killed, slirp4netns follows (it holds the only end of its exit
+pipe), pasta is killed by its guard, and the namespaces go with their last reference:
+nothing outlives it but its run directory (with the helper's pid, for network rm should
+the guard have been killed too), which network rm or the next daemon tidies.
 
 Requests come over a unix SOCK_SEQPACKET socket in the run directory, one JSON message
 each (system/channel.py): join (with the container's netns and pidfd the first time),
-leave, forget, status. A client connection keeps the daemon alive: a container being
-created holds one from before its init joins the user namespace to after it joined
-its networks.
+leave, forget, up and down (a network without containers: create --keep, rm), status.
+A client connection keeps the daemon alive: a container being created holds one from
+before its init joins the user namespace to after it joined its networks.
 """
 
 import fcntl
