@@ -110,37 +110,39 @@ def _detached_daemon(channel, directory):
     daemon.main(channel, directory)
 
 
-def status(store_root):
-    """What the daemon says runs ({"networks": {name: {...}}}), or None when none runs."""
-    connection = connect(store_root, start=False)
+def ask(store_root, kind, expected, start=False, **fields):
+    """One request to the daemon of this state root; its answer, or None when none runs
+    (and `start` is False)."""
+    connection = connect(store_root, start=start)
     if connection is None:
         return None
     try:
-        return connection.request("status", "status")
+        return connection.request(kind, expected, **fields)
     finally:
         connection.close()
+
+
+def status(store_root):
+    """What the daemon says runs ({"networks": {name: {...}}}), or None when none runs."""
+    return ask(store_root, "status", "status")
 
 
 def up(store_root, definition):
     """Start a network's helpers now, without a container (network create --keep)."""
-    connection = connect(store_root)
-    try:
-        connection.request("up", "up", network=definition.fields(),
-                           helper=helper_for([definition]))
-    finally:
-        connection.close()
+    ask(store_root, "up", "up", start=True, network=definition.fields(),
+        helper=helper_for([definition]))
 
 
 def down(store_root, name):
     """Stop a network's helpers if the daemon runs it (network rm); HandcarError while
     containers are on it."""
-    connection = connect(store_root, start=False)
-    if connection is None:
-        return
-    try:
-        connection.request("down", "down", network=name)
-    finally:
-        connection.close()
+    ask(store_root, "down", "down", network=name)
+
+
+def forget(store_root, container_id):
+    """Tell the daemon (if one runs) that a container is deleted: its names, links and
+    published ports go now."""
+    ask(store_root, "forget", "forgotten", container=container_id)
 
 
 def helper_for(definitions):
@@ -150,18 +152,6 @@ def helper_for(definitions):
         return None
     from rootless.network.outbound import choose_helper
     return choose_helper()
-
-
-def forget(store_root, container_id):
-    """Tell the daemon (if one runs) that a container is deleted: its names, links and
-    published ports go now."""
-    connection = connect(store_root, start=False)
-    if connection is None:
-        return
-    try:
-        connection.request("forget", "forgotten", container=container_id)
-    finally:
-        connection.close()
 
 
 # --- create: a container on networks ---------------------------------------------------
