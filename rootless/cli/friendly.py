@@ -93,11 +93,11 @@ def logout(g, registry, all_registries, authfile):
 
 # --- handcar network (rootless/network/manage.py), podman's exit statuses --------------------
 
-def network_create(g, name, subnet, internal):
+def network_create(g, name, subnet, internal, keep):
     """Define a container network; prints its name."""
     from rootless.network import manage
     with with_docker_statuses():
-        manage.create(name, subnet, internal)
+        manage.create(g.store(), name, subnet, internal, keep)
 
 
 def network_ls(g, quiet):

@@ -338,11 +338,14 @@ noNewPrivileges are the container's, as for exec, unless --privileged-debug.""",
     # --- end of debug ---
     # --- handcar network: container networks (rootless/network/) ---
     Verb("network create", "Define a container network (a bridge of its own, names "
-         "resolved on it, the way out through one slirp4netns); prints its name.", (
+         "resolved on it, the way out through one pasta or slirp4netns); prints its name.", (
              Opt(("--subnet",), "subnet", "value", metavar="CIDR",
                  help="Its IPv4 subnet (default: a free /24 of 10.89.0.0/16)."),
              Opt(("--internal",), "internal",
                  help="No way out: its containers reach each other only."),
+             Opt(("--keep",), "keep",
+                 help="Start it now and keep it up (namespace, bridge, DNS, pasta or "
+                      "slirp4netns) without containers, until network rm."),
          ), (Arg("name", "NAME"),)),
     Verb("network ls", "List the networks.", (
         Opt(("-q", "--quiet"), "quiet", help="Print only the names."),

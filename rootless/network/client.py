@@ -110,27 +110,48 @@ def _detached_daemon(channel, directory):
     daemon.main(channel, directory)
 
 
-def status(store_root):
-    """What the daemon says runs ({"networks": {name: {...}}}), or None when none runs."""
-    connection = connect(store_root, start=False)
+def ask(store_root, kind, expected, start=False, **fields):
+    """One request to the daemon of this state root; its answer, or None when none runs
+    (and `start` is False)."""
+    connection = connect(store_root, start=start)
     if connection is None:
         return None
     try:
-        return connection.request("status", "status")
+        return connection.request(kind, expected, **fields)
     finally:
         connection.close()
+
+
+def status(store_root):
+    """What the daemon says runs ({"networks": {name: {...}}}), or None when none runs."""
+    return ask(store_root, "status", "status")
+
+
+def up(store_root, definition):
+    """Start a network's helpers now, without a container (network create --keep)."""
+    ask(store_root, "up", "up", start=True, network=definition.fields(),
+        helper=helper_for([definition]))
+
+
+def down(store_root, name):
+    """Stop a network's helpers if the daemon runs it (network rm); HandcarError while
+    containers are on it."""
+    ask(store_root, "down", "down", network=name)
 
 
 def forget(store_root, container_id):
     """Tell the daemon (if one runs) that a container is deleted: its names, links and
     published ports go now."""
-    connection = connect(store_root, start=False)
-    if connection is None:
-        return
-    try:
-        connection.request("forget", "forgotten", container=container_id)
-    finally:
-        connection.close()
+    ask(store_root, "forget", "forgotten", container=container_id)
+
+
+def helper_for(definitions):
+    """The helper a network of `definitions` that is not running yet would be started
+    with (outbound.choose_helper), or None when they are all internal."""
+    if all(definition.internal for definition in definitions):
+        return None
+    from rootless.network.outbound import choose_helper
+    return choose_helper()
 
 
 # --- create: a container on networks ---------------------------------------------------
@@ -150,6 +171,7 @@ class Setup:
                                "the host can reach it")
         for mapping in settings.ports:
             check_port_free(mapping)
+        self.helper = helper_for(self.definitions)
         self.connection = connect(store_root)
         self.namespaces = None
 
@@ -194,7 +216,7 @@ class Setup:
                 fds = (netns, pidfd) if number == 0 else ()
                 reply = self.connection.request(
                     "join", "joined", fds=fds, network=definition.fields(),
-                    container=record.id, aliases=list(self.settings.aliases),
+                    helper=self.helper, container=record.id, aliases=list(self.settings.aliases),
                     ip=self.settings.ip if number == 0 else None,
                     ports=[m.annotation() for m in self.settings.ports] if number == 0 else [])
                 joined[definition.name] = {"address": reply["address"],
@@ -240,6 +262,7 @@ def connect_container(store, network_name, container_id, aliases=(), ip=None):
                                f"{network_name}")
         try:
             reply = connection.request("join", "joined", network=definition.fields(),
+                                       helper=helper_for([definition]),
                                        container=container_id, aliases=list(aliases), ip=ip)
         finally:
             connection.close()

@@ -1,6 +1,8 @@
 """The network daemon: what runs for handcar's container networks while containers use
-them. One per state root, started by the first container that joins a network (client.py)
-and gone when the last container of any network is.
+them (and for kept networks, from `network create --keep` to `network rm`). One per state
+root, started by the first container that joins a network or a kept network's create
+(client.py), and gone when the last container of any network and the last kept network
+are.
 
 Why one process, and a user namespace of its own that the containers join: a veth pair
 is made in one network namespace and one end is moved into another, and the kernel
@@ -13,8 +15,9 @@ its subordinate ids), and every network namespace of theirs is owned by it: the
 daemon, root there, may link any container to any network, and no container gets more
 than its own namespaces (README, Networks: what they share).
 
-The daemon lives in that user namespace but in the host's network namespace (slirp4netns,
-which it starts, reaches the outside from there). For each active network it holds:
+The daemon lives in that user namespace but in the host's network namespace (slirp4netns
+or pasta, which it starts, reaches the outside from there). For each active network it
+holds:
 
   a network namespace    (an fd) with the bridge br0 at S+1, made by a child
                          (plumbing.py: a process can enter a namespace but never come
@@ -22,7 +25,11 @@ which it starts, reaches the outside from there). For each active network it hol
   slirp4netns            its tap0 enslaved to br0, on the network's own subnet: the
                          containers reach the host's network through S+2 and its DNS
                          through S+3 directly, no NAT, one slirp4netns per network.
-                         Not for an --internal network: no way out at all.
+  or pasta               on a link of its own, the namespace routing and masquerading
+                         the subnet to it (outbound.py says why), and a guard process
+                         that kills it if the daemon dies. Which of the two: the
+                         client's choice (containers.conf), when the network starts.
+                         Neither for an --internal network: no way out at all.
   DNS on S+1:53          the containers' names and aliases from what the daemon knows
                          now; other names go to S+3 (dns.py)
   the members            per container: a pidfd of its init, its network namespace (an
@@ -31,17 +38,18 @@ which it starts, reaches the outside from there). For each active network it hol
 
 When a container's init exits (its pidfd), it is forgotten at once: names, forwards (the
 host ports are free again), and the fd of its network namespace, whose end takes the veth
-pairs with it. A network without members is shut down (slirp4netns, its namespace and
-the bridge go); without members and clients the daemon exits. If the daemon is killed,
-slirp4netns follows (it holds the only end of its exit pipe) and the namespaces go with
-their last reference: nothing outlives it but its run directory, which the next one
-tidies.
+pairs with it. A network without members is shut down (its helper, its namespace and
+the bridge go) unless it is kept; without members, kept networks and clients the daemon
+exits. If the daemon is killed, slirp4netns follows (it holds the only end of its exit
+pipe), pasta is killed by its guard, and the namespaces go with their last reference:
+nothing outlives it but its run directory (with the helper's pid, for network rm should
+the guard have been killed too), which network rm or the next daemon tidies.
 
 Requests come over a unix SOCK_SEQPACKET socket in the run directory, one JSON message
 each (system/channel.py): join (with the container's netns and pidfd the first time),
-leave, forget, status. A client connection keeps the daemon alive: a container being
-created holds one from before its init joins the user namespace to after it joined
-its networks.
+leave, forget, up and down (a network without containers: create --keep, rm), status.
+A client connection keeps the daemon alive: a container being created holds one from
+before its init joins the user namespace to after it joined its networks.
 """
 
 import fcntl
@@ -53,7 +61,7 @@ import time
 
 from oci.network import parse_port
 from rootless.errors import HandcarError, SetupError
-from rootless.network import dns, plumbing, slirp
+from rootless.network import dns, outbound, plumbing, slirp
 from rootless.network.definitions import LOCK, LOG, SOCKET   # the run directory's files
 from rootless.network.definitions import Network
 from rootless.system import libc
@@ -89,17 +97,28 @@ class Member:
         return next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
 
 
+class Helper:
+    """A network's way out: a running slirp4netns or pasta (outbound.py)."""
+
+    def __init__(self, program, pid, pidfd, exit_write=-1, guard=0):
+        self.program = program          # outbound.PASTA or outbound.SLIRP4NETNS
+        self.pid = pid
+        self.pidfd = pidfd
+        self.exit_write = exit_write    # slirp4netns's exit pipe, held here
+        self.guard = guard              # pasta's guard process (outbound.guard)
+
+
 class ActiveNetwork:
-    """A network while containers use it."""
+    """A network while containers use it (or, kept, from its first start on)."""
 
     def __init__(self, definition, directory):
         self.definition = definition
-        self.directory = directory      # slirp4netns's working directory: API socket, log
+        self.directory = directory      # its helper's working directory: API socket, log
         self.netns = -1
         self.dns = None                 # a socket on S+1:53 in the network's namespace
-        self.forward = None             # a socket there to ask slirp4netns's DNS with
+        self.forward = None             # a socket there to ask the helper's DNS with
         self.pending = {}               # forwarded question id -> (client, its id, deadline)
-        self.slirp = None               # (pid, pidfd, write end of its exit pipe)
+        self.helper = None              # Helper, while it runs
         self.links = {}                 # container id -> Link
         self.veths = 0
 
@@ -196,8 +215,11 @@ class Daemon:
                 if fd not in self.unwatched and fd in self.handlers:
                     self.handlers[fd](fd, events)
             self._expire_forwarded_questions()
-            if not self.clients and not self.members:
+            if not self.clients and not self.members and not self._kept():
                 self._exit_if_idle()
+
+    def _kept(self):
+        return [network for network in self.networks.values() if network.definition.keep]
 
     def _exit_if_idle(self):
         """Leave, unless a client connected in the meantime. Clients connect holding the
@@ -214,7 +236,7 @@ class Daemon:
         for network in list(self.networks.values()):
             self._shut_down(network)
         self.worker.stop()
-        _say("no container left: exiting")
+        _say("no container or kept network left: exiting")
         os._exit(0)                     # the lock goes with us
 
     # --- clients ------------------------------------------------------------------------
@@ -291,11 +313,19 @@ class Daemon:
         if definition.name in member.links:
             raise HandcarError(f"container {container_id} is already on network "
                                f"{definition.name}")
-        network = self._activate(definition)
+        network = self._activate(definition, message.get("helper"))
         try:
+            ports = message.get("ports", ())
+            if ports and network.helper and network.helper.program == outbound.PASTA:
+                raise HandcarError(f"-p: network {definition.name} reaches the outside "
+                                   "through pasta, which forwards only the ports it starts "
+                                   "with: publish ports on a network whose helper is "
+                                   "slirp4netns (containers.conf: [network] "
+                                   f"{outbound.KEY} = \"slirp4netns\", then start the "
+                                   "network anew)")
             link = self._link(network, member, message.get("ip"), message.get("aliases", ()))
             try:
-                for text in message.get("ports", ()):
+                for text in ports:
                     link.forwards.append(slirp.add_hostfwd(network.directory,
                                                            parse_port(text), link.address))
             except BaseException:
@@ -303,8 +333,7 @@ class Daemon:
                 raise
         except BaseException:
             # the container stays a member until it exits (create, failing now, kills it)
-            if not network.links:
-                self._shut_down(network)
+            self._shut_down_if_unused(network)
             raise
         _say(f"{container_id} joined {definition.name} as {link.address} ({link.interface})")
         return {"type": "joined", "address": link.address, "interface": link.interface,
@@ -324,10 +353,28 @@ class Daemon:
         self._forget(message["container"])
         return {"type": "forgotten"}
 
+    def _do_up(self, message, _fds):
+        """Start a kept network's namespace, bridge, DNS and helper now (network create
+        --keep), without a container."""
+        definition = Network(**message["network"])
+        self._activate(definition, message.get("helper"))
+        return {"type": "up"}
+
+    def _do_down(self, message, _fds):
+        """Shut a network down (network rm): refused while containers are on it."""
+        network = self.networks.get(message["network"])
+        if network is not None:
+            if network.links:
+                raise HandcarError(f"network {message['network']} still has containers "
+                                   f"linked to it ({', '.join(network.links)})")
+            self._shut_down(network)
+        return {"type": "down"}
+
     def _do_status(self, _message, _fds):
         return {"type": "status", "pid": os.getpid(), "networks": {
             name: {"subnet": network.definition.subnet, "id": network.definition.id,
-                   "slirp4netns": network.slirp[0] if network.slirp else None,
+                   "outbound": {"helper": network.helper.program, "pid": network.helper.pid}
+                   if network.helper else None,
                    "containers": {cid: {"address": link.address,
                                         "interface": link.interface,
                                         "aliases": [n for n in link.names if n != cid]}
@@ -374,13 +421,13 @@ class Daemon:
                                 if self.networks[other].definition.host), None)
                 self.worker.call(plumbing.remove_link, (member.netns,), link.interface,
                                  gateway)
-            elif network.links:       # (else the whole namespace goes, the bridge with it)
+            elif network.links or network.definition.keep:
+                # (else the whole namespace goes, the bridge with it)
                 self.worker.call(plumbing.detach_bridge_port, (network.netns,),
                                  link.host_name)
         except HandcarError as err:
             _say(f"{member.id} leaving {name}: {err}")
-        if not network.links:
-            self._shut_down(network)
+        self._shut_down_if_unused(network)
 
     def _forget(self, container_id):
         member = self.members.pop(container_id, None)
@@ -395,7 +442,9 @@ class Daemon:
 
     # --- networks -----------------------------------------------------------------------
 
-    def _activate(self, definition):
+    def _activate(self, definition, helper=None):
+        """The ActiveNetwork of `definition`, started now if it is not up: its way out
+        through `helper` (outbound.PASTA or SLIRP4NETNS, the client's choice)."""
         network = self.networks.get(definition.name)
         if network is not None:
             if (network.definition.id, network.definition.subnet) != \
@@ -415,7 +464,13 @@ class Daemon:
             if len(fds) > 2:
                 network.forward = socket.socket(fileno=fds[2])
                 network.forward.setblocking(False)
-            if not definition.internal:
+            if definition.internal:
+                pass
+            elif (helper or outbound.SLIRP4NETNS) == outbound.PASTA:
+                self._start_pasta(network)
+                self.worker.call(plumbing.attach_pasta, (network.netns, network.helper.pidfd),
+                                 definition.subnet, definition.host, definition.slirp_dns)
+            else:
                 self._start_slirp4netns(network)
                 self.worker.call(plumbing.attach_uplink, (network.netns,))
         except BaseException:
@@ -426,7 +481,9 @@ class Daemon:
         if network.forward:
             self._watch(network.forward.fileno(),
                         lambda _fd, _ev, n=network: self._forwarded_answer(n))
-        _say(f"network {definition.name} ({definition.subnet}) is up")
+        through = f", out through {network.helper.program}" if network.helper else ""
+        kept = ", kept" if definition.keep else ""
+        _say(f"network {definition.name} ({definition.subnet}{through}{kept}) is up")
         return network
 
     def _start_slirp4netns(self, network):
@@ -462,35 +519,80 @@ class Daemon:
         finally:
             os.close(ready_write)
             os.close(exit_read)
-        pidfd = os.pidfd_open(process.pid)
-        network.slirp = (process.pid, pidfd, exit_write)
-        self._watch(pidfd, lambda _fd, _ev, n=network: self._slirp_exited(n))
+        self._started(network, Helper(outbound.SLIRP4NETNS, process.pid,
+                                      os.pidfd_open(process.pid), exit_write=exit_write))
         slirp.wait_until_ready(ready_read, network.directory)
 
-    def _slirp_exited(self, network):
-        pid, pidfd, exit_write = network.slirp
-        self._unwatch(pidfd)
-        os.close(pidfd)
-        os.close(exit_write)
-        os.waitpid(pid, 0)
-        network.slirp = None
-        _say(f"network {network.definition.name}: slirp4netns (pid {pid}) exited: "
-             "its containers have no way out now")
+    def _start_pasta(self, network):
+        """pasta into the network's namespace, and its guard (outbound.guard); ready once
+        its tap device is there (plumbing.attach_pasta waits for it)."""
+        import subprocess
+        from rootless.runtime.host import find_program
+        program = find_program(outbound.PASTA)
+        if not program:
+            raise HandcarError(f"{outbound.PASTA} is not installed (install the passt "
+                               f"package; network {network.definition.name} reaches the "
+                               "outside through it, or make it --internal)")
+        argv = outbound.pasta_argv(program, f"/proc/self/fd/{network.netns}",
+                                   network.definition.slirp_dns,
+                                   os.path.join(network.directory, outbound.PASTA_LOG))
+        try:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                       cwd=network.directory, pass_fds=(network.netns,),
+                                       start_new_session=True)
+        except OSError as err:
+            raise SetupError(f"starting {program}: {err.strerror}") from None
+        helper = Helper(outbound.PASTA, process.pid, os.pidfd_open(process.pid))
+        self._started(network, helper)
+        daemon_pidfd = os.pidfd_open(os.getpid())
+        try:
+            helper.guard = os.fork()
+            if helper.guard == 0:
+                outbound.guard(daemon_pidfd, helper.pidfd)
+        finally:
+            os.close(daemon_pidfd)
+
+    def _started(self, network, helper):
+        """A helper runs for the network: watched, and its pid written down for network
+        rm, should the daemon be killed and the helper outlive it."""
+        from rootless.runtime.store import process_start_time
+        network.helper = helper
+        self._watch(helper.pidfd, lambda _fd, _ev, n=network: self._helper_exited(n))
+        with open(os.path.join(network.directory, outbound.PID_FILE), "w") as f:
+            f.write(f"{helper.pid} {process_start_time(helper.pid)}\n")
+
+    def _helper_exited(self, network):
+        helper = network.helper
+        self._stop_helper(network)
+        _say(f"network {network.definition.name}: {helper.program} (pid {helper.pid}) "
+             "exited: its containers have no way out now")
+
+    def _stop_helper(self, network):
+        """The helper killed (if it still runs) and waited for: its host ports are free."""
+        helper = network.helper
+        if helper is None:
+            return
+        self._unwatch(helper.pidfd)
+        if helper.exit_write >= 0:
+            os.close(helper.exit_write)          # slirp4netns's cue to exit
+        try:
+            os.kill(helper.pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(helper.pid, 0)
+        os.close(helper.pidfd)
+        if helper.guard:
+            os.waitpid(helper.guard, 0)          # it exits with the helper
+        network.helper = None
+
+    def _shut_down_if_unused(self, network):
+        if not network.links and not network.definition.keep:
+            self._shut_down(network)
 
     def _shut_down(self, network):
-        """slirp4netns stopped (and waited for: its host ports are free), the sockets and
-        the namespace let go of."""
-        if network.slirp:
-            pid, pidfd, exit_write = network.slirp
-            self._unwatch(pidfd)
-            os.close(exit_write)                 # its cue to exit
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
-            os.close(pidfd)
-            network.slirp = None
+        """The helper stopped, the sockets and the namespace let go of."""
+        self._stop_helper(network)
         for sock in (network.dns, network.forward):
             if sock is not None:
                 self._unwatch(sock.fileno())
@@ -502,7 +604,7 @@ class Daemon:
         if self.networks.get(network.definition.name) is network:
             del self.networks[network.definition.name]
             _say(f"network {network.definition.name} is down")
-        for name in (slirp.API_SOCKET,):
+        for name in (slirp.API_SOCKET, outbound.PID_FILE):
             try:
                 os.unlink(os.path.join(network.directory, name))
             except FileNotFoundError:
@@ -516,7 +618,7 @@ class Daemon:
         except OSError:
             return
         reply = dns.answer(packet, self._names_seen_from(network, client[0]),
-                           authoritative_only=network.forward is None or network.slirp is None)
+                           authoritative_only=network.forward is None or network.helper is None)
         if reply == dns.FORWARD:
             new_id = int.from_bytes(os.urandom(2), "big")
             while new_id in network.pending:

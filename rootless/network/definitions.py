@@ -5,8 +5,9 @@ use it is daemon.py's.
 
 A network's addresses, in its subnet S (a /24 unless --subnet says otherwise):
     S+1   the bridge, in the network's own namespace: handcar's DNS answers there
-    S+2   the host, through the network's slirp4netns (its gateway; none when internal)
-    S+3   slirp4netns's DNS forwarder (the host's resolvers), asked for names not ours
+    S+2   the containers' gateway: slirp4netns's (the host), or the network's namespace
+          routing to pasta (outbound.py); none when internal
+    S+3   the helper's DNS forwarder (the host's resolvers), asked for names not ours
     S+4.. the containers, in order unless one asks for its address (--ip)
 """
 
@@ -17,6 +18,7 @@ from oci import jsonio
 from oci.network import check_name
 from oci.record import Record
 from rootless.errors import AlreadyExists, HandcarError, NotFound
+from rootless.network.outbound import LINK_LOCAL
 
 # the daemon's run directory, in the state root ('@' is no character of a container id)
 RUN_DIR = "@networks"
@@ -40,7 +42,8 @@ class Network(Record):
         "name": None,
         "id": None,              # 64 hex digits, as podman's
         "subnet": None,          # "10.89.0.0/24"
-        "internal": False,       # no slirp4netns: no way out of the network
+        "internal": False,       # no slirp4netns or pasta: no way out of the network
+        "keep": False,           # up from `network create --keep` until `network rm`
         "created": "",
     }
 
@@ -97,7 +100,8 @@ class Network(Record):
 
     def to_json(self):
         return {"name": self.name, "id": self.id, "subnet": self.subnet,
-                "gateway": self.gateway, "internal": self.internal, "created": self.created}
+                "gateway": self.gateway, "internal": self.internal, "keep": self.keep,
+                "created": self.created}
 
 
 # --- where they are ---------------------------------------------------------------------
@@ -129,7 +133,7 @@ def _from_json(document, path):
     try:
         return Network(name=document["name"], id=document["id"], subnet=document["subnet"],
                        internal=bool(document.get("internal")),
-                       created=document.get("created", ""))
+                       keep=bool(document.get("keep")), created=document.get("created", ""))
     except (KeyError, TypeError):
         raise HandcarError(f"{path}: not a handcar network definition") from None
 
@@ -150,7 +154,7 @@ def all_networks():
     return found
 
 
-def create(name, subnet=None, internal=False):
+def create(name, subnet=None, internal=False, keep=False):
     """Define a network; its Network. The subnet is checked (or chosen) against the host's
     routes and the other networks."""
     import fcntl
@@ -160,12 +164,12 @@ def create(name, subnet=None, internal=False):
     lock = os.open(networks_dir(), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)        # two creates do not choose one subnet
-        return _create_locked(name, path, subnet, internal, rfc3339_now())
+        return _create_locked(name, path, subnet, internal, keep, rfc3339_now())
     finally:
         os.close(lock)
 
 
-def _create_locked(name, path, subnet, internal, now):
+def _create_locked(name, path, subnet, internal, keep, now):
     others = all_networks()
     if any(network.name == name for network in others):
         raise AlreadyExists(f"network {name} already exists")
@@ -176,7 +180,7 @@ def _create_locked(name, path, subnet, internal, now):
     else:
         chosen = check_subnet(subnet, taken, routes)
     network = Network(name=name, id=os.urandom(32).hex(), subnet=str(chosen),
-                      internal=internal, created=now)
+                      internal=internal, keep=keep, created=now)
     # written whole, then linked into place: two creates of one name cannot both win, and
     # no reader sees half a file
     temporary = f"{path}.{os.getpid()}.tmp"
@@ -220,6 +224,9 @@ def check_subnet(text, taken, routes):
     if not MIN_PREFIX <= subnet.prefixlen <= MAX_PREFIX:
         raise HandcarError(f"--subnet {text}: the prefix must be /{MIN_PREFIX} to "
                            f"/{MAX_PREFIX}")
+    if subnet.overlaps(LINK_LOCAL):
+        raise HandcarError(f"--subnet {text} overlaps {LINK_LOCAL}, link-local addresses "
+                           "(pasta's link in a network's namespace is one)")
     for other in taken:
         if subnet.overlaps(other):
             raise HandcarError(f"--subnet {text} overlaps {other}, another network's")

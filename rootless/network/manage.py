@@ -11,8 +11,17 @@ from rootless.network import client, definitions
 from rootless.network.definitions import run_directory
 
 
-def create(name, subnet, internal):
-    print(definitions.create(name, subnet, internal).name)
+def create(store, name, subnet, internal, keep):
+    """Define a network; a kept one is started at once (its namespace, bridge, DNS and
+    helper ready before its first container), and removed again if it cannot start."""
+    network = definitions.create(name, subnet, internal, keep)
+    if keep:
+        try:
+            client.up(store.root, network)
+        except BaseException:
+            _remove(store, network)
+            raise
+    print(network.name)
 
 
 def users(store):
@@ -47,10 +56,11 @@ def ls(store, quiet):
             print(network.name)
         return
     used = users(store)
-    rows = [("NETWORK ID", "NAME", "SUBNET", "INTERNAL", "CONTAINERS")]
+    rows = [("NETWORK ID", "NAME", "SUBNET", "INTERNAL", "KEPT", "CONTAINERS")]
     for network in networks:
         rows.append((network.id[:12], network.name, network.subnet,
-                     "yes" if network.internal else "no", str(len(used.get(network.name, ())))))
+                     "yes" if network.internal else "no", "yes" if network.keep else "no",
+                     str(len(used.get(network.name, ())))))
     print_table(rows)
 
 
@@ -65,11 +75,13 @@ def inspect(store, names):
         active = running.get(network.name)
         if active and active["id"] == network.id:
             document["containers"] = active["containers"]
-            # what runs for it: the daemon (all networks') and its slirp4netns
+            # what runs for it: the daemon (all networks') and its way out
+            document["running"] = True
             document["daemon"] = status["pid"]
-            document["slirp4netns"] = active["slirp4netns"]
+            document["outbound"] = active["outbound"]
         else:
             document["containers"] = {}
+            document["running"] = False
         documents.append(document)
     print(jsonio.dumps(documents, indent=2))
 
@@ -99,16 +111,36 @@ def prune(store):
 
 
 def _remove(store, network):
-    """The definition, and what the daemon kept for the network: nothing while it runs
-    the network (no container uses it, so it does not), else the directory a killed
-    daemon left."""
-    running = (client.status(store.root) or {}).get("networks", {})
-    if network.name in running:
-        raise HandcarError(f"network {network.name} still has containers linked to it "
-                           f"({', '.join(running[network.name]['containers'])})")
-    shutil.rmtree(os.path.join(run_directory(store.root), f"net-{network.name}"),
-                  ignore_errors=True)
+    """The definition, and what runs for the network: the daemon stops it (kept, it runs
+    without containers), and what a killed daemon left goes (its run directory, and a
+    helper that outlived it)."""
+    client.down(store.root, network.name)
+    directory = os.path.join(run_directory(store.root), f"net-{network.name}")
+    _kill_stale_helper(directory)
+    shutil.rmtree(directory, ignore_errors=True)
     definitions.remove(network.name)
+
+
+def _kill_stale_helper(directory):
+    """The helper whose pid file a killed daemon left, if it still runs (pasta's guard
+    kills it with the daemon, unless that was killed too), waited for."""
+    import time
+    from rootless.network.outbound import PID_FILE
+    from rootless.runtime.store import process_start_time
+    try:
+        with open(os.path.join(directory, PID_FILE)) as f:
+            pid, start_time = (int(word) for word in f.read().split())
+    except (OSError, ValueError):
+        return
+    if process_start_time(pid) != start_time:
+        return
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 5
+    while process_start_time(pid) == start_time and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def connect(store, network, container, aliases, ip):

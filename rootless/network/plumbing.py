@@ -19,9 +19,11 @@ from rootless.errors import SetupError
 from rootless.system import libc
 
 BRIDGE = "br0"
-UPLINK = "tap0"                  # slirp4netns's device in the network's namespace
+UPLINK = "tap0"                  # slirp4netns's (or pasta's) device in the network's namespace
 DNS_PORT = 53
 CALL_TIMEOUT = 30                # seconds for one piece of netlink work
+READY_TIMEOUT = 20               # seconds for pasta to make its device
+NAT_TABLE = "handcar"            # pasta's networks: the masquerading behind its address
 
 
 class Worker:
@@ -75,8 +77,8 @@ def _serve(channel):
     libc.prctl(libc.PR_SET_PDEATHSIG, 9)
     libc.unshare(libc.CLONE_NEWNET)
     home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)   # empty, ours
-    functions = {f.__name__: f for f in (make_namespace, attach_uplink, add_link,
-                                         remove_link, detach_bridge_port)}
+    functions = {f.__name__: f for f in (make_namespace, attach_uplink, attach_pasta,
+                                         add_link, remove_link, detach_bridge_port)}
     while True:
         message = channel.receive()
         if message is None:
@@ -147,6 +149,45 @@ def attach_uplink(netns_fd):
     with IPRoute() as netlink:
         netlink.link("set", index=_index(netlink, UPLINK), master=_index(netlink, BRIDGE),
                      state="up")
+    return None, []
+
+
+def attach_pasta(netns_fd, pasta_pidfd, subnet, containers_gateway, dns_address):
+    """pasta's tap device, once it made it, on a link of its own (outbound.py says why):
+    the containers' gateway (S+2) on the bridge, the default route and S+3 (pasta's DNS
+    forwarder) through pasta, forwarding on, and the subnet masqueraded behind the
+    namespace's address on the link."""
+    import select
+    import time
+    from pyroute2 import IPRoute
+    from pyroute2.nftables.expressions import ipv4addr, masq
+    from pyroute2.nftables.main import NFTables
+    from rootless.network import outbound
+    _enter(netns_fd)
+    deadline = time.monotonic() + READY_TIMEOUT
+    with IPRoute() as netlink:
+        while not netlink.link_lookup(ifname=UPLINK):
+            if select.select([pasta_pidfd], [], [], 0.01)[0]:
+                raise SetupError("pasta exited before it was ready (see pasta.log in the "
+                                 "network's run directory, @networks/net-NAME)")
+            if time.monotonic() > deadline:
+                raise SetupError(f"pasta did not get ready within {READY_TIMEOUT}s")
+        uplink = _index(netlink, UPLINK)
+        netlink.addr("add", index=uplink, address=outbound.LINK_ADDRESS,
+                     prefixlen=outbound.LINK.prefixlen)
+        netlink.link("set", index=uplink, state="up")
+        netlink.route("add", dst="0.0.0.0/0", gateway=outbound.LINK_GATEWAY)
+        netlink.route("add", dst=f"{dns_address}/32", gateway=outbound.LINK_GATEWAY)
+        netlink.addr("add", index=_index(netlink, BRIDGE), address=containers_gateway,
+                     prefixlen=int(subnet.split("/")[1]))
+    with open("/proc/sys/net/ipv4/ip_forward", "w") as f:    # this namespace's
+        f.write("1")
+    with NFTables(nfgen_family=2) as nft:                    # NFPROTO_IPV4
+        nft.table("add", name=NAT_TABLE)
+        nft.chain("add", table=NAT_TABLE, name="postrouting", hook="postrouting",
+                  type="nat", policy=1, priority=100)
+        nft.rule("add", table=NAT_TABLE, chain="postrouting",
+                 expressions=(ipv4addr(src=subnet), masq()))
     return None, []
 
 

@@ -218,6 +218,7 @@ def run_in_pty(argv, wait_for, answer, env=None, cwd=None, window=None):
 SLIRP4NETNS = shutil.which("slirp4netns")
 needs_slirp4netns = pytest.mark.skipif(
     SLIRP4NETNS is None, reason="slirp4netns is not installed (scripts/test installs it)")
+PASTA = shutil.which("pasta")
 
 
 def serve_a_file(directory, name, address):

@@ -3,21 +3,45 @@
 Every container here runs the busybox rootfs as an image (a rootfs directory), as the
 unprivileged user. Servers are busybox httpd serving a file of the test's; clients are
 busybox wget, whose static build here dies of SIGSEGV on a refused connection: a failure
-is told by the absence of the page in the output, never by wget's words or status."""
+is told by the absence of the page in the output, never by wget's words or status.
+
+A network's way out is pasta or slirp4netns, as a containers.conf of the test's own
+chooses (XDG_CONFIG_HOME): every test runs with handcar's default (pasta where installed),
+those marked BOTH with the other helper too."""
 
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import subprocess
 
 import pytest
 
-from harness import (HANDCAR, SLIRP4NETNS, free_port, needs_slirp4netns, serve_a_file,  # noqa: F401
-                     port_is_free, process_gone, wait_until)
+from harness import (HANDCAR, PASTA, SLIRP4NETNS, free_port, needs_slirp4netns,  # noqa: F401
+                     port_is_free, process_gone, serve_a_file, wait_until)
 from test_friendly import Friendly, friendly, name_for, storage  # noqa: F401 - fixtures
 
 PAGE = "served over a handcar network"
+DEFAULT_HELPER = "pasta" if PASTA else "slirp4netns"      # handcar's, without containers.conf
+HELPERS = ("pasta", "slirp4netns")
+# a test marked so runs under both helpers (the others under the default only)
+BOTH = pytest.mark.parametrize("helper", HELPERS, indirect=True)
+
+
+@pytest.fixture
+def helper(request, friendly, tmp_path):
+    """The network helper of this test (the default, or BOTH's parameter), chosen by a
+    containers.conf in the test's own XDG_CONFIG_HOME."""
+    chosen = getattr(request, "param", DEFAULT_HELPER)
+    if not shutil.which(chosen):
+        pytest.skip(f"{chosen} is not installed (scripts/test installs it)")
+    config = tmp_path / "xdg-config"
+    (config / "containers").mkdir(parents=True)
+    (config / "containers" / "containers.conf").write_text(
+        f'[network]\ndefault_rootless_network_cmd = "{chosen}"\n')
+    friendly.env["XDG_CONFIG_HOME"] = str(config)
+    return chosen
 
 
 class Networks:
@@ -43,18 +67,23 @@ class Networks:
         return self.friendly.handcar.root / "@networks"
 
 
+def helper_pid(document):
+    """The pid of a running network's pasta or slirp4netns, or None."""
+    return (document.get("outbound") or {}).get("pid")
+
+
 @pytest.fixture
-def networks(friendly):
+def networks(friendly, helper):
     made = Networks(friendly)
     yield made
     running = [made.inspect(name) for name in made.names
                if name in friendly("network", "ls", "-q").stdout.split()]
     pids = [pid for document in running for pid in (document.get("daemon"),
-                                                    document.get("slirp4netns")) if pid]
+                                                    helper_pid(document)) if pid]
     for name in made.names:
         friendly("network", "rm", "-f", name)
     assert wait_until(lambda: all(process_gone(pid) for pid in pids)), \
-        "the network daemon or a slirp4netns outlived the networks"
+        "the network daemon or a helper (pasta, slirp4netns) outlived the networks"
     left = sorted(set(friendly("network", "ls", "-q").stdout.split()) & set(made.names))
     assert not left, f"networks left: {left}"
 
@@ -106,8 +135,9 @@ def host_wide_server(tmp_path):
 
 # --- names --------------------------------------------------------------------------------
 
-@needs_slirp4netns
-def test_a_server_is_reached_by_name_and_alias(friendly, networks, rootfs_template, www):
+@BOTH
+def test_a_server_is_reached_by_name_and_alias(friendly, networks, helper, rootfs_template,
+                                               www):
     net = networks.create("net")
     web = serve(friendly, rootfs_template, www, name_for(friendly, "web"), "--network", net,
                 "--network-alias", "www.example")
@@ -121,9 +151,10 @@ def test_a_server_is_reached_by_name_and_alias(friendly, networks, rootfs_templa
     assert document["containers"][web]["aliases"] == ["www.example"]
     assert ipaddress.ip_address(document["containers"][web]["address"]) in \
         ipaddress.ip_network(document["subnet"])
+    assert document["outbound"]["helper"] == helper
+    assert not process_gone(document["outbound"]["pid"])
 
 
-@needs_slirp4netns
 def test_ip_asks_for_the_address(friendly, networks, rootfs_template, www):
     net = networks.create("net", "--subnet", "10.211.7.0/24")
     web = serve(friendly, rootfs_template, www, name_for(friendly, "web"), "--network", net,
@@ -139,7 +170,6 @@ def test_ip_asks_for_the_address(friendly, networks, rootfs_template, www):
     assert outside.returncode == 125 and "not a container address" in outside.stderr
 
 
-@needs_slirp4netns
 def test_a_killed_containers_name_is_gone_at_once(friendly, networks, rootfs_template, www):
     net = networks.create("net")
     web = serve(friendly, rootfs_template, www, name_for(friendly, "web"), "--network", net)
@@ -163,7 +193,6 @@ def test_a_killed_containers_name_is_gone_at_once(friendly, networks, rootfs_tem
 
 # --- connect and disconnect --------------------------------------------------------------
 
-@needs_slirp4netns
 def test_connect_and_disconnect_a_running_container(friendly, networks, rootfs_template, www):
     front, back = networks.create("front"), networks.create("back")
     db = serve(friendly, rootfs_template, www, name_for(friendly, "db"), "--network", back)
@@ -199,6 +228,7 @@ def test_a_container_not_started_on_a_network_cannot_be_connected(friendly, netw
 
 # --- isolation ---------------------------------------------------------------------------
 
+@BOTH
 def test_an_internal_network_has_no_way_out(friendly, networks, rootfs_template, www,
                                            host_wide_server):
     inside = networks.create("inside", "--internal")
@@ -213,16 +243,20 @@ def test_an_internal_network_has_no_way_out(friendly, networks, rootfs_template,
     assert reached == PAGE + "\n"                          # its own containers: yes
     assert "default" not in routes
     assert "served from the host" not in outside
-    assert networks.inspect(inside)["slirp4netns"] is None
-    if SLIRP4NETNS:                # the same wget gets through from a network with a way out
-        out = networks.create("out")
-        assert "served from the host" in client(
-            friendly, rootfs_template, out,
-            f"timeout 5 wget -q -O - http://{host}:{host_wide_server}/")
+    assert networks.inspect(inside)["outbound"] is None
+    # the same wget gets through from a network with a way out (the host by its address,
+    # through the helper), but not to the host's loopback (neither maps it)
+    out = networks.create("out")
+    reached = client(friendly, rootfs_template, out,
+                     f"timeout 5 wget -q -O - http://{host}:{host_wide_server}/; echo ---; "
+                     f"for gateway in $(ip route | sed -n 's/^default via \\([^ ]*\\).*/\\1/p'); "
+                     f"do timeout 5 wget -q -O - http://$gateway:{host_wide_server}/; done")
+    through_address, through_gateway = reached.split("---\n")
+    assert "served from the host" in through_address
+    assert "served from the host" not in through_gateway
     friendly.ok("rm", "-f", web)
 
 
-@needs_slirp4netns
 def test_two_networks_are_isolated(friendly, networks, rootfs_template, www):
     one, two = networks.create("one"), networks.create("two")
     web = serve(friendly, rootfs_template, www, name_for(friendly, "web"), "--network", one)
@@ -237,12 +271,20 @@ def test_two_networks_are_isolated(friendly, networks, rootfs_template, www):
 
 # --- ports -------------------------------------------------------------------------------
 
-@needs_slirp4netns
-def test_a_published_port_reaches_a_container_on_a_network(friendly, networks,
+@BOTH
+def test_a_published_port_reaches_a_container_on_a_network(friendly, networks, helper,
                                                            rootfs_template, www):
     import urllib.request
     net = networks.create("net")
     port = free_port()
+    if helper == "pasta":          # it forwards only the ports it starts with: refused
+        refused = friendly("run", "-d", "--name", name_for(friendly, "web"), "--network",
+                           net, "-p", f"127.0.0.1:{port}:80", str(rootfs_template), "true")
+        assert refused.returncode == 125
+        assert f"-p: network {net} reaches the outside through pasta" in refused.stderr
+        assert refused.stderr.count("\n") == 1
+        assert port_is_free(port) and networks.inspect(net)["containers"] == {}
+        return
     web = serve(friendly, rootfs_template, www, name_for(friendly, "web"), "--network", net,
                 "-p", f"127.0.0.1:{port}:80")
     page = None
@@ -276,12 +318,14 @@ def test_an_internal_network_refuses_published_ports(friendly, networks, rootfs_
 def test_create_ls_inspect_and_bad_input(friendly, networks, rootfs_template):
     net = networks.create("net", "--subnet", "10.212.0.0/16", "--internal")
     listed = friendly.ok("network", "ls").stdout.splitlines()
-    assert listed[0].split() == ["NETWORK", "ID", "NAME", "SUBNET", "INTERNAL", "CONTAINERS"]
+    assert listed[0].split() == ["NETWORK", "ID", "NAME", "SUBNET", "INTERNAL", "KEPT",
+                                 "CONTAINERS"]
     assert [line.split()[1:] for line in listed if f" {net} " in line] == \
-        [[net, "10.212.0.0/16", "yes", "0"]]
+        [[net, "10.212.0.0/16", "yes", "no", "0"]]
     document = networks.inspect(net)
-    assert (document["subnet"], document["gateway"], document["internal"],
-            document["containers"]) == ("10.212.0.0/16", "10.212.0.1", True, {})
+    assert (document["subnet"], document["gateway"], document["internal"], document["keep"],
+            document["running"], document["containers"]) == \
+        ("10.212.0.0/16", "10.212.0.1", True, False, False, {})
     for options, why in ((["--subnet", "10.212.3.0/24"], "overlaps 10.212.0.0/16"),
                          (["--subnet", "10.9.9.9/24"], "has host bits set"),
                          (["--subnet", "10.9.9.0/27"], "the prefix must be /8 to /25")):
@@ -318,12 +362,11 @@ def test_removing_a_network_in_use_is_refused_without_force(friendly, networks,
     assert user not in friendly.bundles()
 
 
-@needs_slirp4netns
 def test_nothing_is_left_after_network_rm(friendly, networks, rootfs_template, www):
     net = networks.create("net")
     web = serve(friendly, rootfs_template, www, name_for(friendly, "web"), "--network", net)
     document = networks.inspect(net)
-    daemon, slirp = document["daemon"], document["slirp4netns"]
+    daemon, slirp = document["daemon"], helper_pid(document)
     assert not process_gone(daemon) and not process_gone(slirp)
     run_dir = networks.run_dir()
     assert (run_dir / f"net-{net}").is_dir()
@@ -334,16 +377,16 @@ def test_nothing_is_left_after_network_rm(friendly, networks, rootfs_template, w
     assert friendly("state", web).returncode != 0
 
 
-@needs_slirp4netns
-def test_a_killed_daemon_leaves_nothing_and_network_rm_cleans_up(friendly, networks,
+@BOTH
+def test_a_killed_daemon_leaves_nothing_and_network_rm_cleans_up(friendly, networks, helper,
                                                                 rootfs_template, www):
     net = networks.create("net")
     web = serve(friendly, rootfs_template, www, name_for(friendly, "web"), "--network", net)
     document = networks.inspect(net)
-    daemon, slirp = document["daemon"], document["slirp4netns"]
+    daemon, slirp = document["daemon"], helper_pid(document)
     os.kill(daemon, 9)
     assert wait_until(lambda: process_gone(daemon) and process_gone(slirp)), \
-        "slirp4netns outlived the daemon"
+        f"{helper} outlived the daemon"
     assert networks.inspect(net)["containers"] == {}
     # the container lost its network with the daemon; a new container gets a new one
     other = serve(friendly, rootfs_template, www, name_for(friendly, "other"), "--network",
@@ -354,6 +397,108 @@ def test_a_killed_daemon_leaves_nothing_and_network_rm_cleans_up(friendly, netwo
         refused.stderr
     friendly.ok("network", "rm", "-f", net)
     assert not (networks.run_dir() / f"net-{net}").exists()
+
+
+# --- kept networks ----------------------------------------------------------------------
+
+def network_namespaces_of(pid):
+    """The network namespaces process `pid` holds open (the daemon: its networks')."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("net:["):
+            found.add(target)
+    return found
+
+
+def held_by_anyone(namespaces):
+    """Which of `namespaces` a process of ours still has open, or is in."""
+    held = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            links = [os.readlink(f"/proc/{pid}/ns/net")] + [
+                os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue                      # gone, or not ours
+        held |= namespaces & set(links)
+    return held
+
+
+@BOTH
+def test_a_kept_network_outlives_its_last_container(friendly, networks, helper,
+                                                   rootfs_template, www):
+    kept = networks.create("kept", "--keep")
+    document = networks.inspect(kept)
+    # up at once: a kept network is ready before its first container
+    assert (document["keep"], document["running"], document["containers"]) == \
+        (True, True, {})
+    daemon, outbound = document["daemon"], helper_pid(document)
+    assert document["outbound"]["helper"] == helper and not process_gone(outbound)
+    assert [line.split()[4] for line in friendly.ok("network", "ls").stdout.splitlines()
+            if f" {kept} " in line] == ["yes"]
+    plain = networks.create("plain")
+    for net in (kept, plain):
+        web = serve(friendly, rootfs_template, www, name_for(friendly, "web"), "--network",
+                    net)
+        assert client(friendly, rootfs_template, net, fetch(web)) == PAGE + "\n"
+        plain_helper = helper_pid(networks.inspect(plain)) if net == plain else None
+        friendly.ok("rm", "-f", web)
+    # the last containers are gone: the plain network's helper with them, not the kept one's
+    assert wait_until(lambda: process_gone(plain_helper))
+    assert networks.inspect(plain)["running"] is False
+    document = networks.inspect(kept)
+    assert (document["running"], document["containers"], document["daemon"],
+            helper_pid(document)) == (True, {}, daemon, outbound)
+    # a new container joins it, and is found by name and alias
+    again = serve(friendly, rootfs_template, www, name_for(friendly, "again"), "--network",
+                  kept, "--network-alias", "again.example")
+    assert client(friendly, rootfs_template, kept,
+                  f"{fetch(again)}; {fetch('again.example')}") == 2 * (PAGE + "\n")
+    friendly.ok("rm", "-f", again)
+    namespaces = network_namespaces_of(daemon)
+    assert namespaces, "the daemon holds no network namespace for the kept network"
+    # network rm stops it: no helper, no daemon, no namespace, no run directory
+    assert friendly.ok("network", "rm", kept).stdout == f"{kept}\n"
+    assert wait_until(lambda: process_gone(daemon) and process_gone(outbound)), \
+        "the daemon or the helper outlived network rm of a kept network"
+    assert wait_until(lambda: not held_by_anyone(namespaces)), "a namespace outlived it"
+    assert not (networks.run_dir() / f"net-{kept}").exists()
+    assert not (networks.run_dir() / "daemon.sock").exists()
+
+
+@BOTH
+def test_network_rm_cleans_up_a_kept_network_whose_daemon_was_killed(friendly, networks,
+                                                                    helper):
+    kept = networks.create("kept", "--keep")
+    document = networks.inspect(kept)
+    daemon, outbound = document["daemon"], helper_pid(document)
+    # the daemon's process group at once (its worker and pasta's guard with it)
+    os.killpg(os.getpgid(daemon), 9)
+    assert wait_until(lambda: process_gone(daemon))
+    assert networks.inspect(kept)["running"] is False
+    assert friendly.ok("network", "rm", kept).stdout == f"{kept}\n"
+    assert wait_until(lambda: process_gone(outbound)), f"{helper} outlived network rm"
+    assert not (networks.run_dir() / f"net-{kept}").exists()
+
+
+def test_prune_removes_a_kept_network_without_containers(friendly, networks,
+                                                         rootfs_template):
+    kept = networks.create("kept", "--keep", "--internal")
+    busy = networks.create("busy", "--keep", "--internal")
+    user = name_for(friendly, "user")
+    friendly.detached("run", "-d", "--name", user, "--network", busy, str(rootfs_template),
+                      "sleep", "1000")
+    daemon = networks.inspect(kept)["daemon"]
+    pruned = friendly.ok("network", "prune").stdout.split()
+    assert kept in pruned and busy not in pruned
+    assert networks.inspect(busy)["running"] is True
+    friendly.ok("rm", "-f", user)
+    assert networks.inspect(busy)["running"] is True           # kept: still up
+    friendly.ok("network", "rm", busy)
+    assert wait_until(lambda: process_gone(daemon))
 
 
 # --- handcar killed in the middle of create -----------------------------------------------

@@ -9,7 +9,7 @@ from oci import network, spec as oci_spec
 from oci.errors import SpecError
 from rootless.cli import verbs
 from rootless.errors import HandcarError
-from rootless.network import definitions, dns
+from rootless.network import definitions, dns, outbound
 from rootless.network.definitions import Network
 from rootless.network.plumbing import mac_address
 
@@ -95,7 +95,8 @@ def test_a_subnet_asked_for_is_checked():
             ("10.1.0.0/26", [], [], "/8 to /25"),
             ("fd00::/64", [], [], "IPv4"),
             ("10.1.0.0/24", [net("10.1.0.0/16")], [], "overlaps 10.1.0.0/16, another"),
-            ("10.1.0.0/24", [], [net("10.0.0.0/8")], "a route of this host")):
+            ("10.1.0.0/24", [], [net("10.0.0.0/8")], "a route of this host"),
+            ("169.254.0.0/24", [], [], "link-local")):
         with pytest.raises(HandcarError, match=why):
             definitions.check_subnet(text, taken, routes)
 
@@ -175,10 +176,68 @@ def test_network_verbs_take_the_fast_path():
                                                "--subnet", "10.5.0.0/24", "--internal", "lan"])
     assert global_values["root"] == "/r"
     assert verb.name == "network create"
-    assert values == {"subnet": "10.5.0.0/24", "internal": True, "name": "lan"}
+    assert values == {"subnet": "10.5.0.0/24", "internal": True, "keep": False,
+                      "name": "lan"}
+    _, _, values = verbs.parse(["network", "create", "--keep", "lan"])
+    assert values["keep"] is True
     _, verb, values = verbs.parse(["network", "connect", "--alias", "a", "--alias", "b",
                                    "lan", "web"])
     assert (verb.name, values["aliases"], values["network"], values["container"]) == \
         ("network connect", ("a", "b"), "lan", "web")
     assert verbs.parse(["network"]) is None                   # the group's help: click's
     assert verbs.parse(["network", "nope"]) is None
+
+
+# --- the way out: containers.conf --------------------------------------------------------
+
+def test_containers_conf_files_are_podmans(monkeypatch, tmp_path):
+    monkeypatch.delenv("CONTAINERS_CONF", raising=False)
+    monkeypatch.delenv("CONTAINERS_CONF_OVERRIDE", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    drop_ins = tmp_path / "containers" / "containers.conf.d"
+    drop_ins.mkdir(parents=True)
+    for name in ("b.conf", "a.conf", "c.txt"):
+        (drop_ins / name).write_text("")
+    files = outbound.containers_conf_files(uid=1000)
+    assert files[:1] == ["/usr/share/containers/containers.conf"]
+    assert "/etc/containers/containers.conf" in files
+    assert files[-3:] == [str(tmp_path / "containers" / "containers.conf"),
+                          str(drop_ins / "a.conf"), str(drop_ins / "b.conf")]
+    monkeypatch.setenv("CONTAINERS_CONF", "/only.conf")
+    monkeypatch.setenv("CONTAINERS_CONF_OVERRIDE", "/last.conf")
+    assert outbound.containers_conf_files() == ["/only.conf", "/last.conf"]
+
+
+def test_the_last_file_that_chooses_a_helper_wins(tmp_path):
+    first, second, other = tmp_path / "1.conf", tmp_path / "2.conf", tmp_path / "3.conf"
+    first.write_text('[network]\ndefault_rootless_network_cmd = "slirp4netns"\n')
+    second.write_text('[network]\ndefault_rootless_network_cmd = "pasta"\n')
+    other.write_text('[engine]\ncgroup_manager = "cgroupfs"\n')
+    files = [str(first), str(tmp_path / "missing.conf"), str(second), str(other)]
+    assert outbound.configured_helper(files) == "pasta"
+    assert outbound.configured_helper(files[:2]) == "slirp4netns"
+    assert outbound.configured_helper([str(other)]) is None
+    bad = tmp_path / "bad.conf"
+    bad.write_text('[network]\ndefault_rootless_network_cmd = "vpnkit"\n')
+    with pytest.raises(HandcarError, match="handcar knows 'pasta' and 'slirp4netns'"):
+        outbound.configured_helper([str(bad)])
+    bad.write_text("[network\n")
+    with pytest.raises(HandcarError, match="not valid TOML"):
+        outbound.configured_helper([str(bad)])
+
+
+def test_without_a_choice_pasta_where_installed(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONTAINERS_CONF", str(tmp_path / "none.conf"))
+    monkeypatch.delenv("CONTAINERS_CONF_OVERRIDE", raising=False)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert outbound.choose_helper() == "slirp4netns"
+    program = bin_dir / "pasta"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    assert outbound.choose_helper() == "pasta"
+    (tmp_path / "none.conf").write_text('[network]\ndefault_rootless_network_cmd = '
+                                        '"slirp4netns"\n')
+    with pytest.raises(HandcarError, match="chooses slirp4netns .* not installed"):
+        outbound.choose_helper()
