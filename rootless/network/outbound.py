@@ -12,7 +12,8 @@ overrides an earlier one):
     $XDG_CONFIG_HOME/containers/containers.conf (else ~/.config/...), then its .conf.d/*.conf;
     $CONTAINERS_CONF_OVERRIDE last.
 
-Without the key: pasta where it is installed, else slirp4netns (podman 5's default).
+Without the key: slirp4netns where it is installed (podman 4's default, and the one that
+publishes ports: this pasta takes its ports only on its command line), else pasta.
 
 How pasta serves a network (daemon.py starts it; plumbing.attach_pasta wires it). Unlike
 slirp4netns, pasta serves one guest address: its replies go to the last address it saw.
@@ -99,12 +100,12 @@ def configured_helper(files=None):
 
 def choose_helper():
     """The program a network's way out runs through: containers.conf's choice, else
-    pasta where installed, else slirp4netns. HandcarError when the chosen one (or
+    slirp4netns where installed, else pasta. HandcarError when the chosen one (or
     either) is not installed."""
     from rootless.runtime.host import find_program
     chosen = configured_helper()
     if chosen is None:
-        return PASTA if find_program(PASTA) else SLIRP4NETNS
+        return SLIRP4NETNS if find_program(SLIRP4NETNS) else PASTA
     if not find_program(chosen):
         package = "passt" if chosen == PASTA else SLIRP4NETNS
         raise HandcarError(f"containers.conf chooses {chosen} for networks' way out, and "

@@ -6,8 +6,8 @@ busybox wget, whose static build here dies of SIGSEGV on a refused connection: a
 is told by the absence of the page in the output, never by wget's words or status.
 
 A network's way out is pasta or slirp4netns, as a containers.conf of the test's own
-chooses (XDG_CONFIG_HOME): every test runs with handcar's default (pasta where installed),
-those marked BOTH with the other helper too."""
+chooses (XDG_CONFIG_HOME): every test runs with handcar's default (slirp4netns where
+installed), those marked BOTH with the other helper too."""
 
 import ipaddress
 import json
@@ -23,7 +23,7 @@ from harness import (HANDCAR, PASTA, SLIRP4NETNS, free_port, needs_slirp4netns, 
 from test_friendly import Friendly, friendly, name_for, storage  # noqa: F401 - fixtures
 
 PAGE = "served over a handcar network"
-DEFAULT_HELPER = "pasta" if PASTA else "slirp4netns"      # handcar's, without containers.conf
+DEFAULT_HELPER = "slirp4netns" if SLIRP4NETNS else "pasta"   # handcar's, without containers.conf
 HELPERS = ("pasta", "slirp4netns")
 # a test marked so runs under both helpers (the others under the default only)
 BOTH = pytest.mark.parametrize("helper", HELPERS, indirect=True)

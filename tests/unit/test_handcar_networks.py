@@ -226,17 +226,18 @@ def test_the_last_file_that_chooses_a_helper_wins(tmp_path):
         outbound.configured_helper([str(bad)])
 
 
-def test_without_a_choice_pasta_where_installed(monkeypatch, tmp_path):
+def test_without_a_choice_slirp4netns_where_installed(monkeypatch, tmp_path):
     monkeypatch.setenv("CONTAINERS_CONF", str(tmp_path / "none.conf"))
     monkeypatch.delenv("CONTAINERS_CONF_OVERRIDE", raising=False)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     monkeypatch.setenv("PATH", str(bin_dir))
-    assert outbound.choose_helper() == "slirp4netns"
-    program = bin_dir / "pasta"
-    program.write_text("#!/bin/sh\n")
-    program.chmod(0o755)
-    assert outbound.choose_helper() == "pasta"
+    for name in ("pasta", "slirp4netns"):
+        program = bin_dir / name
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o755)
+        assert outbound.choose_helper() == name      # pasta alone, then with slirp4netns
+    (bin_dir / "slirp4netns").unlink()
     (tmp_path / "none.conf").write_text('[network]\ndefault_rootless_network_cmd = '
                                         '"slirp4netns"\n')
     with pytest.raises(HandcarError, match="chooses slirp4netns .* not installed"):
