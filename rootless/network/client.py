@@ -201,6 +201,9 @@ class Setup:
     def take_namespaces(self, fds):
         self.namespaces = fds
 
+    def begin(self, record, init_pid):
+        """Nothing to start before init is ready: attach joins the networks."""
+
     def attach(self, record, init_pid):
         """Once the container's init exists: join each network (the first gets the
         published ports); the addresses saved in the record."""

@@ -15,8 +15,11 @@ in the container's init, with one ioctl: rootless/child/init.py.)
               ours, so this is the one thing that lives exactly as long as the container.
 
 The pids of slirp4netns and the watcher (with their start times) are in the record, so
-delete (and a failed create) kill whatever of them still runs, and wait for slirp4netns
-to be gone: its host ports are free again when delete returns.
+delete (and a failed create) kill whatever of them still runs. Where ports were published,
+delete waits for slirp4netns to be gone: its host ports are free again when delete
+returns. Otherwise it does not wait for the exit the kill began: slirp4netns's sandbox
+is a mount namespace of its own, whose teardown waits for an RCU grace period (10-30 ms
+here, a third of a `run --rm`'s time).
 """
 
 import os
@@ -44,6 +47,7 @@ class Setup:
         for mapping in settings.ports:
             check_port_free(mapping)
         self.namespaces = None               # fds of the container's user and net ns
+        self.ready = None                    # slirp4netns's ready pipe, once begun
 
     def prepare(self, spec):
         """The spec to launch: slirp4netns changes nothing in it."""
@@ -54,21 +58,26 @@ class Setup:
         (its init, once it changed ids, is out of our reach through /proc/PID/ns)."""
         self.namespaces = fds
 
+    def begin(self, record, init_pid):
+        """As soon as init exists (on_init): start slirp4netns and its watcher, their
+        pids saved in the record, so that slirp4netns gets ready while init builds the
+        container's root."""
+        self.ready = self._start_slirp4netns(record, init_pid, process_start_time(init_pid))
+
     def attach(self, record, init_pid):
-        """Once the container's init waits for start: slirp4netns ready, ports published;
-        slirp4netns's and the watcher's pids saved in the record."""
-        ready = self._start_slirp4netns(record, init_pid, process_start_time(init_pid))
+        """Once the container's init waits for start: slirp4netns ready, ports published."""
+        ready, self.ready = self.ready, None
         wait_until_ready(ready, record.path)
         for mapping in self.settings.ports:
             publish(record, mapping)
         self.close()
 
     def close(self):
-        """Let go of the container's namespaces. slirp4netns and the watcher are stopped
-        through the record: stop()."""
-        for fd in self.namespaces or ():
+        """Let go of the container's namespaces (and the ready pipe). slirp4netns and the
+        watcher are stopped through the record: stop()."""
+        for fd in tuple(self.namespaces or ()) + ((self.ready,) if self.ready is not None else ()):
             os.close(fd)
-        self.namespaces = None
+        self.namespaces = self.ready = None
 
     def _start_slirp4netns(self, record, init_pid, init_start_time):
         """Spawn slirp4netns and its watcher, record them; the read end of the ready pipe."""
@@ -299,7 +308,9 @@ def check_port_free(mapping):
 # --- delete -----------------------------------------------------------------------------
 
 def stop(record):
-    """Kill slirp4netns and the watcher if they still run, and wait for them to be gone
-    (a killed slirp4netns's host ports are free once it is)."""
+    """Kill slirp4netns and the watcher if they still run; where ports were published,
+    wait for them to be gone (a killed slirp4netns's host ports are free once it is)."""
+    from oci.network import PORTS_ANNOTATION
     from rootless.runtime.processes import stop_recorded
-    stop_recorded(record.id, record.data.get("network") or {})
+    published = bool((record.data.get("annotations") or {}).get(PORTS_ANNOTATION))
+    stop_recorded(record.id, record.data.get("network") or {}, wait=published)

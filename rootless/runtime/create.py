@@ -149,10 +149,11 @@ def create(store, container_id, bundle, options, foreground=False):
             hooks.run(spec.hooks, "createRuntime", state)
             return state
 
-        def take_namespaces(fds):
+        def take_namespaces(pid, fds):
             named = dict(zip(launch.send_namespaces, fds))
             if net:
                 net.take_namespaces((named["user"], named["net"]))
+                net.begin(record, pid)
             if root_mount:
                 user = os.dup(named["user"]) if net else named["user"]
                 root_mount.take_namespaces(user, named["mnt"])

@@ -75,9 +75,9 @@ def hold_until_exit(pidfd, keep):
         pass
 
 
-def stop_recorded(container_id, processes):
+def stop_recorded(container_id, processes, wait=True):
     """Kill the processes of `processes` ({name: [pid, start time]}, as a record keeps
-    them) that still run, and wait until they are gone."""
+    them) that still run, and (unless not `wait`) wait until they are gone."""
     import time
     from rootless.runtime.store import process_start_time
     running = []
@@ -89,7 +89,7 @@ def stop_recorded(container_id, processes):
             except ProcessLookupError:
                 pass
     deadline = time.monotonic() + STOP_TIMEOUT
-    for name, pid, start_time in running:
+    for name, pid, start_time in running if wait else ():
         while process_start_time(pid) == start_time:
             if time.monotonic() > deadline:
                 raise HandcarError(f"container {container_id}: {name} (pid {pid}) did not "

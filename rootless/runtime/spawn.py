@@ -53,7 +53,8 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None, on_mount
     make them all (init.namespaces_at_birth); otherwise an intermediate process joins and
     makes them, and forks it. Either is forked into `cgroup` where it can be; otherwise
     `place(pid)` puts it where it belongs, or else it is moved into `cgroup`.
-    `on_init(fds)` takes the container's namespaces as fds when launch.send_namespaces
+    `on_init(pid, fds)` takes init's pid and the container's namespaces as fds when
+    launch.send_namespaces
     names them (in its order); `on_mount_root(init_pid, data)` mounts init's root when
     init asks (launch.mount_root)."""
     from rootless.system.channel import Channel
@@ -100,7 +101,7 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None, on_mount
                 set_oom_score_adj(launch.spec.process.oom_score_adj, log.warning, pid)
             prepare(pid)
             if on_init:
-                on_init(fds)
+                on_init(pid, fds)
             stage("init")
         return parent_end, answer(parent_end, children, prepare, on_hooks, on_init,
                                   on_mount_root=on_mount_root)
@@ -155,7 +156,7 @@ def answer(channel, children, prepare, on_hooks=None, on_init=None, reap=_reap,
         elif kind == protocol.INIT:
             children.init = message["pid"]
             if on_init:
-                on_init(message.get("fds", []))
+                on_init(children.init, message.get("fds", []))
             reap(children.intermediate)
             children.intermediate = 0
             stage("init")

@@ -128,13 +128,13 @@ def test_the_loop_prepares_names_init_runs_the_hooks_and_waits_for_ready(capsys)
     children = spawn.Children(99, 0)
     init = spawn.answer(channel, children, prepare,
                         on_hooks=lambda pid: calls.append(("hooks", pid)) or "STATE",
-                        on_init=lambda fds: calls.append(("init", fds)),
+                        on_init=lambda pid, fds: calls.append(("init", pid, fds)),
                         reap=lambda pid: calls.append(("reap", pid)))
     channel.send(protocol.GO)
     thread.join(5)
     assert init == 4242 and (children.intermediate, children.init) == (0, 4242)
     # the hooks run once init is known, after the intermediate is reaped
-    assert calls == [("prepare", 99), ("init", []), ("reap", 99), ("hooks", 4242)]
+    assert calls == [("prepare", 99), ("init", 4242, []), ("reap", 99), ("hooks", 4242)]
     assert received == [protocol.PREPARED, protocol.HOOKS_DONE, protocol.GO]
     assert "ignoring capability CAP_X" in capsys.readouterr().err
 
