@@ -32,6 +32,11 @@ def run(argv=None):
         status = exit_status(err)
     except KeyboardInterrupt:
         status = 130
+    except BrokenPipeError:
+        # whoever read our output stopped (`handcar list | head -1`, `grep -q`): not an
+        # error of ours to report, and nothing more of it to write
+        _stop_writing_stdout()
+        status = 0
     except OSError as err:
         from rootless.errors import os_error_message
         log.error(os_error_message(err))
@@ -51,9 +56,18 @@ def _leave(status):
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 stream.flush()
+    except BrokenPipeError:
+        pass                              # the reader is gone: see run()
     except (OSError, ValueError):
-        sys.exit(status)                  # e.g. a closed pipe: Python reports it, as ever
+        sys.exit(status)                  # e.g. a full disk: Python reports it, as ever
     os._exit(status)
+
+
+def _stop_writing_stdout():
+    """Point stdout at /dev/null: what is left in its buffer has nowhere to go."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def _dispatch(argv):

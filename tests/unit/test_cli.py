@@ -114,3 +114,16 @@ def test_runc_and_crun_global_flags_are_accepted(tmp_path, flags):
 def test_exec_needs_a_command_or_a_process_file(tmp_path):
     result = handcar("--root", str(tmp_path), "exec", "box")
     assert result.returncode == 2 and "missing the command" in result.stderr
+
+
+def test_a_reader_that_stops_early_is_no_error():
+    """`handcar features | head -1`: the pipe closes under handcar's output."""
+    import os
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "rootless", "features"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (0, "")
