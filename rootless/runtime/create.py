@@ -139,7 +139,7 @@ def create(store, container_id, bundle, options, foreground=False):
                         pass_fds=listen_count + options.preserve_fds,
                         no_pivot=options.no_pivot, no_new_keyring=options.no_new_keyring,
                         pause_for_hooks=any(spec.hooks.get(kind) for kind in CREATE_HOOKS),
-                        send_namespaces=("user", "net") * bool(net) + ("mnt",) * bool(root_mount),
+                        send_namespaces=_namespaces_to_send(net, root_mount),
                         mount_root=bool(root_mount))
 
         def run_create_hooks(pid):
@@ -193,6 +193,20 @@ def create(store, container_id, bundle, options, foreground=False):
         cgroups.close()
         if listener:
             listener.close()
+
+
+def _namespaces_to_send(net, root_mount):
+    """The container's namespaces create takes as fds (Launch.send_namespaces): the
+    network set-up joins its user and network namespaces, the root mount's watcher its
+    user and mount namespaces."""
+    names = ()
+    if net or root_mount:
+        names += ("user",)
+    if net:
+        names += ("net",)
+    if root_mount:
+        names += ("mnt",)
+    return names
 
 
 def discard(record, pid):

@@ -72,6 +72,10 @@ def test_the_store_mounts_with_fuse_overlayfs_and_the_image_is_whole(fuse):
     result = fuse("run", "--rm", "-u", "33", fuse.image, "sh", "-c", script)
     assert result.stdout.split() == ["fuse.fuse-overlayfs", "33", "www", "www", "more",
                                      "refused", "0"], result.stderr
+    # without a network of its own to set up, too (create then sends the watcher only the
+    # user and mount namespaces)
+    assert fuse.ok("run", "--rm", "--network", "none", fuse.image, "cat",
+                   "/srv/owned-by-33").stdout == "www\n"
 
 
 def test_a_containers_writes_live_in_its_own_layer_until_it_is_removed(fuse):
