@@ -92,6 +92,7 @@ class ImageStore:
         self.links_dir = os.path.join(self.root, "l")
         self.tmp = os.path.join(self.root, "tmp")
         self._ready = False
+        self._program = None                  # mount_program(), once found
 
     # --- lookup -------------------------------------------------------------------------
 
@@ -179,7 +180,8 @@ class ImageStore:
 
     def _choose_driver(self):
         from rootless.image.config import storage_conf
-        from rootless.system.fuse_overlay import find_program
+        from rootless.runtime.host import find_program
+        from rootless.system.fuse_overlay import PROGRAM
         wanted, program = storage_conf()
         if wanted == "vfs":
             return "vfs"
@@ -188,7 +190,7 @@ class ImageStore:
             return "fuse-overlayfs"
         if self._overlay_works(None):
             return "overlay"
-        program = find_program()
+        program = find_program(PROGRAM)
         if program and self._overlay_works(program):
             log.debug("overlayfs cannot be mounted in a user namespace here (Linux 5.11 "
                       "or later can): containers' roots are mounted with fuse-overlayfs")
@@ -200,16 +202,19 @@ class ImageStore:
         return "vfs"
 
     def mount_program(self):
-        """fuse-overlayfs's path where the store mounts with it, else None."""
-        if self.driver() != "fuse-overlayfs":
-            return None
+        """fuse-overlayfs's path where the store mounts with it, else None (looked for
+        once: a pull asks for every layer)."""
+        if self._program or self.driver() != "fuse-overlayfs":
+            return self._program
         from rootless.image.config import storage_conf
-        from rootless.system.fuse_overlay import find_program
-        program = storage_conf()[1] or find_program()
+        from rootless.runtime.host import find_program
+        from rootless.system.fuse_overlay import PROGRAM
+        program = storage_conf()[1] or find_program(PROGRAM)
         if not program:
             raise ImageError(f"the image store {self.root} mounts layers with "
                              "fuse-overlayfs, which is not installed (apt-get install "
                              "fuse-overlayfs)")
+        self._program = program
         return program
 
     def _overlay_works(self, program):

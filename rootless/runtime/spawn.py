@@ -54,9 +54,8 @@ def spawn(launch, on_hooks=None, cgroup=None, place=None, on_init=None, on_mount
     makes them, and forks it. Either is forked into `cgroup` where it can be; otherwise
     `place(pid)` puts it where it belongs, or else it is moved into `cgroup`.
     `on_init(pid, fds)` takes init's pid and the container's namespaces as fds when
-    launch.send_namespaces
-    names them (in its order); `on_mount_root(init_pid, data)` mounts init's root when
-    init asks (launch.mount_root)."""
+    launch.send_namespaces names them (in its order); `on_mount_root(init_pid, data)`
+    mounts init's root when init asks (launch.mount_root)."""
     from rootless.system.channel import Channel
     from rootless.child import protocol
     from rootless.child.init import (before_fork, init_born_in_namespaces, intermediate,

@@ -20,15 +20,6 @@ KERNEL_ONLY = ("userxattr",)    # overlayfs options fuse-overlayfs does not take
 NOISE = "unknown argument ignored"   # what fuse-overlayfs says of options libfuse passes on
 
 
-def find_program(path=None):
-    """The fuse-overlayfs executable on PATH, or None."""
-    for directory in (path or os.environ.get("PATH") or "/usr/bin:/bin").split(":"):
-        candidate = os.path.join(directory or ".", PROGRAM)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return os.path.abspath(candidate)
-    return None
-
-
 def mount_data(overlay_data):
     """fuse-overlayfs's -o value for overlayfs's mount data (comma-separated): the
     kernel-only options dropped, allow_other added (the container's processes run as
@@ -75,8 +66,8 @@ def _exec_daemon(program, data, target, log_fd):
         os.dup2(log_fd, 2)
         close_fds_from(3, keep=())        # none of the caller's pipes, locks or terminal
         os.execv(program, [program, "-f", "-o", data, target])
-    except OSError as err:
-        os.write(log_fd, f"{program}: {err.strerror}\n".encode())
+    except OSError as err:                # (stderr is the log by now; log_fd is closed)
+        os.write(2, f"{program}: {err.strerror}\n".encode())
     finally:
         os._exit(code)
 

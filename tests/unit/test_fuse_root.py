@@ -93,10 +93,11 @@ def test_the_store_prefers_the_kernels_overlayfs_then_fuse_overlayfs_then_copies
     """Where no storage.conf chooses: each probe is a mount in a user namespace
     (faked here: this machine's kernel can)."""
     from rootless.image import store as image_store
-    from rootless.system import fuse_overlay
+    from rootless.runtime import host
     monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(tmp_path / "none.conf"))
     monkeypatch.delenv("STORAGE_DRIVER", raising=False)
-    monkeypatch.setattr(fuse_overlay, "find_program", lambda path=None: program)
+    monkeypatch.setattr(host, "find_program",
+                        lambda name, also=(): program if name == "fuse-overlayfs" else None)
     probes = []
 
     def probe(self, mount_program):
